@@ -1,0 +1,1 @@
+"""The compiler: checkpoint -> model package (see compile.py for the pipeline)."""

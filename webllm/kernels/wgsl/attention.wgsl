@@ -1,0 +1,85 @@
+// Causal attention of the step's tokens over the KV cache (GQA), one workgroup per (head, token):
+//   out[t, h, :] = sum_j softmax_j(q[t, h, :] . k[kh, j, :] * SCALE) v[kh, j, :],  kh = h / (NQ/NKV)
+//   over cache positions j in [max(0, p + 1 - WINDOW), p] where p = step.past + t (WINDOW 0: no window).
+// Online softmax over blocks of 64 positions: thread j scores position j0 + j, then every thread
+// accumulates its own output dims d = lid, lid + 64, ... over the block.
+// Bindings: 0 step; 1 q [T, NQ*HD] act; 2 k_cache [NKV, CAP, HD] act; 3 v_cache; 4 out [T, NQ*HD] act.
+// Grid: x = NQ, y = T.
+{{HEADER}}
+const NQ: u32 = {{NQ}}u;
+const NKV: u32 = {{NKV}}u;
+const HD: u32 = {{HD}}u;
+const CAP: u32 = {{CAP}}u;
+const WINDOW: u32 = {{WINDOW}}u;
+const SCALE: f32 = {{SCALE}};
+const DPT: u32 = (HD + 63u) / 64u;  // output dims per thread
+
+@group(0) @binding(1) var<storage, read> q: array<act>;
+@group(0) @binding(2) var<storage, read> k_cache: array<vec4<act>>;
+@group(0) @binding(3) var<storage, read> v_cache: array<act>;
+@group(0) @binding(4) var<storage, read_write> out: array<act>;
+
+var<workgroup> qs: array<vec4<f32>, HD / 4u>;
+var<workgroup> ps: array<f32, 64>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let h = wid.x;
+    let t = wid.y;
+    let kh = h / (NQ / NKV);
+    let p = step.past + t;
+    let kv_len = p + 1u;
+    var start = 0u;
+    if (WINDOW > 0u && kv_len > WINDOW) { start = kv_len - WINDOW; }
+    let qbase = t * NQ * HD + h * HD;
+    for (var d = lid; d < HD / 4u; d += 64u) {
+        qs[d] = vec4<f32>(f32(q[qbase + 4u * d]), f32(q[qbase + 4u * d + 1u]),
+                          f32(q[qbase + 4u * d + 2u]), f32(q[qbase + 4u * d + 3u])) * SCALE;
+    }
+    workgroupBarrier();
+
+    let cache = kh * CAP * HD;
+    var m = -1e30;
+    var l = 0.0;
+    var acc: array<f32, DPT>;
+    for (var j0 = start; j0 < kv_len; j0 += 64u) {
+        let j = j0 + lid;
+        var s = -1e30;
+        if (j < kv_len) {
+            s = 0.0;
+            let kb = (cache + j * HD) / 4u;
+            for (var d = 0u; d < HD / 4u; d++) {
+                s += dot(qs[d], vec4<f32>(k_cache[kb + d]));
+            }
+        }
+        ps[lid] = s;
+        workgroupBarrier();
+        var bm = -1e30;
+        for (var i = 0u; i < 64u; i++) { bm = max(bm, ps[i]); }
+        let nm = max(m, bm);
+        workgroupBarrier();
+        ps[lid] = exp(s - nm);
+        workgroupBarrier();
+        let alpha = exp(m - nm);
+        var bl = 0.0;
+        for (var i = 0u; i < 64u; i++) { bl += ps[i]; }
+        l = l * alpha + bl;
+        let n = min(64u, kv_len - j0);
+        for (var e = 0u; e < DPT; e++) {
+            let d = lid + 64u * e;
+            if (d < HD) {
+                var a = acc[e] * alpha;
+                for (var i = 0u; i < n; i++) {
+                    a += ps[i] * f32(v_cache[cache + (j0 + i) * HD + d]);
+                }
+                acc[e] = a;
+            }
+        }
+        m = nm;
+        workgroupBarrier();
+    }
+    for (var e = 0u; e < DPT; e++) {
+        let d = lid + 64u * e;
+        if (d < HD) { out[qbase + d] = act(acc[e] / l); }
+    }
+}

@@ -1,0 +1,13 @@
+// Shared prelude of every kernel. `act` is the activation storage type of the device profile
+// (f32, or f16 with shader-f16); arithmetic is always done in f32.
+{{ENABLE_F16}}
+alias act = {{ACT}};
+
+// The per-step uniform, written once per step by the runtime (16 bytes).
+struct Step {
+    n_tokens: u32,  // tokens in this step (1 for decode, <= prefill chunk for prefill)
+    past: u32,      // tokens already in the KV cache: position of this step's first token
+    counter: u32,   // step counter (seed for sampling)
+    flags: u32,
+}
+@group(0) @binding(0) var<uniform> step: Step;

@@ -1,0 +1,14 @@
+// Weight format f16: w [N, K] as f16 pairs in u32 (low half first); 4 vec4<u32> per group of 32.
+// unpack2x16float is core WGSL, so this format also runs on adapters without shader-f16.
+@group(0) @binding({{B}}) var<storage, read> {{P}}w: array<vec4<u32>>;
+
+fn {{P}}load_group(row: u32, g: u32) -> array<vec4<f32>, 8> {
+    let base = (row * {{P}}KG + g) * 4u;
+    var o: array<vec4<f32>, 8>;
+    for (var j = 0u; j < 4u; j++) {
+        let v = {{P}}w[base + j];
+        o[2u * j] = vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y));
+        o[2u * j + 1u] = vec4<f32>(unpack2x16float(v.z), unpack2x16float(v.w));
+    }
+    return o;
+}

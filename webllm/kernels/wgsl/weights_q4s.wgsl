@@ -1,0 +1,19 @@
+// Weight format q4s: symmetric 4-bit, group 32. q [N, K/32] vec4<u32> (nibble i of word j = element
+// 8j+i of the group); scales [N*K/32] ({{SCALE}}). W[n, k] = (nibble - 8) * scale[n*K/32 + k/32].
+@group(0) @binding({{B}}) var<storage, read> {{P}}q: array<vec4<u32>>;
+@group(0) @binding({{B1}}) var<storage, read> {{P}}s: array<{{SCALE_ELEM}}>;
+
+fn {{P}}scale(i: u32) -> f32 { {{SCALE_LOAD}} }
+
+fn {{P}}load_group(row: u32, g: u32) -> array<vec4<f32>, 8> {
+    let i = row * {{P}}KG + g;
+    let q = {{P}}q[i];
+    let s = {{P}}scale(i);
+    var o: array<vec4<f32>, 8>;
+    for (var j = 0u; j < 4u; j++) {
+        let w = q[j];
+        o[2u * j] = (vec4<f32>((vec4<u32>(w, w >> 4u, w >> 8u, w >> 12u)) & vec4<u32>(15u)) - 8.0) * s;
+        o[2u * j + 1u] = (vec4<f32>((vec4<u32>(w >> 16u, w >> 20u, w >> 24u, w >> 28u)) & vec4<u32>(15u)) - 8.0) * s;
+    }
+    return o;
+}

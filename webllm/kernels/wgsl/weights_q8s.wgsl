@@ -1,0 +1,24 @@
+// Weight format q8s: symmetric 8-bit, group 32 (GGUF Q8_0 kept as is). q [N*K/4] u32, 2 vec4<u32>
+// per group, int8 lane i of a word = element 4w+i; scales [N*K/32] f16. W[n, k] = int8 * scale.
+@group(0) @binding({{B}}) var<storage, read> {{P}}q: array<vec4<u32>>;
+@group(0) @binding({{B1}}) var<storage, read> {{P}}s: array<u32>;
+
+fn {{P}}i8x4(w: u32) -> vec4<f32> {
+    // sign-extend each byte with an arithmetic right shift
+    return vec4<f32>(vec4<i32>(bitcast<i32>(w << 24u), bitcast<i32>(w << 16u), bitcast<i32>(w << 8u), bitcast<i32>(w)) >> vec4<u32>(24u));
+}
+
+fn {{P}}load_group(row: u32, g: u32) -> array<vec4<f32>, 8> {
+    let i = row * {{P}}KG + g;
+    let p = unpack2x16float({{P}}s[i >> 1u]);
+    let s = select(p.x, p.y, (i & 1u) == 1u);
+    var o: array<vec4<f32>, 8>;
+    for (var j = 0u; j < 2u; j++) {
+        let v = {{P}}q[i * 2u + j];
+        o[4u * j] = {{P}}i8x4(v.x) * s;
+        o[4u * j + 1u] = {{P}}i8x4(v.y) * s;
+        o[4u * j + 2u] = {{P}}i8x4(v.z) * s;
+        o[4u * j + 3u] = {{P}}i8x4(v.w) * s;
+    }
+    return o;
+}

@@ -1,0 +1,1 @@
+"""Quantization: weight formats (formats.py) and the modes that choose them (quantize.py)."""

@@ -1,0 +1,36 @@
+"""Adapter and device: pick the adapter, request features and the adapter's maximum limits."""
+
+from __future__ import annotations
+
+from webllm.errors import AdapterError
+
+_LIMITS = ("max-storage-buffer-binding-size", "max-buffer-size", "max-compute-workgroup-storage-size",
+           "max-storage-buffers-per-shader-stage", "max-compute-invocations-per-workgroup")
+
+
+def request_device(want_features: list[str] | None = None):
+    """Return (adapter, device). Requests shader-f16 and subgroups where present, limits at maximum."""
+    try:
+        import wgpu
+    except ImportError as e:  # pragma: no cover - wgpu is a dependency
+        raise AdapterError(f"the wgpu package is not installed ({e})") from None
+    try:
+        adapter = wgpu.gpu.request_adapter_sync(power_preference="high-performance")
+    except Exception as e:  # wgpu raises a bare RuntimeError when no Vulkan/Metal/D3D12 driver is found
+        raise AdapterError(
+            f"no WebGPU adapter found ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+            "on Linux without a GPU install Mesa's lavapipe (apt install mesa-vulkan-drivers)"
+        ) from None
+    if adapter is None:
+        raise AdapterError("no WebGPU adapter found")
+    feats = set(adapter.features)
+    wanted = list(want_features or []) + ["shader-f16", "subgroup"]
+    required = [f for f in dict.fromkeys(wanted) if f in feats]
+    limits = {k: adapter.limits[k] for k in _LIMITS if k in adapter.limits}
+    device = adapter.request_device_sync(required_features=required, required_limits=limits)
+    return adapter, device
+
+
+def adapter_name(adapter) -> str:
+    info = adapter.info
+    return f"{info.get('device', '?')} ({info.get('backend_type', '?')})"

@@ -1,0 +1,243 @@
+"""Model: a loaded package on a WebGPU device, stepping prefill and decode with one compute pass each.
+
+Everything is allocated at load: weight buffers, the plan's activation buffers and KV caches, one
+pipeline per kernel and one bind group per dispatch. A step writes the 16-byte uniform (token count,
+KV length, counter), encodes the plan's dispatches into one compute pass and submits. The greedy
+token id is written by the GPU into `token_ids[0]`, which the next decode step embeds, so decoding
+needs no readback; ids are copied to small staging buffers and read one step behind (pipelining).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from webllm.errors import AdapterError, PackageError, WebLLMError
+from webllm.runtime.device import adapter_name, request_device
+from webllm.runtime.package import iter_shards, read_manifest, read_plan
+
+_STAGING = 2  # token readback ring: the CPU reads step t while the GPU runs step t + 1
+
+
+class Model:
+    """A compiled model package loaded on a WebGPU device."""
+
+    def __init__(self, folder, manifest, plan, adapter, device, buffers, dispatches, progress):
+        import wgpu
+
+        self.folder = Path(folder)
+        self.manifest = manifest
+        self.plan = plan
+        self.adapter = adapter
+        self.device = device
+        self.profile = plan["profile"]
+        self.config = manifest["config"]
+        self.capacity = int(manifest["context_window"])
+        self.chunk = int(manifest["prefill_chunk"])
+        self._buffers = buffers
+        self._dispatch = dispatches  # phase -> [(pipeline, bind group, x, y, z, tokens_per_y)]
+        self._wgpu = wgpu
+        self.past = 0  # tokens in the KV cache
+        self._counter = 0
+        self._staging = [
+            device.create_buffer(size=16, usage=wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST)
+            for _ in range(_STAGING)
+        ]
+
+    # ---- loading ---------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, folder: str | Path, *, profile: str | None = None, max_binding_size: int | None = None,
+             progress: bool = True, device=None, adapter=None) -> "Model":
+        """Load a package. `profile`: "f16"/"f32" (default: f16 if the adapter has shader-f16).
+        `max_binding_size` lowers the adapter's storage binding limit (for tests)."""
+        import wgpu
+
+        folder = Path(folder)
+        manifest = read_manifest(folder)
+        if device is None:
+            adapter, device = request_device()
+        feats = set(device.features)
+        profiles = manifest["profiles"]
+        if profile is None:
+            usable = [p for p in profiles if set(profiles[p]["requires_features"]) <= feats]
+            if not usable:
+                raise AdapterError(
+                    f"{folder}: no profile of this package runs on {adapter_name(adapter)} "
+                    f"(profiles: {', '.join(profiles)}; the adapter lacks shader-f16)")
+            profile = "f16" if "f16" in usable else usable[0]
+        elif profile not in profiles:
+            raise PackageError(f"{folder}: has no profile {profile!r} (has: {', '.join(profiles)})")
+        elif not set(profiles[profile]["requires_features"]) <= feats:
+            raise AdapterError(f"profile {profile!r} needs {profiles[profile]['requires_features']}, "
+                               f"which {adapter_name(adapter)} lacks")
+        plan = read_plan(folder, manifest, profile)
+        limit = device.limits["max-storage-buffer-binding-size"]
+        if max_binding_size is not None:
+            limit = min(limit, max_binding_size)
+
+        # Fit check before any allocation: every tensor and buffer must be bindable whole.
+        for name, t in manifest["tensors"].items():
+            if t["nbytes"] > limit:
+                raise AdapterError(
+                    f"tensor {name} ({t['nbytes']} bytes) exceeds this adapter's storage binding limit of {limit} "
+                    f"bytes; recompile with --max-binding-size {limit}")
+        for b in plan["buffers"]:
+            if b["size"] > limit:
+                raise AdapterError(
+                    f"buffer {b['name']} ({b['size']} bytes) exceeds this adapter's storage binding limit of "
+                    f"{limit} bytes; recompile with a smaller --context-window or --prefill-chunk")
+
+        BU = wgpu.BufferUsage
+        buffers = {}
+        for b in plan["buffers"]:
+            usage = (BU.UNIFORM if b["usage"] == "uniform" else BU.STORAGE) | BU.COPY_DST | BU.COPY_SRC
+            buffers[b["name"]] = device.create_buffer(size=max(16, b["size"]), usage=usage, label=b["name"])
+        for name, t in manifest["tensors"].items():
+            buffers[name] = device.create_buffer(size=max(16, _round4(t["nbytes"])), usage=BU.STORAGE | BU.COPY_DST,
+                                                 label=name)
+
+        # Stream shards: verify, then upload each piece where its tensor wants it.
+        by_shard: dict[int, list] = {}
+        for name, t in manifest["tensors"].items():
+            off = 0
+            for shard, shard_off, n in t["pieces"]:
+                by_shard.setdefault(shard, []).append((name, off, shard_off, n))
+                off += n
+        total = sum(s["nbytes"] for s in manifest["shards"])
+        bar = tqdm(total=total, desc="load", unit="B", unit_scale=True, disable=not progress)
+        for i, data in iter_shards(folder, manifest):
+            mv = memoryview(data)
+            for name, off, shard_off, n in by_shard.get(i, []):
+                device.queue.write_buffer(buffers[name], off, mv[shard_off : shard_off + n])
+            bar.update(len(data))
+        bar.close()
+
+        # Pipelines (one per kernel) and bind groups (one per dispatch), all built once here.
+        layouts, pipelines = {}, {}
+        btype = {"uniform": wgpu.BufferBindingType.uniform, "read-only-storage": wgpu.BufferBindingType.read_only_storage,
+                 "storage": wgpu.BufferBindingType.storage}
+        for kname, k in plan["kernels"].items():
+            path = folder / "kernels" / k["file"]
+            try:
+                code = path.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                raise PackageError(f"{path}: kernel file is missing") from None
+            bgl = device.create_bind_group_layout(entries=[
+                {"binding": i, "visibility": wgpu.ShaderStage.COMPUTE, "buffer": {"type": btype[t]}}
+                for i, t in enumerate(k["bindings"])])
+            module = device.create_shader_module(code=code, label=kname)
+            pipelines[kname] = device.create_compute_pipeline(
+                layout=device.create_pipeline_layout(bind_group_layouts=[bgl]),
+                compute={"module": module, "entry_point": k["entry_point"]}, label=kname)
+            layouts[kname] = bgl
+        dispatches = {}
+        for phase in ("prefill", "decode"):
+            out = []
+            for d in plan[phase]:
+                try:
+                    entries = [{"binding": i, "resource": {"buffer": buffers[b], "offset": 0, "size": buffers[b].size}}
+                               for i, b in enumerate(d["bindings"])]
+                except KeyError as e:
+                    raise PackageError(f"{folder}: plan-{profile}.json binds unknown buffer {e}") from None
+                bg = device.create_bind_group(layout=layouts[d["kernel"]], entries=entries)
+                x, y, z = d["workgroups"]
+                out.append((pipelines[d["kernel"]], bg, x, y, z, d.get("tokens_per_y")))
+            dispatches[phase] = out
+        return cls(folder, manifest, plan, adapter, device, buffers, dispatches, progress)
+
+    # ---- stepping --------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget the conversation: the KV cache is simply overwritten from position 0."""
+        self.past = 0
+
+    def _step(self, phase: str, n_tokens: int, staging: int | None = None) -> None:
+        dev = self.device
+        dev.queue.write_buffer(self._buffers["uniform"], 0, struct.pack("<4I", n_tokens, self.past, self._counter, 0))
+        enc = dev.create_command_encoder()
+        cp = enc.begin_compute_pass()
+        for pipeline, bg, x, y, z, per in self._dispatch[phase]:
+            cp.set_pipeline(pipeline)
+            cp.set_bind_group(0, bg)
+            cp.dispatch_workgroups(x, y if per is None else -(-n_tokens // per), z)
+        cp.end()
+        if staging is not None:
+            enc.copy_buffer_to_buffer(self._buffers["token_ids"], 0, self._staging[staging], 0, 4)
+        dev.queue.submit([enc.finish()])
+        self.past += n_tokens
+        self._counter += 1
+
+    def prefill(self, token_ids, staging: int | None = None) -> None:
+        """Append tokens to the KV cache, in chunks of at most `prefill_chunk`; afterwards the logits
+        (and the greedy next token, on the GPU) are those of the last token."""
+        ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
+        if ids.size == 0:
+            raise WebLLMError("prefill needs at least one token")
+        vocab = self.config["vocab_size"]
+        if ids.min() < 0 or ids.max() >= vocab:
+            raise WebLLMError(f"token id out of range [0, {vocab}): {int(ids.max() if ids.max() >= vocab else ids.min())}")
+        if self.past + ids.size > self.capacity:
+            raise WebLLMError(
+                f"context window full: {self.past} + {ids.size} tokens > {self.capacity} (context_window of the package)")
+        for s in range(0, ids.size, self.chunk):
+            part = ids[s : s + self.chunk].astype(np.uint32)
+            self.device.queue.write_buffer(self._buffers["token_ids"], 0, part.tobytes())
+            last = s + self.chunk >= ids.size
+            self._step("prefill", int(part.size), staging if last else None)
+
+    def decode(self, staging: int | None = None) -> None:
+        """One decode step on the token the GPU last sampled (token_ids[0])."""
+        if self.past + 1 > self.capacity:
+            raise WebLLMError(f"context window full ({self.capacity} tokens)")
+        self._step("decode", 1, staging)
+
+    def logits(self) -> np.ndarray:
+        """The last step's logits for its last token, float32 [vocab] (a readback: tests and tools)."""
+        v = self.config["vocab_size"]
+        return np.frombuffer(self.device.queue.read_buffer(self._buffers["logits"], 0, v * 4), dtype=np.float32).copy()
+
+    def next_token(self) -> int:
+        """The greedy token of the last step (a blocking readback)."""
+        return int(np.frombuffer(self.device.queue.read_buffer(self._buffers["token_ids"], 0, 4), np.uint32)[0])
+
+    def _read_staging(self, i: int) -> int:
+        buf = self._staging[i]
+        buf.map_sync(self._wgpu.MapMode.READ, 0, 16)
+        v = struct.unpack("<I", bytes(buf.read_mapped(0, 4)))[0]
+        buf.unmap()
+        return v
+
+    def generate(self, prompt_ids, max_new_tokens: int, stop_ids=()) -> Iterator[int]:
+        """Greedy generation after `prompt_ids` (appended to the cache). Yields token ids as they come.
+
+        Pipelined: step t + 1 is submitted before token t is read back, so the GPU never waits for the
+        CPU. The KV cache ends up holding the prompt and every token that was fed back (the stop
+        token too, when one ends the generation).
+        """
+        stop = set(int(s) for s in stop_ids)
+        max_new_tokens = min(max_new_tokens, self.capacity - self.past - len(prompt_ids) + 1)
+        if max_new_tokens <= 0:
+            raise WebLLMError(f"context window full: {self.past} + {len(prompt_ids)} tokens, capacity {self.capacity}")
+        self.prefill(prompt_ids, staging=0)
+        for i in range(max_new_tokens):
+            fed = False
+            if i + 1 < max_new_tokens:  # speculatively feed token i while we read it
+                self.decode(staging=(i + 1) % _STAGING)
+                fed = True
+            tok = self._read_staging(i % _STAGING)
+            yield tok
+            if tok in stop:
+                return
+            if not fed:
+                return
+
+
+def _round4(n: int) -> int:
+    return (n + 3) // 4 * 4
+
+
+__all__ = ["Model", "math"]

@@ -1,0 +1,62 @@
+"""Reading a model package: manifest checks, shard streaming with sha256 verification."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from webllm.compiler.package import FORMAT_NAME, FORMAT_VERSION, MANIFEST
+from webllm.errors import PackageError
+
+
+def read_manifest(folder: str | Path) -> dict:
+    """Load and validate manifest.json; refuse unknown formats and versions clearly."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    if not folder.is_dir():
+        raise PackageError(f"{folder}: not a model package folder")
+    if not path.exists():
+        raise PackageError(f"{path}: missing (is {folder} a webllm model package? build one with 'webllm compile')")
+    try:
+        m = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise PackageError(f"{path}: not valid JSON ({e})") from None
+    if m.get("format") != FORMAT_NAME:
+        raise PackageError(f"{path}: field 'format' is {m.get('format')!r}, expected {FORMAT_NAME!r}")
+    v = m.get("format_version")
+    if v != FORMAT_VERSION:
+        raise PackageError(
+            f"{path}: field 'format_version' is {v!r}; this webllm reads version {FORMAT_VERSION} "
+            "(recompile the model with this webllm, or upgrade webllm)"
+        )
+    for key in ("config", "profiles", "shards", "tensors", "tokenizer", "context_window", "prefill_chunk"):
+        if key not in m:
+            raise PackageError(f"{path}: required field '{key}' is missing")
+    return m
+
+
+def read_plan(folder: Path, manifest: dict, profile: str) -> dict:
+    path = Path(folder) / manifest["profiles"][profile]["plan"]
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PackageError(f"{path}: file is missing") from None
+    except json.JSONDecodeError as e:
+        raise PackageError(f"{path}: not valid JSON ({e})") from None
+
+
+def iter_shards(folder: Path, manifest: dict) -> Iterator[tuple[int, bytes]]:
+    """Yield (shard index, bytes) for each shard after checking its size and sha256."""
+    for i, s in enumerate(manifest["shards"]):
+        path = Path(folder) / s["file"]
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise PackageError(f"{path}: weight shard is missing") from None
+        if len(data) != s["nbytes"]:
+            raise PackageError(f"{path}: weight shard has {len(data)} bytes, the manifest says {s['nbytes']} (truncated?)")
+        if hashlib.sha256(data).hexdigest() != s["sha256"]:
+            raise PackageError(f"{path}: sha256 mismatch (corrupt download?); delete it and fetch or compile again")
+        yield i, data
