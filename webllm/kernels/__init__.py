@@ -87,7 +87,7 @@ def weight_snippet(fmt: str, scale_dtype: str, first_binding: int) -> tuple[str,
     return _fill(_template(f"weights_{fmt}"), **params), len(WEIGHT_ARRAYS[fmt])
 
 
-def matmul(profile: Profile, w: PackedWeight | "WeightInfo", *, n_rows: int, n_out: int, row0: int, tt: int,
+def matmul(profile: Profile, w: PackedWeight, *, n_rows: int, n_out: int, row0: int, tt: int,
            x_type: str, y_type: str, norm_eps: float | None = None, pair: bool = False, add: bool = False,
            last: bool = False, bias: bool = False) -> Kernel:
     """y[t, row0 + n] (=, += or silu-pair) W[n] . x'[t]; see wgsl/matmul.wgsl."""

@@ -39,7 +39,7 @@ class PackedWeight:
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.arrays.values())
 
-    def row_slice(self, lo: int, hi: int) -> "PackedWeight":
+    def row_slice(self, lo: int, hi: int) -> PackedWeight:
         """Rows [lo, hi) as a new PackedWeight (used to split tensors over the binding limit)."""
         n, k = self.shape
         out = {}
@@ -105,7 +105,8 @@ def quantize_q4s(w: np.ndarray, scale_dtype: str = "f16") -> PackedWeight:
     inv = np.where(scale > 0, 1.0 / np.where(scale > 0, scale, 1.0), 0.0)
     q = np.clip(np.rint(g * inv[:, :, None]) + 8, 0, 15).astype(np.uint32)
     return PackedWeight(
-        "q4s", (n, k), {"qweight": _pack_nibbles(q.reshape(n, k)), "scales": _pack_vals(scale.reshape(-1), scale_dtype)},
+        "q4s", (n, k),
+        {"qweight": _pack_nibbles(q.reshape(n, k)), "scales": _pack_vals(scale.reshape(-1), scale_dtype)},
         scale_dtype,
     )
 
@@ -127,7 +128,8 @@ def pack_q4a(q: np.ndarray, scale: np.ndarray, minv: np.ndarray) -> PackedWeight
     n, k = q.shape
     return PackedWeight(
         "q4a", (n, k),
-        {"qweight": _pack_nibbles(q), "scales": _pack_vals(scale.reshape(-1), "f16"), "mins": _pack_vals(minv.reshape(-1), "f16")},
+        {"qweight": _pack_nibbles(q), "scales": _pack_vals(scale.reshape(-1), "f16"),
+         "mins": _pack_vals(minv.reshape(-1), "f16")},
         "f16",
     )
 

@@ -52,7 +52,7 @@ class Model:
     # ---- loading ---------------------------------------------------------------------------------
     @classmethod
     def load(cls, folder: str | Path, *, profile: str | None = None, max_binding_size: int | None = None,
-             progress: bool = True, device=None, adapter=None) -> "Model":
+             progress: bool = True, device=None, adapter=None) -> Model:
         """Load a package. `profile`: "f16"/"f32" (default: f16 if the adapter has shader-f16).
         `max_binding_size` lowers the adapter's storage binding limit (for tests)."""
         import wgpu

@@ -1,0 +1,3 @@
+from webllm.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The `webllm` command line: thin subcommands over the library."""

@@ -1,0 +1,43 @@
+"""webllm compile: checkpoint -> model package."""
+
+from __future__ import annotations
+
+import time
+
+NAME = "compile"
+HELP = "compile a Hugging Face checkpoint folder or a GGUF file into a model package"
+USES_MODEL = False
+
+
+def add_arguments(p) -> None:
+    p.add_argument("source", help="Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.json) or .gguf file")
+    p.add_argument("--output", "-o", required=True, help="package folder to write (replaced atomically)")
+    p.add_argument("--quantization", "-q", default="q4f16_1",
+                   help="q4f16_1 (4-bit, f16 scales; default), q4f32_1 (4-bit, f32 scales, f32 activations), "
+                        "q0f16, q0f32 (unquantized)")
+    p.add_argument("--context-window", type=int, default=None,
+                   help="KV-cache capacity in tokens (default: the model's maximum, at most 4096)")
+    p.add_argument("--prefill-chunk", type=int, default=128, help="most tokens per prefill step (default 128)")
+    p.add_argument("--max-binding-size", type=int, default=None,
+                   help="split tensors larger than this many bytes (default 134217728, WebGPU's default limit)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    import json
+
+    from webllm.compiler.compile import DEFAULT_MAX_BINDING, CompileOptions, compile_model
+    from webllm.compiler.package import MANIFEST
+
+    t = time.perf_counter()
+    opts = CompileOptions(quantization=args.quantization, context_window=args.context_window,
+                          prefill_chunk=args.prefill_chunk, max_binding_size=args.max_binding_size or DEFAULT_MAX_BINDING,
+                          progress=not args.quiet)
+    out = compile_model(args.source, args.output, opts)
+    m = json.loads((out / MANIFEST).read_text())
+    size = sum(s["nbytes"] for s in m["shards"])
+    if not args.quiet:
+        print(f"wrote {out}: {len(m['shards'])} shards, {size / 2**20:.1f} MiB of weights, "
+              f"profiles {', '.join(m['profiles'])}, context {m['context_window']} "
+              f"({time.perf_counter() - t:.1f} s)")
+    return 0

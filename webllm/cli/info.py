@@ -1,0 +1,37 @@
+"""webllm info: what a package holds and what the adapter offers."""
+
+from __future__ import annotations
+
+NAME = "info"
+HELP = "describe a model package (config, quantization, memory) and the WebGPU adapter"
+USES_MODEL = True
+
+
+def add_arguments(p) -> None:
+    pass
+
+
+def run(args) -> int:
+    from webllm.models_cache import resolve_model
+    from webllm.runtime.device import adapter_name, request_device
+    from webllm.runtime.package import read_manifest, read_plan
+
+    package = resolve_model(args.model, args.quantization, progress=not args.quiet)
+    m = read_manifest(package)
+    c = m["config"]
+    print(f"package        {package}")
+    print(f"architecture   {c['architecture']}: {c['num_hidden_layers']} layers, hidden {c['hidden_size']}, "
+          f"heads {c['num_attention_heads']}/{c['num_key_value_heads']} (head_dim {c['head_dim']}), "
+          f"ffn {c['intermediate_size']}, vocab {c['vocab_size']}")
+    print(f"quantization   {m['quantization']}; context window {m['context_window']}; prefill chunk {m['prefill_chunk']}")
+    print(f"weights        {sum(s['nbytes'] for s in m['shards']) / 2**20:.1f} MiB in {len(m['shards'])} shards")
+    for name, p in m["profiles"].items():
+        plan = read_plan(package, m, name)
+        per_layer = (len(plan["decode"]) - 3) / max(1, c["num_hidden_layers"])
+        print(f"profile {name:6s} needs {p['memory_bytes'] / 2**20:.1f} MiB of GPU memory; "
+              f"{len(plan['decode'])} dispatches per decode step ({per_layer:g} per layer); "
+              f"{len(plan['kernels'])} kernels; requires {p['requires_features'] or 'nothing'}")
+    adapter, device = request_device()
+    feats = sorted(f for f in device.features if f in ("shader-f16", "subgroup"))
+    print(f"adapter        {adapter_name(adapter)}; features: {', '.join(feats) or 'none of shader-f16, subgroup'}")
+    return 0
