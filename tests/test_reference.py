@@ -1,0 +1,252 @@
+"""Compiled packages against transformers (torch, CPU, fp32): logits after prefill and decode, and
+greedy continuations, over a matrix of tiny random-weight Llama-family models.
+
+Quantized modes are compared with transformers run on the *dequantized* weights (the exact values
+the kernels multiply by), so these tests measure kernel and runtime error only, never quantization
+error. Errors are max |ours - transformers| / max |transformers logits| over the vocabulary.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from tiny_models import TOL_F16, TOL_F32, Spec, prompt_ids, read_tensor, record, rel_err
+
+from webllm.compiler.compile import CompileOptions, compile_model
+from webllm.quantization.formats import PackedWeight, dequantize
+
+LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
+               "high_freq_factor": 4.0,
+               # small, so the 300-token prompts reach positions where all three llama3 bands matter
+               "original_max_position_embeddings": 64}
+
+SPECS = [
+    # GQA 1 (multi-head), head_dim 32 = hidden/heads, untied, vocab 301
+    Spec("llama_mha", hidden_size=64, num_attention_heads=2, num_key_value_heads=2, vocab_size=301),
+    # GQA 4, head_dim 64, llama3 rope scaling, tied embeddings, one layer, vocab 1003; intermediate 1088
+    # = 34 groups of 32: a long reduction whose group count is no power of two (more groups than lanes)
+    Spec("llama3_gqa4_tied", hidden_size=256, intermediate_size=1088, num_hidden_layers=1, num_attention_heads=4,
+         num_key_value_heads=1, vocab_size=1003, tie_word_embeddings=True, rope_parameters=LLAMA3_ROPE, seed=1),
+    # GQA 2, head_dim 128 != hidden/heads (64), three layers
+    Spec("llama_hd128", hidden_size=128, intermediate_size=256, num_hidden_layers=3, num_attention_heads=2,
+         num_key_value_heads=1, head_dim=128, vocab_size=515, seed=2),
+    # Llama with attention_bias (q, k, v and o) and mlp_bias (gate, up, down), four layers, tied
+    Spec("llama_bias", hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+         num_key_value_heads=2, head_dim=32, vocab_size=1003, tie_word_embeddings=True, attention_bias=True,
+         mlp_bias=True, seed=3),
+    # Qwen2: q/k/v biases (random, nonzero), no o bias, GQA 2
+    Spec("qwen2", arch="qwen2", hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+         num_key_value_heads=2, vocab_size=1003, seed=4),
+    # Mistral with a 16-token sliding window (the 300-token prompts cross it), GQA 4, head_dim 32 != 64/4
+    Spec("mistral_window16", arch="mistral", hidden_size=64, intermediate_size=192, num_hidden_layers=2,
+         num_attention_heads=4, num_key_value_heads=1, head_dim=32, vocab_size=301, sliding_window=16, seed=5),
+]
+SPEC_IDS = [s.name for s in SPECS]
+BY_NAME = {s.name: s for s in SPECS}
+
+# 300 crosses a 32-token prefill chunk nine times and ends in a partial chunk (12 tokens), and 1 and 7
+# are partial chunks too; one spec uses 64 to vary the chunk. The context window is just large enough:
+# a 300-token prompt plus 16 decode steps fills it exactly (and 316 is no power of two).
+CHUNK = {"llama3_gqa4_tied": 64}
+CONTEXT = 316
+PREFILL_LENGTHS = (1, 7, 64, 300)
+DECODE_STEPS = 16
+
+
+def options(spec: Spec) -> dict:
+    return {"prefill_chunk": CHUNK.get(spec.name, 32), "context_window": CONTEXT}
+
+
+# Every spec runs the two profiles' main paths (q0f32 and q0f16 on f16). The other weight formats and
+# profiles only change how matmul/embed kernels load weights and which activation type they store, so
+# they run on the three specs that together hold every matrix shape and feature (tied and untied
+# heads, every bias, 1-4 layers, K > 32 groups): the full product would double the suite's time.
+FULL = [("q0f32", "f32", TOL_F32), ("q0f16", "f16", TOL_F16)]
+PARTIAL = [
+    ("q0f16", "f32", TOL_F32),  # browsers without shader-f16 run the f32 profile of f16 packages
+    ("q4f16_1", "f16", TOL_F16),
+    ("q4f16_1", "f32", TOL_F32),
+    ("q4f32_1", "f32", TOL_F32),
+]
+PARTIAL_SPECS = ("llama3_gqa4_tied", "llama_bias", "qwen2")
+CASES = [pytest.param(s, m, p, t, id=f"{s.name}-{m}-{p}") for s in SPECS for m, p, t in FULL] + [
+    pytest.param(s, m, p, t, id=f"{s.name}-{m}-{p}") for s in SPECS for m, p, t in PARTIAL if s.name in PARTIAL_SPECS]
+
+
+@pytest.mark.parametrize("n", PREFILL_LENGTHS)
+@pytest.mark.parametrize("spec,mode,profile,tol", CASES)
+def test_prefill_logits_match_transformers(zoo, spec, mode, profile, tol, n):
+    """Last-token logits after a fresh prefill of n tokens equal transformers' within the profile's tolerance."""
+    rt = zoo.runtime(spec, mode, profile, **options(spec))
+    ids = prompt_ids(spec)
+    rt.prefill(ids[:n])
+    got = rt.logits()
+    ref = zoo.logits(spec, mode, ids)[n - 1]  # causal: position n-1 of the full prompt = prefix of n
+    err = rel_err(got, ref)
+    record(mode, profile, err)
+    assert err <= tol, f"{spec.name} {mode}/{profile} prefill {n}: error {err:.2e} > {tol:.0e}"
+    assert rt.next_token() == int(np.argmax(got)), "the GPU's greedy token is not argmax of its own logits"
+
+
+@pytest.mark.parametrize("prompt_len", [7, 300])
+@pytest.mark.parametrize("spec,mode,profile,tol", CASES)
+def test_decode_logits_match_transformers(zoo, spec, mode, profile, tol, prompt_len):
+    """16 decode steps, each fed the GPU's greedy token: logits at every step equal transformers' full
+    forward over the same sequence (prompt_len 300 ends with the context window exactly full)."""
+    rt = zoo.runtime(spec, mode, profile, **options(spec))
+    seq = [int(i) for i in prompt_ids(spec)[:prompt_len]]
+    rt.prefill(seq)
+    got = [rt.logits()]
+    for _ in range(DECODE_STEPS):
+        tok = rt.next_token()
+        assert tok == int(np.argmax(got[-1])), "the GPU's greedy token is not argmax of its own logits"
+        seq.append(tok)
+        rt.decode()
+        got.append(rt.logits())
+    assert rt.past == prompt_len + DECODE_STEPS
+    ref = zoo.logits(spec, mode, seq)[prompt_len - 1 :]
+    errs = [rel_err(g, r) for g, r in zip(got, ref, strict=True)]
+    record(mode, profile, max(errs))
+    worst = int(np.argmax(errs))
+    assert max(errs) <= tol, f"{spec.name} {mode}/{profile}: decode step {worst} error {errs[worst]:.2e} > {tol:.0e}"
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+def test_prefill_continues_a_cache(zoo, spec):
+    """A prefill appended to a non-empty cache (a second chat turn: 7 tokens, then 293 more, so no chunk
+    is aligned to the cache start) gives the same logits as one 300-token prefill."""
+    rt = zoo.runtime(spec, "q0f32", "f32", **options(spec))
+    ids = prompt_ids(spec)
+    rt.prefill(ids[:7])
+    rt.prefill(ids[7:])
+    err = rel_err(rt.logits(), zoo.logits(spec, "q0f32", ids)[-1])
+    assert err <= TOL_F32, f"{spec.name}: error {err:.2e} > {TOL_F32:.0e}"
+
+
+def hf_generate(model, prompt: list[int], n: int) -> list[int]:
+    """transformers' greedy continuation (do_sample=False) of `prompt`, n tokens (no eos: see tiny_models)."""
+    with torch.no_grad():
+        out = model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                             max_new_tokens=n, do_sample=False)
+    return out[0, len(prompt):].tolist()
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+def test_greedy_generation_equals_transformers(zoo, spec):
+    """Model.generate (pipelined GPU greedy decoding) yields exactly transformers' generate(do_sample=False)
+    for 32 tokens. q0f32 only: its error (<= ~1e-5 x max|logits|) stays below the top-1/top-2 logit gaps
+    along these continuations, so any difference is a bug, not a near tie."""
+    rt = zoo.runtime(spec, "q0f32", "f32", **options(spec))
+    prompt = [int(i) for i in prompt_ids(spec)[:20]]
+    assert list(rt.generate(prompt, 32)) == hf_generate(zoo.hf(spec), prompt, 32)
+
+
+@pytest.mark.parametrize("spec", [BY_NAME["llama_mha"], BY_NAME["mistral_window16"]], ids=str)
+def test_generation_stops_at_the_context_window_and_stop_ids(zoo, spec):
+    """generate() yields only what fits (the last token needs no KV slot, so capacity - past - prompt + 1
+    tokens) and ends the cache exactly full; with stop_ids it ends at the first stop token, inclusive."""
+    rt = zoo.runtime(spec, "q0f32", "f32", **options(spec))
+    prompt = [int(i) for i in prompt_ids(spec, CONTEXT - 5)]
+    got = list(rt.generate(prompt, 32))
+    assert len(got) == 6 and rt.past == CONTEXT
+    assert got == hf_generate(zoo.hf(spec), prompt, 6)
+
+    rt.reset()
+    full = list(rt.generate(prompt[:20], 32))
+    stop = full[5]
+    first = full.index(stop)
+    rt.reset()
+    assert list(rt.generate(prompt[:20], 32, stop_ids=[stop])) == full[: first + 1]
+    assert rt.past == 20 + first + 1  # the stop token was fed back (decoding is one step ahead)
+
+
+def _package_matrix(pkg, name: str, mode: str, shape: tuple[int, int]) -> np.ndarray:
+    """Dequantize package tensor `name` (stored in `mode`'s format) back to float32 [N, K]."""
+    if mode.startswith("q4"):
+        sd = "f16" if mode == "q4f16_1" else "f32"
+        p = PackedWeight("q4s", shape, {"qweight": read_tensor(pkg, f"{name}.qweight").view(np.uint32),
+                                        "scales": read_tensor(pkg, f"{name}.scales").view(np.uint32)}, sd)
+    else:
+        p = PackedWeight(mode[2:], shape, {"weight": read_tensor(pkg, f"{name}.weight").view(np.uint32)})
+    return dequantize(p)
+
+
+@pytest.mark.parametrize("mode", ["q0f32", "q0f16", "q4f16_1", "q4f32_1"])
+@pytest.mark.parametrize("spec", [BY_NAME["llama_bias"], BY_NAME["qwen2"]], ids=str)
+def test_reference_weights_are_the_package_weights(zoo, spec, mode):
+    """The dequantized reference (each HF matrix quantized alone) holds bit-for-bit the values the package
+    stores for its fused [Wq; Wk; Wv] and [Wg; Wu] matrices, embedding and lm_head: group quantization
+    works per row, so fusing before quantizing changes nothing. Biases and norms are kept in f32."""
+    hf = zoo.hf(spec, mode)
+    sd = {k: v.detach().numpy() for k, v in hf.state_dict().items()}
+    pkg = zoo.package(spec, mode, **options(spec))
+
+    def check(name, *hf_names):
+        want = np.concatenate([sd[n] for n in hf_names])
+        np.testing.assert_array_equal(_package_matrix(pkg, name, mode, want.shape), want, err_msg=name)
+
+    check("embed", "model.embed_tokens.weight")
+    if not spec.tie_word_embeddings:
+        check("lm_head", "lm_head.weight")
+    for i in range(spec.num_hidden_layers):
+        a, m = f"model.layers.{i}.self_attn.", f"model.layers.{i}.mlp."
+        check(f"layers.{i}.qkv", *(a + f"{x}_proj.weight" for x in "qkv"))
+        check(f"layers.{i}.o", a + "o_proj.weight")
+        check(f"layers.{i}.gate_up", m + "gate_proj.weight", m + "up_proj.weight")
+        check(f"layers.{i}.down", m + "down_proj.weight")
+        bias = np.concatenate([sd[a + f"{x}_proj.bias"] for x in "qkv"])
+        np.testing.assert_array_equal(read_tensor(pkg, f"layers.{i}.qkv.bias").view(np.float32), bias)
+        norm = sd[f"model.layers.{i}.input_layernorm.weight"]
+        np.testing.assert_array_equal(read_tensor(pkg, f"layers.{i}.input_norm").view(np.float32), norm)
+
+
+@pytest.mark.parametrize("variant", ["sharded", "bfloat16", "float16"])
+def test_checkpoint_variants_import_exactly(zoo, tmp_path, variant):
+    """Sharded safetensors (with an index) and bf16/f16 checkpoints, as real models ship, give the package
+    transformers' own weights converted to f32 exactly (q0f32 stores them as is)."""
+    spec = BY_NAME["qwen2"]  # biases too
+    hf = zoo.hf(spec)
+    ckpt = tmp_path / variant
+    if variant == "sharded":
+        hf.save_pretrained(ckpt, max_shard_size="100KB")
+        assert len(list(ckpt.glob("*.safetensors"))) > 2
+        want = hf
+    else:
+        want = copy.deepcopy(hf).to(getattr(torch, variant))
+        want.save_pretrained(ckpt)
+    (ckpt / "tokenizer.json").write_bytes((zoo.checkpoint(spec) / "tokenizer.json").read_bytes())
+    pkg = compile_model(ckpt, tmp_path / "pkg", CompileOptions(quantization="q0f32", context_window=64,
+                                                               progress=False))
+    sd = {k: v.detach().float().numpy() for k, v in want.state_dict().items()}
+    for name, parts in [("embed.weight", ["model.embed_tokens.weight"]), ("lm_head.weight", ["lm_head.weight"]),
+                        ("layers.1.qkv.weight", [f"model.layers.1.self_attn.{x}_proj.weight" for x in "qkv"]),
+                        ("layers.1.qkv.bias", [f"model.layers.1.self_attn.{x}_proj.bias" for x in "qkv"]),
+                        ("layers.1.down.weight", ["model.layers.1.mlp.down_proj.weight"]),
+                        ("final_norm", ["model.norm.weight"])]:
+        expect = np.concatenate([sd[p].reshape(-1) for p in parts])
+        np.testing.assert_array_equal(read_tensor(pkg, name).view(np.float32), expect, err_msg=name)
+
+
+def test_transformers_v4_rope_scaling_config(zoo, tmp_path):
+    """Hub checkpoints of Llama 3.x carry transformers-v4 fields (`rope_theta`, `rope_scaling` with
+    "rope_type": "llama3") where v5 writes `rope_parameters`: both compile to the same rope table, the
+    one the logits tests above validate against transformers."""
+    spec = BY_NAME["llama3_gqa4_tied"]
+    v5 = tmp_path / "v5"
+    shutil.copytree(zoo.checkpoint(spec), v5)
+    v4 = tmp_path / "v4"
+    shutil.copytree(v5, v4)
+    cfg = json.loads((v4 / "config.json").read_text())
+    rope = dict(cfg.pop("rope_parameters"))
+    cfg["rope_theta"] = rope.pop("rope_theta")
+    cfg["rope_scaling"] = rope
+    (v4 / "config.json").write_text(json.dumps(cfg))
+    opts = CompileOptions(quantization="q0f32", context_window=CONTEXT, progress=False)
+    a, b = compile_model(v5, tmp_path / "p5", opts), compile_model(v4, tmp_path / "p4", opts)
+    assert json.loads((a / "manifest.json").read_text())["config"] == json.loads((b / "manifest.json").read_text())["config"]
+    np.testing.assert_array_equal(read_tensor(a, "rope_table"), read_tensor(b, "rope_table"))

@@ -1,0 +1,214 @@
+"""Tiny random-weight Hugging Face checkpoints for reference tests.
+
+A `Spec` names one architecture variant; `make_checkpoint` builds it with transformers' own config
+and model classes, re-initializes every parameter with a wide distribution (see `randomize_`), and
+writes a complete checkpoint folder (config.json, model.safetensors, tokenizer.json). The returned
+torch model is the reference the compiled package is compared with.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+
+from webllm.quantization.formats import dequantize
+from webllm.quantization.quantize import get_mode, quantize_matrix
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One tiny model. Field names follow the HF config; `arch` picks the config/model classes."""
+
+    name: str
+    arch: str = "llama"  # "llama", "mistral", "qwen2"
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    head_dim: int | None = None  # None: hidden_size // num_attention_heads
+    vocab_size: int = 301
+    tie_word_embeddings: bool = False
+    rope_parameters: dict | None = None  # None: default rope, theta 10000
+    attention_bias: bool = False
+    mlp_bias: bool = False
+    sliding_window: int | None = None  # mistral only
+    max_position_embeddings: int = 1024
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:  # pytest ids
+        return self.name
+
+    @property
+    def gqa(self) -> int:
+        return self.num_attention_heads // self.num_key_value_heads
+
+
+def _classes(arch: str):
+    if arch == "llama":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        return LlamaConfig, LlamaForCausalLM
+    if arch == "mistral":
+        from transformers import MistralConfig, MistralForCausalLM
+
+        return MistralConfig, MistralForCausalLM
+    if arch == "qwen2":
+        from transformers import Qwen2Config, Qwen2ForCausalLM
+
+        return Qwen2Config, Qwen2ForCausalLM
+    raise ValueError(arch)
+
+
+def hf_config(spec: Spec):
+    config_cls, _ = _classes(spec.arch)
+    kw = dict(
+        vocab_size=spec.vocab_size, hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_hidden_layers, num_attention_heads=spec.num_attention_heads,
+        num_key_value_heads=spec.num_key_value_heads, max_position_embeddings=spec.max_position_embeddings,
+        tie_word_embeddings=spec.tie_word_embeddings, rms_norm_eps=1e-5,
+        # No special tokens: greedy generation in transformers must never stop early on an "eos".
+        bos_token_id=None, eos_token_id=None, pad_token_id=None,
+    )
+    if spec.head_dim is not None:
+        kw["head_dim"] = spec.head_dim
+    if spec.rope_parameters is not None:
+        kw["rope_parameters"] = dict(spec.rope_parameters)
+    if spec.arch == "llama":
+        kw.update(attention_bias=spec.attention_bias, mlp_bias=spec.mlp_bias)
+    if spec.arch == "mistral":
+        kw["sliding_window"] = spec.sliding_window
+    kw.update(spec.extra)
+    return config_cls(**kw)
+
+
+def randomize_(model: torch.nn.Module, seed: int) -> None:
+    """Re-initialize every parameter so that logits are far from uniform.
+
+    HF's default (normal, std 0.02; biases 0; norms 1) gives logits of ~0.5 over a few hundred
+    tokens: almost uniform, so a kernel bug would hide below the noise of any relative tolerance.
+    Here matrices get std = 1.6 / sqrt(fan_in) clipped to [0.1, 0.3] (each matmul output has std ~1.6
+    whatever the width, so attention is neither uniform nor one-hot), biases std 0.2 (nonzero, so a
+    dropped or misplaced bias shows), RMSNorm weights uniform in [0.8, 1.2] (a dropped or swapped norm
+    weight shows). Max |logits| ends up ~4-10.
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters()):
+            if name.endswith("norm.weight"):
+                p.copy_(0.8 + 0.4 * torch.rand(p.shape, generator=g))
+            elif name.endswith(".bias"):
+                p.copy_(0.2 * torch.randn(p.shape, generator=g))
+            else:
+                std = min(0.3, max(0.1, 1.6 / math.sqrt(p.shape[-1])))
+                p.copy_(std * torch.randn(p.shape, generator=g))
+
+
+def write_tokenizer(folder: Path, vocab_size: int) -> None:
+    """A word-level tokenizer.json over tokens "t0" .. "t{vocab-1}" (ids equal the numbers)."""
+    vocab = {f"t{i}": i for i in range(vocab_size)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="t0"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(str(folder / "tokenizer.json"))
+
+
+def make_checkpoint(spec: Spec, folder: Path) -> torch.nn.Module:
+    """Write spec's checkpoint to `folder` (fp32 safetensors); return the fp32 eval-mode HF model."""
+    _, model_cls = _classes(spec.arch)
+    torch.manual_seed(spec.seed)
+    model = model_cls(hf_config(spec)).float().eval()
+    randomize_(model, spec.seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    write_tokenizer(folder, spec.vocab_size)
+    return model
+
+
+# Matrices the package stores in the quantization mode's format; everything else (norms, biases) is f32.
+_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def quantized_weight_names(model: torch.nn.Module) -> list[str]:
+    """HF names of the matrices the package quantizes: every linear weight, the embedding, lm_head."""
+    names = ["model.embed_tokens.weight"]
+    if not model.config.tie_word_embeddings:
+        names.append("lm_head.weight")
+    for name, _ in model.named_parameters():
+        if name.endswith(".weight") and name.split(".")[-2] in _LINEARS:
+            names.append(name)
+    return names
+
+
+def dequantized_copy(model: torch.nn.Module, mode: str) -> torch.nn.Module:
+    """A copy of `model` whose quantized matrices hold exactly the values the package's kernels compute
+    with: dequantize(quantize_matrix(W)). (The package quantizes fused [Wq; Wk; Wv] and [Wg; Wu];
+    since every format works per row, or per row and group of 32, quantizing each part alone gives the
+    same values; test_reference pins that against the package's bytes.)"""
+    m = get_mode(mode)
+    out = copy.deepcopy(model)
+    params = dict(out.named_parameters())
+    with torch.no_grad():
+        for name in quantized_weight_names(out):
+            p = params[name]
+            w = dequantize(quantize_matrix(p.detach().numpy(), m, name))
+            p.copy_(torch.from_numpy(np.ascontiguousarray(w)))
+    return out
+
+
+# Tolerances on max |ours - transformers| / max |transformers logits|, transformers running the
+# package's (dequantized) weights, so only kernel and runtime arithmetic is measured. For scale, bugs
+# injected on purpose give: qkv bias x0.9 -> 6e-2, sliding window off by one -> 3e-1, rope_theta
+# off by 0.1% -> 2e-2 (both profiles); RMSNorm eps 1e-6 instead of 1e-5 -> 4e-4 (f32 profile).
+#
+# f32 profile (f32 weights, activations, KV cache and accumulation): differs from torch only in
+# summation order, exp/rsqrt ulps and the rope angles: the compiler's f32 inv_freq (numpy/glibc powf,
+# correctly rounded) and torch's differ by one ulp on some frequencies, which moves the f32 angle
+# position * inv_freq by ~2e-5 rad near position 300. Measured: <= 5e-6 when transformers is given
+# the package's rope table; <= 1.3e-5 on this matrix as is (6e-5 on an earlier seed of the llama3
+# model, the worst seen). 1e-4 keeps headroom over that and stays 4x below the smallest bug above.
+TOL_F32 = 1e-4
+# f16 profile: activations between kernels (qkv, q, attention output, MLP hidden) and the KV cache are
+# stored as f16 (unit roundoff u = 2^-11 = 4.9e-4); accumulation, norms, logits and the residual
+# stream stay f32. Measured: 1-2u after a 1-token prefill, <= 7u after 300 tokens, 14u (6.9e-3) at
+# worst over 16 decode steps after 300 tokens on the 4-layer model (q4f16_1; q0f16 6.0e-3). 32u
+# (1.6e-2) leaves 2x headroom and still catches the bias, window and rope bugs above.
+TOL_F16 = 32 * 2.0**-11
+
+# Largest error seen per (mode, profile), relative to max|reference logits|; printed after the run so
+# CI logs show how much headroom each tolerance has.
+MEASURED: dict[tuple[str, str], float] = defaultdict(float)
+
+
+def rel_err(got: np.ndarray, ref: np.ndarray) -> float:
+    """max |got - ref| / max |ref| (over the last axis and any leading ones)."""
+    return float(np.abs(np.asarray(got, np.float64) - ref).max() / np.abs(ref).max())
+
+
+def record(mode: str, profile: str, err: float) -> None:
+    MEASURED[(mode, profile)] = max(MEASURED[(mode, profile)], err)
+
+
+def prompt_ids(spec: Spec, n: int = 300) -> np.ndarray:
+    """A fixed random prompt for `spec` (random ids: every embedding row range is exercised)."""
+    return np.random.RandomState(1000 + spec.seed).randint(0, spec.vocab_size, size=n)
+
+
+def read_tensor(package: Path, name: str) -> np.ndarray:
+    """The raw bytes (uint8) of a package tensor, gathered from its shard pieces."""
+    manifest = json.loads((package / "manifest.json").read_text())
+    t = manifest["tensors"][name]
+    out = bytearray()
+    for shard, off, n in t["pieces"]:
+        with open(package / manifest["shards"][shard]["file"], "rb") as f:
+            f.seek(off)
+            out += f.read(n)
+    return np.frombuffer(bytes(out), np.uint8)
