@@ -28,9 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"webllm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
 
-    from webllm.cli import bench, chat, compile, generate, info
+    from webllm.cli import bench, chat, compile, generate, info, perplexity
 
-    for mod in (compile, chat, generate, bench, info):
+    for mod in (compile, chat, generate, bench, perplexity, info):
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
         if mod.USES_MODEL:
             _model_args(p)

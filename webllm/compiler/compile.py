@@ -33,6 +33,7 @@ class CompileOptions:
     prefill_chunk: int = 128
     max_binding_size: int = DEFAULT_MAX_BINDING
     progress: bool = True
+    gemv: tuple[int, int] = (16, 2)  # one-token matmul: lanes per row, groups in flight (benchmarks/gemv_bench.py)
 
 
 def _split(name: str, w: PackedWeight, pair: bool, limit: int) -> list[tuple[str, int, int, PackedWeight]]:
@@ -147,16 +148,19 @@ def compile_model(source: str | Path, output: str | Path, options: CompileOption
         kernel_dir.mkdir()
         memory = {}
         for pname in mode.profiles:
-            plan = lower(model, matrices, K.Profile(pname), options.prefill_chunk)
+            plan = lower(model, matrices, K.Profile(pname), options.prefill_chunk, options.gemv)
             for kname, src in plan.pop("_sources").items():
                 (kernel_dir / f"{kname}.wgsl").write_text(src, encoding="utf-8")
+            if any(b.get("optional") and b["size"] > limit for b in plan["buffers"]):
+                plan.pop("score")  # all-token logits of one chunk do not fit a binding: no scoring phase
+                plan["buffers"] = [b for b in plan["buffers"] if not b.get("optional")]
             for b in plan["buffers"]:
                 if b["size"] > limit:
                     raise UnsupportedModelError(
                         f"buffer {b['name']} ({b['size']} bytes) exceeds the binding limit {limit}: "
                         "lower --context-window or --prefill-chunk")
             write_json(tmp / f"plan-{pname}.json", plan)
-            act = sum(b["size"] for b in plan["buffers"])
+            act = sum(b["size"] for b in plan["buffers"] if not b.get("optional"))
             memory[pname] = {"weights": sum(s["nbytes"] for s in shards.shards), "buffers": act}
             profiles[pname] = {"plan": f"plan-{pname}.json", "requires_features": plan["requires_features"],
                                "memory_bytes": memory[pname]["weights"] + act}

@@ -9,7 +9,8 @@ from webllm import kernels as K
 from webllm.compiler.memory_plan import plan_memory
 from webllm.errors import UnsupportedModelError
 
-PREFILL_TOKEN_TILE = 8  # tokens per matmul workgroup in prefill (weights reused across them)
+PREFILL_TOKEN_TILE = 32  # tokens per matmul workgroup in prefill (matmul_tiled.wgsl)
+ATTENTION_QUERY_TILE = 16  # query tokens per workgroup in prefill attention (attention_tiled.wgsl)
 MAX_WORKGROUPS = 65535  # WebGPU's default maxComputeWorkgroupsPerDimension
 
 
@@ -54,14 +55,19 @@ def _check_grid(x: int, what: str) -> int:
     return x
 
 
-def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int) -> dict:
-    """Build the plan of one profile: kernels, buffers, and the prefill and decode dispatch lists."""
+def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int, gemv: tuple[int, int] = (16, 2)) -> dict:
+    """Build the plan of one profile: kernels, buffers, and the prefill, decode and score dispatch lists.
+    `gemv` = (lanes per row, groups in flight per lane) of the one-token matmul (decode, output head)."""
     cfg = model.cfg
     ops = model.graph()
+    score_ops = model.graph(score=True)
     shapes = model.activation_shapes(chunk)
     nbytes = {t: _round16(n * (profile.act_bytes if dt == "act" else 4)) for t, (n, dt) in shapes.items()}
     pinned = {"h", "token_ids", "logits"} | {t for t in shapes if t.startswith(("k_cache.", "v_cache."))}
     mem = plan_memory(ops, nbytes, pinned)
+    # The scoring phase's own tensors get their own buffers, allocated only by runtimes that score.
+    optional = {"xn_all": nbytes["xn_all"], "logits_all": nbytes["logits_all"]}
+    mem.where.update({t: t for t in optional})
     kernels: dict[str, K.Kernel] = {}
 
     def buf(t: str) -> str:
@@ -74,7 +80,7 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
             d["tokens_per_y"] = tokens_per_y
         return d
 
-    def phase(tt: int) -> list[dict]:
+    def phase(tt: int, ops: list = ops) -> list[dict]:
         out = []
         for op in ops:
             if op.kind == "embed":
@@ -83,24 +89,33 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                     kern = K.embed(profile, m.part_view(p), row0=p.row0)
                     gx = math.ceil(m.shape[1] // 32 / 64)
                     out.append(emit(kern, [buf("token_ids"), buf("h")] + m.arrays(p), [gx, 1, 1], 1))
+            elif op.kind == "rmsnorm":
+                last = bool(op.attrs.get("last"))
+                kern = K.rmsnorm(profile, hidden=cfg.hidden_size, eps=cfg.rms_norm_eps, last=last)
+                out.append(emit(kern, [buf(op.inputs[0]), buf(op.outputs[0]), op.weights[0]], [1, 1, 1],
+                                None if last else 1))
             elif op.kind == "matmul":
                 m = matrices[op.weights[0]]
                 x, y = op.inputs[0], op.outputs[0]
-                last = bool(op.attrs.get("last"))
-                norm = op.attrs.get("norm")
+                single = bool(op.attrs.get("single_row"))  # the output head: one row (the last token's)
                 pair = bool(op.attrs.get("pair"))
                 n_out = m.shape[0] // (2 if pair else 1)
-                t_tile = 1 if last else tt
+                t_tile = 1 if single else tt
+                tiled = t_tile > 1
                 for p in m.parts:
-                    kern = K.matmul(
-                        profile, m.part_view(p), n_rows=p.rows, n_out=n_out, row0=p.row0, tt=t_tile,
-                        x_type="f32" if x == "h" else profile.act, y_type="f32" if y in ("h", "logits") else profile.act,
-                        norm_eps=cfg.rms_norm_eps if norm else None, pair=pair, add=bool(op.attrs.get("add")),
-                        last=last, bias=p.bias is not None,
-                    )
-                    binds = [buf(x), buf(y)] + m.arrays(p) + ([p.bias] if p.bias else []) + ([norm] if norm else [])
-                    gx = _check_grid(math.ceil(p.rows / 4), f"tensor {p.tensor}")
-                    out.append(emit(kern, binds, [gx, 1, 1], None if last else t_tile))
+                    kw = dict(n_rows=p.rows, n_out=n_out, row0=p.row0, pair=pair, add=bool(op.attrs.get("add")),
+                              bias=p.bias is not None, x_type="f32" if x == "h" else profile.act,
+                              y_type="f32" if y in ("h", "logits", "logits_all") else profile.act)
+                    if tiled:
+                        kern = K.matmul_tiled(profile, m.part_view(p), **kw)
+                        rows_per_wg, per_y = 32, 32
+                    else:  # one token: decode, or the output head on the last token's row
+                        kw.pop("n_out")
+                        kern = K.gemv(profile, m.part_view(p), lanes=gemv[0], unroll=gemv[1], **kw)
+                        rows_per_wg, per_y = 256 // gemv[0], None
+                    binds = [buf(x), buf(y)] + m.arrays(p) + ([p.bias] if p.bias else [])
+                    gx = _check_grid(math.ceil(p.rows / rows_per_wg), f"tensor {p.tensor}")
+                    out.append(emit(kern, binds, [gx, 1, 1], per_y))
             elif op.kind == "rope_kv":
                 kern = K.rope_kv(profile, nq=cfg.num_attention_heads, nkv=cfg.num_key_value_heads, hd=cfg.head_dim,
                                  cap=model.capacity)
@@ -108,10 +123,14 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                 out.append(emit(kern, [buf(op.inputs[0])] + [buf(t) for t in op.outputs] + ["rope_table"],
                                 [math.ceil(n / 64), 1, 1], 1))
             elif op.kind == "attention":
-                kern = K.attention(profile, nq=cfg.num_attention_heads, nkv=cfg.num_key_value_heads, hd=cfg.head_dim,
-                                   cap=model.capacity, window=cfg.sliding_window or 0, scale=cfg.head_dim ** -0.5)
+                kw = dict(nq=cfg.num_attention_heads, nkv=cfg.num_key_value_heads, hd=cfg.head_dim, cap=model.capacity,
+                          window=cfg.sliding_window or 0, scale=cfg.head_dim ** -0.5)
+                if tt > 1 and cfg.head_dim % 16 == 0:  # prefill: 16 queries share each K/V block
+                    kern, per_y = K.attention_tiled(profile, **kw), ATTENTION_QUERY_TILE
+                else:
+                    kern, per_y = K.attention(profile, **kw), 1
                 out.append(emit(kern, [buf(t) for t in op.inputs] + [buf(op.outputs[0])],
-                                [cfg.num_attention_heads, 1, 1], 1))
+                                [cfg.num_attention_heads, 1, 1], per_y))
             elif op.kind == "argmax":
                 kern = K.argmax(profile, vocab=cfg.vocab_size)
                 out.append(emit(kern, [buf("logits"), buf("token_ids")], [1, 1, 1], None))
@@ -119,17 +138,19 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                 raise AssertionError(op.kind)
         return out
 
-    prefill, decode = phase(PREFILL_TOKEN_TILE), phase(1)
+    prefill, decode, score = phase(PREFILL_TOKEN_TILE), phase(1), phase(PREFILL_TOKEN_TILE, score_ops)
     buffers = [{"name": "uniform", "size": 16, "usage": "uniform"}]
     buffers += [{"name": b, "size": s, "usage": "storage"} for b, s in sorted(mem.buffers.items())]
+    buffers += [{"name": b, "size": s, "usage": "storage", "optional": True} for b, s in optional.items()]
     return {
         "profile": profile.name,
         "requires_features": ["shader-f16"] if profile.name == "f16" else [],
         "kernels": {name: k.to_json() for name, k in sorted(kernels.items())},
         "buffers": buffers,
-        "io": {"token_ids": "token_ids", "logits": "logits"},
+        "io": {"token_ids": "token_ids", "logits": "logits", "logits_all": "logits_all"},
         "prefill": prefill,
         "decode": decode,
+        "score": score,
         "_sources": {name: k.source for name, k in kernels.items()},
     }
 

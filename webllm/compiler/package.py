@@ -71,6 +71,9 @@ class AtomicDir:
 
     def __init__(self, target: Path):
         self.target = Path(target).resolve()
+        if self.target.exists() and not self.target.is_dir():
+            raise InputError(f"{self.target}: output path exists and is a file, not a model package folder; "
+                             "not overwriting it")
         if self.target.exists() and not (self.target / MANIFEST).exists() and any(self.target.iterdir()):
             raise InputError(f"{self.target}: output folder exists and is not a model package; not overwriting it")
         self.target.parent.mkdir(parents=True, exist_ok=True)

@@ -88,27 +88,63 @@ def weight_snippet(fmt: str, scale_dtype: str, first_binding: int) -> tuple[str,
 
 
 def matmul(profile: Profile, w: PackedWeight, *, n_rows: int, n_out: int, row0: int, tt: int,
-           x_type: str, y_type: str, norm_eps: float | None = None, pair: bool = False, add: bool = False,
-           last: bool = False, bias: bool = False) -> Kernel:
-    """y[t, row0 + n] (=, += or silu-pair) W[n] . x'[t]; see wgsl/matmul.wgsl."""
+           x_type: str, y_type: str, pair: bool = False, add: bool = False, bias: bool = False) -> Kernel:
+    """y[t, row0 + n] (=, += or silu-pair) W[n] . x[t]; see wgsl/matmul.wgsl."""
     n, k = w.shape
     weights, nw = weight_snippet(w.format, w.scale_dtype, 3)
-    extra, nxt = [], 3 + nw
-    bias_load, norm_load = "return 0.0;", "return vec4<f32>(1.0);"
+    extra, nxt = "", 3 + nw
+    bias_load = "return 0.0;"
     if bias:
-        extra.append(f"@group(0) @binding({nxt}) var<storage, read> bias: array<f32>;")
+        extra = f"@group(0) @binding({nxt}) var<storage, read> bias: array<f32>;"
         bias_load, nxt = "return bias[i];", nxt + 1
-    if norm_eps is not None:
-        extra.append(f"@group(0) @binding({nxt}) var<storage, read> norm_w: array<vec4<f32>>;")
-        norm_load, nxt = "return norm_w[i];", nxt + 1
     src = _fill(
         _template("matmul"), HEADER=_header(profile), K=k, N_ROWS=n_rows, N_OUT=n_out, ROW0=row0, TT=tt,
-        NORM=str(norm_eps is not None).lower(), PAIR=str(pair).lower(), ADD=str(add).lower(),
-        LAST=str(last).lower(), HAS_BIAS=str(bias).lower(), EPS=_f32(norm_eps or 0.0), XT=x_type, YT=y_type,
-        WEIGHTS=weights, EXTRA_BINDINGS="\n".join(extra), NORM_LOAD=norm_load, BIAS_LOAD=bias_load,
-        RED=128 * tt * (2 if pair else 1), FORMAT=w.format,
+        PAIR=str(pair).lower(), ADD=str(add).lower(), HAS_BIAS=str(bias).lower(), XT=x_type, YT=y_type,
+        WEIGHTS=weights, EXTRA_BINDINGS=extra, BIAS_LOAD=bias_load, RED=128 * tt * (2 if pair else 1), FORMAT=w.format,
     )
     return _make("matmul", src, (UNIFORM, READ, WRITE) + (READ,) * (nxt - 3))
+
+
+def matmul_tiled(profile: Profile, w: PackedWeight, *, n_rows: int, n_out: int, row0: int, x_type: str, y_type: str,
+                 pair: bool = False, add: bool = False, bias: bool = False) -> Kernel:
+    """The prefill matmul: 32-token x 32-row tiles through workgroup memory; see wgsl/matmul_tiled.wgsl."""
+    n, k = w.shape
+    weights, nw = weight_snippet(w.format, w.scale_dtype, 3)
+    extra, nxt = "", 3 + nw
+    bias_load = "return 0.0;"
+    if bias:
+        extra = f"@group(0) @binding({nxt}) var<storage, read> bias: array<f32>;"
+        bias_load, nxt = "return bias[i];", nxt + 1
+    wrows = 64 if pair else 32
+    src = _fill(
+        _template("matmul_tiled"), HEADER=_header(profile), K=k, N_ROWS=n_rows, N_OUT=n_out, ROW0=row0,
+        PAIR=str(pair).lower(), ADD=str(add).lower(), HAS_BIAS=str(bias).lower(), XT=x_type, YT=y_type,
+        WEIGHTS=weights, EXTRA_BINDINGS=extra, BIAS_LOAD=bias_load, WROWS=wrows, WS=32 * wrows // 4, FORMAT=w.format,
+    )
+    return _make("matmul_tiled", src, (UNIFORM, READ, WRITE) + (READ,) * (nxt - 3))
+
+
+def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: str, y_type: str, lanes: int = 32,
+         unroll: int = 2, pair: bool = False, add: bool = False, bias: bool = False) -> Kernel:
+    """The decode matmul (one token); see wgsl/gemv.wgsl. 256 // lanes rows per workgroup."""
+    n, k = w.shape
+    weights, nw = weight_snippet(w.format, w.scale_dtype, 3)
+    extra, nxt = "", 3 + nw
+    bias_load = "return 0.0;"
+    if bias:
+        extra = f"@group(0) @binding({nxt}) var<storage, read> bias: array<f32>;"
+        bias_load, nxt = "return bias[i];", nxt + 1
+    src = _fill(
+        _template("gemv"), HEADER=_header(profile), K=k, N_ROWS=n_rows, ROW0=row0, LANES=lanes, UNROLL=unroll,
+        PAIR=str(pair).lower(), ADD=str(add).lower(), HAS_BIAS=str(bias).lower(), XT=x_type, YT=y_type,
+        WEIGHTS=weights, EXTRA_BINDINGS=extra, BIAS_LOAD=bias_load, FORMAT=w.format,
+    )
+    return _make("gemv", src, (UNIFORM, READ, WRITE) + (READ,) * (nxt - 3))
+
+
+def rmsnorm(profile: Profile, *, hidden: int, eps: float, last: bool) -> Kernel:
+    src = _fill(_template("rmsnorm"), HEADER=_header(profile), H=hidden, EPS=_f32(eps), LAST=str(last).lower())
+    return _make("rmsnorm", src, (UNIFORM, READ, WRITE, READ))
 
 
 def embed(profile: Profile, w, *, row0: int) -> Kernel:
@@ -127,6 +163,13 @@ def attention(profile: Profile, *, nq: int, nkv: int, hd: int, cap: int, window:
     src = _fill(_template("attention"), HEADER=_header(profile), NQ=nq, NKV=nkv, HD=hd, CAP=cap, WINDOW=window,
                 SCALE=_f32(scale))
     return _make("attention", src, (UNIFORM, READ, READ, READ, WRITE))
+
+
+def attention_tiled(profile: Profile, *, nq: int, nkv: int, hd: int, cap: int, window: int, scale: float) -> Kernel:
+    """Prefill attention, 16 queries per workgroup; needs head_dim % 16 == 0."""
+    src = _fill(_template("attention_tiled"), HEADER=_header(profile), NQ=nq, NKV=nkv, HD=hd, CAP=cap, WINDOW=window,
+                SCALE=_f32(scale), BK=16 if hd <= 64 else 8)
+    return _make("attention_tiled", src, (UNIFORM, READ, READ, READ, WRITE))
 
 
 def argmax(profile: Profile, *, vocab: int) -> Kernel:

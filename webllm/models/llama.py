@@ -1,11 +1,13 @@
 """The Llama family (Llama 2/3/3.1/3.2, Mistral, Qwen2): fused weights and the op graph.
 
-Per layer, six fused ops (see docs/ARCHITECTURE.md):
-  qkv     = [Wq; Wk; Wv] . rmsnorm(h) (+ bias)         matmul, norm fused in
+Per layer, eight ops (see docs/ARCHITECTURE.md):
+  x       = rmsnorm(h)                                  rmsnorm (once per token, stored as act)
+  qkv     = [Wq; Wk; Wv] . x (+ bias)                   matmul
   q, K, V = rope(qkv); append K, V to the cache         rope_kv
   attn    = softmax(q K^T / sqrt(d)) V                  attention
   h      += Wo . attn (+ bias)                          matmul, residual add fused in
-  mlp     = silu(Wg . rmsnorm(h)) * (Wu . rmsnorm(h))   matmul over [Wg; Wu], norm + SwiGLU fused in
+  x       = rmsnorm(h)                                  rmsnorm
+  mlp     = silu(Wg . x) * (Wu . x)                     matmul over [Wg; Wu], SwiGLU fused in
   h      += Wd . mlp                                    matmul, residual add fused in
 """
 
@@ -160,23 +162,31 @@ class LlamaModel:
         return t if isinstance(t, PackedWeight) else quantize_matrix(t, self.mode, name)
 
     # ---- graph -----------------------------------------------------------------------------------
-    def graph(self) -> list[Op]:
+    def graph(self, score: bool = False) -> list[Op]:
+        """The op list of one step. `score`: the output head runs on every token (logits_all [T, vocab]),
+        for perplexity and scoring, instead of the last token's logits and the greedy argmax."""
         c = self.cfg
         ops = [Op("embed", ["token_ids"], ["h"], ["embed"])]
         for i in range(c.num_hidden_layers):
             L = f"layers.{i}."
             qkv_w = [L + "qkv"] + ([L + "qkv.bias"] if c.attention_bias else [])
             ops += [
-                Op("matmul", ["h"], [f"qkv.{i}"], qkv_w, {"norm": L + "input_norm"}),
+                Op("rmsnorm", ["h"], [f"xn.{i}"], [L + "input_norm"]),
+                Op("matmul", [f"xn.{i}"], [f"qkv.{i}"], qkv_w),
                 Op("rope_kv", [f"qkv.{i}"], [f"q.{i}", f"k_cache.{i}", f"v_cache.{i}"], ["rope_table"]),
                 Op("attention", [f"q.{i}", f"k_cache.{i}", f"v_cache.{i}"], [f"attn.{i}"]),
                 Op("matmul", [f"attn.{i}"], ["h"], [L + "o"] + ([L + "o.bias"] if c.o_proj_bias else []), {"add": True}),
-                Op("matmul", ["h"], [f"mlp.{i}"], [L + "gate_up"] + ([L + "gate_up.bias"] if c.mlp_bias else []),
-                   {"norm": L + "post_norm", "pair": True}),
+                Op("rmsnorm", ["h"], [f"xn2.{i}"], [L + "post_norm"]),
+                Op("matmul", [f"xn2.{i}"], [f"mlp.{i}"], [L + "gate_up"] + ([L + "gate_up.bias"] if c.mlp_bias else []),
+                   {"pair": True}),
                 Op("matmul", [f"mlp.{i}"], ["h"], [L + "down"] + ([L + "down.bias"] if c.mlp_bias else []), {"add": True}),
             ]
         head = "embed" if c.tie_word_embeddings else "lm_head"
-        ops += [Op("matmul", ["h"], ["logits"], [head], {"norm": "final_norm", "last": True}),
+        if score:
+            return ops + [Op("rmsnorm", ["h"], ["xn_all"], ["final_norm"]),
+                          Op("matmul", ["xn_all"], ["logits_all"], [head])]
+        ops += [Op("rmsnorm", ["h"], ["xn_last"], ["final_norm"], {"last": True}),
+                Op("matmul", ["xn_last"], ["logits"], [head], {"single_row": True}),
                 Op("argmax", ["logits"], ["token_ids"])]
         return ops
 
@@ -185,9 +195,12 @@ class LlamaModel:
         c = self.cfg
         qkv = (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim
         s: dict[str, tuple[int, str]] = {"token_ids": (chunk, "u32"), "h": (chunk * c.hidden_size, "f32"),
-                                         "logits": (c.vocab_size, "f32")}
+                                         "logits": (c.vocab_size, "f32"), "xn_last": (c.hidden_size, "act"),
+                                         "xn_all": (chunk * c.hidden_size, "act"), "logits_all": (chunk * c.vocab_size, "f32")}
         kv = c.num_key_value_heads * self.capacity * c.head_dim
         for i in range(c.num_hidden_layers):
+            s[f"xn.{i}"] = (chunk * c.hidden_size, "act")
+            s[f"xn2.{i}"] = (chunk * c.hidden_size, "act")
             s[f"qkv.{i}"] = (chunk * qkv, "act")
             s[f"q.{i}"] = (chunk * c.num_attention_heads * c.head_dim, "act")
             s[f"attn.{i}"] = (chunk * c.num_attention_heads * c.head_dim, "act")

@@ -52,9 +52,10 @@ class Model:
     # ---- loading ---------------------------------------------------------------------------------
     @classmethod
     def load(cls, folder: str | Path, *, profile: str | None = None, max_binding_size: int | None = None,
-             progress: bool = True, device=None, adapter=None) -> Model:
+             progress: bool = True, device=None, adapter=None, scoring: bool = False) -> Model:
         """Load a package. `profile`: "f16"/"f32" (default: f16 if the adapter has shader-f16).
-        `max_binding_size` lowers the adapter's storage binding limit (for tests)."""
+        `max_binding_size` lowers the adapter's storage binding limit (for tests). `scoring` also
+        allocates the all-token logits buffer, for `score` (perplexity)."""
         import wgpu
 
         folder = Path(folder)
@@ -86,7 +87,10 @@ class Model:
                 raise AdapterError(
                     f"tensor {name} ({t['nbytes']} bytes) exceeds this adapter's storage binding limit of {limit} "
                     f"bytes; recompile with --max-binding-size {limit}")
-        for b in plan["buffers"]:
+        if scoring and "score" not in plan:
+            raise PackageError(f"{folder}: this package has no scoring phase (its vocabulary x prefill chunk is too large)")
+        plan_buffers = [b for b in plan["buffers"] if scoring or not b.get("optional")]
+        for b in plan_buffers:
             if b["size"] > limit:
                 raise AdapterError(
                     f"buffer {b['name']} ({b['size']} bytes) exceeds this adapter's storage binding limit of "
@@ -94,7 +98,7 @@ class Model:
 
         BU = wgpu.BufferUsage
         buffers = {}
-        for b in plan["buffers"]:
+        for b in plan_buffers:
             usage = (BU.UNIFORM if b["usage"] == "uniform" else BU.STORAGE) | BU.COPY_DST | BU.COPY_SRC
             buffers[b["name"]] = device.create_buffer(size=max(16, b["size"]), usage=usage, label=b["name"])
         for name, t in manifest["tensors"].items():
@@ -136,7 +140,7 @@ class Model:
                 compute={"module": module, "entry_point": k["entry_point"]}, label=kname)
             layouts[kname] = bgl
         dispatches = {}
-        for phase in ("prefill", "decode"):
+        for phase in ("prefill", "decode") + (("score",) if scoring else ()):
             out = []
             for d in plan[phase]:
                 try:
@@ -174,26 +178,46 @@ class Model:
     def prefill(self, token_ids, staging: int | None = None) -> None:
         """Append tokens to the KV cache, in chunks of at most `prefill_chunk`; afterwards the logits
         (and the greedy next token, on the GPU) are those of the last token."""
-        ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
-        if ids.size == 0:
-            raise WebLLMError("prefill needs at least one token")
-        vocab = self.config["vocab_size"]
-        if ids.min() < 0 or ids.max() >= vocab:
-            raise WebLLMError(f"token id out of range [0, {vocab}): {int(ids.max() if ids.max() >= vocab else ids.min())}")
-        if self.past + ids.size > self.capacity:
-            raise WebLLMError(
-                f"context window full: {self.past} + {ids.size} tokens > {self.capacity} (context_window of the package)")
+        ids = self._check_ids(token_ids)
         for s in range(0, ids.size, self.chunk):
             part = ids[s : s + self.chunk].astype(np.uint32)
             self.device.queue.write_buffer(self._buffers["token_ids"], 0, part.tobytes())
             last = s + self.chunk >= ids.size
             self._step("prefill", int(part.size), staging if last else None)
 
+    def _check_ids(self, token_ids) -> np.ndarray:
+        ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
+        if ids.size == 0:
+            raise WebLLMError("at least one token is needed")
+        vocab = self.config["vocab_size"]
+        if ids.min() < 0 or ids.max() >= vocab:
+            raise WebLLMError(f"token id out of range [0, {vocab}): {int(ids.max() if ids.max() >= vocab else ids.min())}")
+        if self.past + ids.size > self.capacity:
+            raise WebLLMError(
+                f"context window full: {self.past} + {ids.size} tokens > {self.capacity} (context_window of the package)")
+        return ids
+
     def decode(self, staging: int | None = None) -> None:
         """One decode step on the token the GPU last sampled (token_ids[0])."""
         if self.past + 1 > self.capacity:
             raise WebLLMError(f"context window full ({self.capacity} tokens)")
         self._step("decode", 1, staging)
+
+    def score(self, token_ids) -> np.ndarray:
+        """Append tokens to the KV cache and return the logits after each of them, float32 [n, vocab].
+        Needs a model loaded with scoring=True. Used for perplexity."""
+        if "score" not in self._dispatch:
+            raise WebLLMError("score() needs Model.load(..., scoring=True)")
+        ids = self._check_ids(token_ids)
+        v = self.config["vocab_size"]
+        out = np.empty((ids.size, v), dtype=np.float32)
+        for s in range(0, ids.size, self.chunk):
+            part = ids[s : s + self.chunk].astype(np.uint32)
+            self.device.queue.write_buffer(self._buffers["token_ids"], 0, part.tobytes())
+            self._step("score", int(part.size))
+            raw = self.device.queue.read_buffer(self._buffers["logits_all"], 0, part.size * v * 4)
+            out[s : s + part.size] = np.frombuffer(raw, dtype=np.float32).reshape(part.size, v)
+        return out
 
     def logits(self) -> np.ndarray:
         """The last step's logits for its last token, float32 [vocab] (a readback: tests and tools)."""

@@ -1,0 +1,1 @@
+"""Evaluation: quality measurements of a package on this adapter."""

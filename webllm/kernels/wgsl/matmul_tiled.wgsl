@@ -1,0 +1,109 @@
+// Tiled dequantizing matmul for prefill:  y[t, ROW0 + n] (op) sum_k W[n, k] * x[t, k]
+//   (op) = store | ADD into y (the residual stream) | PAIR: y = silu(W[n]·x + b) * (W[n + N_ROWS]·x + b')
+// A workgroup computes a tile of 32 tokens x 32 rows, walking K in groups of 32: each step stages
+// x[32 tokens, 32] and the dequantized W[32 rows (x2 for PAIR), 32] in workgroup memory; each of the
+// 128 threads accumulates 2 tokens x 4 rows in vec4 registers. Weights are dequantized once per tile.
+// Bindings: 0 step; 1 x [T, K] (vec4 of {{XT}}); 2 y [T, N_OUT] ({{YT}}); 3.. weight arrays of format
+// {{FORMAT}}; then bias [rows] f32 (HAS_BIAS).
+// Grid: x = ceil(N_ROWS / 32), y = ceil(T / 32).
+{{HEADER}}
+const K: u32 = {{K}}u;
+const KV4: u32 = K / 4u;
+const w_KG: u32 = K / 32u;
+const N_ROWS: u32 = {{N_ROWS}}u;
+const N_OUT: u32 = {{N_OUT}}u;
+const ROW0: u32 = {{ROW0}}u;
+const PAIR: bool = {{PAIR}};
+const ADD: bool = {{ADD}};
+const HAS_BIAS: bool = {{HAS_BIAS}};
+const WROWS: u32 = {{WROWS}}u;  // weight rows staged per tile: 32, or 64 with PAIR (gate then up)
+
+@group(0) @binding(1) var<storage, read> x: array<vec4<{{XT}}>>;
+@group(0) @binding(2) var<storage, read_write> y: array<{{YT}}>;
+{{WEIGHTS}}
+{{EXTRA_BINDINGS}}
+
+var<workgroup> xs: array<vec4<f32>, 256>;        // [32 tokens][8 vec4] of the current k-group
+var<workgroup> ws: array<vec4<f32>, {{WS}}>;     // [32 k][WROWS / 4 vec4]: transposed, 4 rows per vec4
+
+fn bias_at(i: u32) -> f32 { {{BIAS_LOAD}} }
+
+@compute @workgroup_size(128)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t0 = wid.y * 32u;
+    let n0 = wid.x * 32u;
+    let nt = min(32u, step.n_tokens - t0);
+    let tp = lid / 8u;        // token pair: tokens 2tp, 2tp + 1 of the tile
+    let rq = lid % 8u;        // row quad: rows 4rq .. 4rq + 3 of the tile
+    var a0 = vec4<f32>(0.0);  // token 2tp, rows 4rq..+3 (gate rows with PAIR)
+    var a1 = vec4<f32>(0.0);  // token 2tp + 1
+    var u0 = vec4<f32>(0.0);  // up rows (PAIR)
+    var u1 = vec4<f32>(0.0);
+
+    for (var g = 0u; g < w_KG; g++) {
+        // stage x: 32 tokens x 8 vec4 = 256 vec4, two per thread (zeros past the step's tokens)
+        for (var i = lid; i < 256u; i += 128u) {
+            let t = i / 8u;
+            var v = vec4<f32>(0.0);
+            if (t < nt) { v = vec4<f32>(x[(t0 + t) * KV4 + g * 8u + (i % 8u)]); }
+            xs[i] = v;
+        }
+        // stage W: one thread per staged row dequantizes its group of 32, stored transposed
+        if (lid < WROWS) {
+            var n = n0 + lid;
+            if (PAIR && lid >= 32u) { n = n0 + lid - 32u + N_ROWS; }
+            var w: array<vec4<f32>, 8>;
+            if ((n0 + (lid % 32u)) < N_ROWS) { w = w_load_group(n, g); }
+            let col = lid / 4u;   // which vec4 along the rows
+            let lane = lid % 4u;  // which component of it
+            for (var j = 0u; j < 8u; j++) {
+                for (var c = 0u; c < 4u; c++) {
+                    ws[(j * 4u + c) * (WROWS / 4u) + col][lane] = w[j][c];
+                }
+            }
+        }
+        workgroupBarrier();
+        for (var kq = 0u; kq < 8u; kq++) {
+            let xa = xs[(2u * tp) * 8u + kq];
+            let xb = xs[(2u * tp + 1u) * 8u + kq];
+            let base = (4u * kq) * (WROWS / 4u) + rq;
+            let w0 = ws[base];
+            let w1 = ws[base + WROWS / 4u];
+            let w2 = ws[base + 2u * (WROWS / 4u)];
+            let w3 = ws[base + 3u * (WROWS / 4u)];
+            a0 += xa.x * w0 + xa.y * w1 + xa.z * w2 + xa.w * w3;
+            a1 += xb.x * w0 + xb.y * w1 + xb.z * w2 + xb.w * w3;
+            if (PAIR) {
+                let v0 = ws[base + 8u];
+                let v1 = ws[base + 8u + WROWS / 4u];
+                let v2 = ws[base + 8u + 2u * (WROWS / 4u)];
+                let v3 = ws[base + 8u + 3u * (WROWS / 4u)];
+                u0 += xa.x * v0 + xa.y * v1 + xa.z * v2 + xa.w * v3;
+                u1 += xb.x * v0 + xb.y * v1 + xb.z * v2 + xb.w * v3;
+            }
+        }
+        workgroupBarrier();
+    }
+
+    for (var c = 0u; c < 4u; c++) {
+        let row = n0 + rq * 4u + c;
+        if (row >= N_ROWS) { continue; }
+        for (var e = 0u; e < 2u; e++) {
+            let t = 2u * tp + e;
+            if (t >= nt) { continue; }
+            var a = select(a0[c], a1[c], e == 1u);
+            var b = select(u0[c], u1[c], e == 1u);
+            if (HAS_BIAS) {
+                a += bias_at(rq * 4u + c + n0);
+                if (PAIR) { b += bias_at(row + N_ROWS); }
+            }
+            if (PAIR) { a = a / (1.0 + exp(-a)) * b; }
+            let o = (t0 + t) * N_OUT + ROW0 + row;
+            if (ADD) {
+                y[o] = {{YT}}(f32(y[o]) + a);
+            } else {
+                y[o] = {{YT}}(a);
+            }
+        }
+    }
+}
