@@ -16,18 +16,18 @@ from webllm.compiler.compile import CompileOptions, compile_model
 
 ap = argparse.ArgumentParser()
 ap.add_argument("checkpoint")
-ap.add_argument("--variants", nargs="+", default=["16,2"])
+ap.add_argument("--variants", nargs="+", default=["32"], help="threads per row of the one-token matmul")
 ap.add_argument("--quantization", default="q4f16_1")
 ap.add_argument("--bench-args", default="--prompt-tokens 512 --decode-tokens 128")
 a = ap.parse_args()
 tmp = Path(tempfile.mkdtemp())
 for v in a.variants:
-    lanes, unroll = (int(x) for x in v.split(","))
-    out = tmp / f"pkg-{lanes}-{unroll}"
-    compile_model(a.checkpoint, out, CompileOptions(quantization=a.quantization, gemv=(lanes, unroll), progress=False))
+    lanes = int(v)
+    out = tmp / f"pkg-{lanes}"
+    compile_model(a.checkpoint, out, CompileOptions(quantization=a.quantization, gemv_lanes=lanes, progress=False))
     for profile in ("f16", "f32"):
         r = subprocess.run([sys.executable, "-m", "webllm", "bench", str(out), "--quiet", "--json", "--profile", profile,
                             *a.bench_args.split()], capture_output=True, text=True)
         line = r.stdout.strip().splitlines()[-1] if r.returncode == 0 else r.stderr.strip()[-300:]
         res = json.loads(line) if r.returncode == 0 else line
-        print(f"gemv lanes {lanes} unroll {unroll} {profile}: {res}", flush=True)
+        print(f"gemv lanes {lanes} {profile}: {res}", flush=True)

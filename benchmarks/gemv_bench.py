@@ -61,11 +61,9 @@ def main() -> None:
         nbytes = w.nbytes
         variants = {"matmul tt1 (4 rows x 32)": (K.matmul(prof, w, n_rows=n, n_out=n, row0=0, tt=1, x_type=prof.act,
                                                           y_type="f32", pair=pair), 4)}
-        for lanes in (8, 16, 32):
-            for unroll in (1, 2, 4):
-                variants[f"gemv lanes {lanes} unroll {unroll}"] = (
-                    K.gemv(prof, w, n_rows=n, row0=0, x_type=prof.act, y_type="f32", lanes=lanes, unroll=unroll,
-                           pair=pair), 256 // lanes)
+        for lanes in (4, 8, 16, 32, 64):
+            variants[f"gemv lanes {lanes}"] = (
+                K.gemv(prof, w, n_rows=n, row0=0, x_type=prof.act, y_type="f32", lanes=lanes, pair=pair), 256 // lanes)
         for vname, (kern, rows_per_wg) in variants.items():
             bgl = dev.create_bind_group_layout(entries=[
                 {"binding": i, "visibility": wgpu.ShaderStage.COMPUTE, "buffer": {"type": t}}
@@ -78,7 +76,7 @@ def main() -> None:
                 {"binding": i, "resource": {"buffer": b, "offset": 0, "size": b.size}} for i, b in enumerate(bufs)])
             gx = -(-n // rows_per_wg)
 
-            def run(reps):
+            def run(reps, pipe=pipe, bg=bg, gx=gx, yb=yb):
                 enc = dev.create_command_encoder()
                 cp = enc.begin_compute_pass()
                 cp.set_pipeline(pipe)

@@ -55,9 +55,9 @@ def _check_grid(x: int, what: str) -> int:
     return x
 
 
-def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int, gemv: tuple[int, int] = (16, 2)) -> dict:
+def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int, gemv_lanes: int = 32) -> dict:
     """Build the plan of one profile: kernels, buffers, and the prefill, decode and score dispatch lists.
-    `gemv` = (lanes per row, groups in flight per lane) of the one-token matmul (decode, output head)."""
+    `gemv_lanes`: threads per row in the one-token matmul (decode, output head)."""
     cfg = model.cfg
     ops = model.graph()
     score_ops = model.graph(score=True)
@@ -111,8 +111,8 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                         rows_per_wg, per_y = 32, 32
                     else:  # one token: decode, or the output head on the last token's row
                         kw.pop("n_out")
-                        kern = K.gemv(profile, m.part_view(p), lanes=gemv[0], unroll=gemv[1], **kw)
-                        rows_per_wg, per_y = 256 // gemv[0], None
+                        kern = K.gemv(profile, m.part_view(p), lanes=gemv_lanes, **kw)
+                        rows_per_wg, per_y = 256 // gemv_lanes, None
                     binds = [buf(x), buf(y)] + m.arrays(p) + ([p.bias] if p.bias else [])
                     gx = _check_grid(math.ceil(p.rows / rows_per_wg), f"tensor {p.tensor}")
                     out.append(emit(kern, binds, [gx, 1, 1], per_y))

@@ -125,7 +125,7 @@ def matmul_tiled(profile: Profile, w: PackedWeight, *, n_rows: int, n_out: int, 
 
 
 def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: str, y_type: str, lanes: int = 32,
-         unroll: int = 2, pair: bool = False, add: bool = False, bias: bool = False) -> Kernel:
+         pair: bool = False, add: bool = False, bias: bool = False) -> Kernel:
     """The decode matmul (one token); see wgsl/gemv.wgsl. 256 // lanes rows per workgroup."""
     n, k = w.shape
     weights, nw = weight_snippet(w.format, w.scale_dtype, 3)
@@ -135,7 +135,7 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
         extra = f"@group(0) @binding({nxt}) var<storage, read> bias: array<f32>;"
         bias_load, nxt = "return bias[i];", nxt + 1
     src = _fill(
-        _template("gemv"), HEADER=_header(profile), K=k, N_ROWS=n_rows, ROW0=row0, LANES=lanes, UNROLL=unroll,
+        _template("gemv"), HEADER=_header(profile), K=k, N_ROWS=n_rows, ROW0=row0, LANES=lanes,
         PAIR=str(pair).lower(), ADD=str(add).lower(), HAS_BIAS=str(bias).lower(), XT=x_type, YT=y_type,
         WEIGHTS=weights, EXTRA_BINDINGS=extra, BIAS_LOAD=bias_load, FORMAT=w.format,
     )

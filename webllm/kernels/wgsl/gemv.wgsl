@@ -1,19 +1,18 @@
 // Decode matmul (one token):  y[ROW0 + n] (op) sum_k W[n, k] * x[k]
 //   (op) = store | ADD into y (the residual stream) | PAIR: y = silu(W[n]·x + b) * (W[n + N_ROWS]·x + b')
-// LANES threads share a row, each walking groups of 32 inputs g = lane, lane + LANES, ... with UNROLL
-// groups in flight per step (their loads issued before their math, to keep memory busy); a
-// workgroup holds ROWS = 256 / LANES rows. Partial sums meet in workgroup memory.
+// LANES threads share a row, each walking groups of 32 inputs g = lane, lane + LANES, ...; the
+// format's w_dot does dequantization and the 32 products in straight-line code (no arrays, so
+// nothing spills). A workgroup of 256 threads holds 256 / LANES rows; partial sums meet in
+// workgroup memory.
 // Bindings: 0 step; 1 x [K] (vec4 of {{XT}}); 2 y [N_OUT] ({{YT}}); 3.. weight arrays of format
 // {{FORMAT}}; then bias [rows] f32 (HAS_BIAS).
-// Grid: x = ceil(N_ROWS / ROWS), y = 1.
+// Grid: x = ceil(N_ROWS / (256 / LANES)), y = 1.
 {{HEADER}}
 const K: u32 = {{K}}u;
 const w_KG: u32 = K / 32u;
 const N_ROWS: u32 = {{N_ROWS}}u;
 const ROW0: u32 = {{ROW0}}u;
 const LANES: u32 = {{LANES}}u;
-const ROWS: u32 = 256u / LANES;
-const UNROLL: u32 = {{UNROLL}}u;
 const PAIR: bool = {{PAIR}};
 const ADD: bool = {{ADD}};
 const HAS_BIAS: bool = {{HAS_BIAS}};
@@ -27,34 +26,32 @@ var<workgroup> red: array<vec2<f32>, 256>;
 
 fn bias_at(i: u32) -> f32 { {{BIAS_LOAD}} }
 
-fn dot_group(w: array<vec4<f32>, 8>, g: u32) -> f32 {
-    var s = 0.0;
-    for (var i = 0u; i < 8u; i++) { s += dot(w[i], vec4<f32>(x[g * 8u + i])); }
-    return s;
+fn load_x(g: u32) -> X8 {
+    let b = g * 8u;
+    var r: X8;
+    r.v0 = vec4<f32>(x[b]);
+    r.v1 = vec4<f32>(x[b + 1u]);
+    r.v2 = vec4<f32>(x[b + 2u]);
+    r.v3 = vec4<f32>(x[b + 3u]);
+    r.v4 = vec4<f32>(x[b + 4u]);
+    r.v5 = vec4<f32>(x[b + 5u]);
+    r.v6 = vec4<f32>(x[b + 6u]);
+    r.v7 = vec4<f32>(x[b + 7u]);
+    r.sum = dot((r.v0 + r.v1) + (r.v2 + r.v3) + (r.v4 + r.v5) + (r.v6 + r.v7), vec4<f32>(1.0));
+    return r;
 }
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let r = lid / LANES;
     let lane = lid % LANES;
-    let row = wid.x * ROWS + r;
+    let row = wid.x * (256u / LANES) + lid / LANES;
     var a = 0.0;
     var b = 0.0;
     if (row < N_ROWS) {
-        var g = lane;
-        // full steps: UNROLL groups, all in range
-        for (; g + (UNROLL - 1u) * LANES < w_KG; g += UNROLL * LANES) {
-            var ws: array<array<vec4<f32>, 8>, UNROLL>;
-            for (var u = 0u; u < UNROLL; u++) { ws[u] = w_load_group(row, g + u * LANES); }
-            for (var u = 0u; u < UNROLL; u++) { a += dot_group(ws[u], g + u * LANES); }
-            if (PAIR) {
-                for (var u = 0u; u < UNROLL; u++) { ws[u] = w_load_group(row + N_ROWS, g + u * LANES); }
-                for (var u = 0u; u < UNROLL; u++) { b += dot_group(ws[u], g + u * LANES); }
-            }
-        }
-        for (; g < w_KG; g += LANES) {
-            a += dot_group(w_load_group(row, g), g);
-            if (PAIR) { b += dot_group(w_load_group(row + N_ROWS, g), g); }
+        for (var g = lane; g < w_KG; g += LANES) {
+            let xg = load_x(g);
+            a += w_dot(row, g, xg);
+            if (PAIR) { b += w_dot(row + N_ROWS, g, xg); }
         }
     }
     red[lid] = vec2<f32>(a, b);

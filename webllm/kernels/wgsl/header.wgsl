@@ -11,3 +11,8 @@ struct Step {
     flags: u32,
 }
 @group(0) @binding(0) var<uniform> step: Step;
+
+// 32 consecutive inputs as eight vec4 (and their sum, which folds a quantization offset out of the
+// inner loop): plain struct fields, so they live in registers (indexed arrays may not).
+struct X8 { v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>,
+            v4: vec4<f32>, v5: vec4<f32>, v6: vec4<f32>, v7: vec4<f32>, sum: f32 }

@@ -12,3 +12,14 @@ fn {{P}}load_group(row: u32, g: u32) -> array<vec4<f32>, 8> {
     }
     return o;
 }
+
+fn {{P}}h8(v: vec4<u32>, lo: vec4<f32>, hi: vec4<f32>) -> f32 {
+    return dot(vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y)), lo)
+         + dot(vec4<f32>(unpack2x16float(v.z), unpack2x16float(v.w)), hi);
+}
+
+fn {{P}}dot(row: u32, g: u32, x: X8) -> f32 {
+    let base = (row * {{P}}KG + g) * 4u;
+    return {{P}}h8({{P}}w[base], x.v0, x.v1) + {{P}}h8({{P}}w[base + 1u], x.v2, x.v3)
+         + {{P}}h8({{P}}w[base + 2u], x.v4, x.v5) + {{P}}h8({{P}}w[base + 3u], x.v6, x.v7);
+}

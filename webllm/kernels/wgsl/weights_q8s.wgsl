@@ -22,3 +22,13 @@ fn {{P}}load_group(row: u32, g: u32) -> array<vec4<f32>, 8> {
     }
     return o;
 }
+
+fn {{P}}dot(row: u32, g: u32, x: X8) -> f32 {
+    let i = row * {{P}}KG + g;
+    let p = unpack2x16float({{P}}s[i >> 1u]);
+    let a = {{P}}q[i * 2u];
+    let b = {{P}}q[i * 2u + 1u];
+    let acc = dot({{P}}i8x4(a.x), x.v0) + dot({{P}}i8x4(a.y), x.v1) + dot({{P}}i8x4(a.z), x.v2) + dot({{P}}i8x4(a.w), x.v3)
+            + dot({{P}}i8x4(b.x), x.v4) + dot({{P}}i8x4(b.y), x.v5) + dot({{P}}i8x4(b.z), x.v6) + dot({{P}}i8x4(b.w), x.v7);
+    return acc * select(p.x, p.y, (i & 1u) == 1u);
+}
