@@ -87,14 +87,15 @@ def normalize_hf_config(cfg: dict[str, Any], src: str = "config.json") -> ModelC
 
     rope = cfg.get("rope_parameters") or {}
     scaling = cfg.get("rope_scaling")
+    field_name = "rope_scaling"
     if scaling is None and rope.get("rope_type", "default") != "default":
-        scaling = rope
+        scaling, field_name = rope, "rope_parameters"
     theta = float(rope.get("rope_theta", cfg.get("rope_theta", 10000.0)))
     if scaling is not None:
         rtype = scaling.get("rope_type", scaling.get("type", "default"))
         if rtype not in SUPPORTED_ROPE_TYPES:
             raise UnsupportedModelError(
-                f"{src}: field 'rope_scaling' type {rtype!r} is not supported "
+                f"{src}: field '{field_name}' type {rtype!r} is not supported "
                 f"(supported: {', '.join(SUPPORTED_ROPE_TYPES)})"
             )
         if rtype == "default":
@@ -103,7 +104,7 @@ def normalize_hf_config(cfg: dict[str, Any], src: str = "config.json") -> ModelC
             keep = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
             scaling = {"rope_type": rtype, **{k: scaling[k] for k in keep if k in scaling}}
             if "factor" not in scaling:
-                raise UnsupportedModelError(f"{src}: field 'rope_scaling' has no 'factor'")
+                raise UnsupportedModelError(f"{src}: field '{field_name}' has no 'factor'")
     if float(cfg.get("partial_rotary_factor", 1.0)) != 1.0:
         raise UnsupportedModelError(f"{src}: field 'partial_rotary_factor' != 1 is not supported")
 

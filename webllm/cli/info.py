@@ -27,7 +27,8 @@ def run(args) -> int:
     print(f"weights        {sum(s['nbytes'] for s in m['shards']) / 2**20:.1f} MiB in {len(m['shards'])} shards")
     for name, p in m["profiles"].items():
         plan = read_plan(package, m, name)
-        per_layer = (len(plan["decode"]) - 3) / max(1, c["num_hidden_layers"])
+        per_layer = sum(1 for d in plan["decode"]
+                        if any(b.startswith(("layers.0.", "k_cache.0")) for b in d["bindings"]))
         print(f"profile {name:6s} needs {p['memory_bytes'] / 2**20:.1f} MiB of GPU memory; "
               f"{len(plan['decode'])} dispatches per decode step ({per_layer:g} per layer); "
               f"{len(plan['kernels'])} kernels; requires {p['requires_features'] or 'nothing'}")

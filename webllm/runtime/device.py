@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 from webllm.errors import AdapterError
 
 _LIMITS = ("max-storage-buffer-binding-size", "max-buffer-size", "max-compute-workgroup-storage-size",
@@ -10,6 +13,10 @@ _LIMITS = ("max-storage-buffer-binding-size", "max-buffer-size", "max-compute-wo
 
 def request_device(want_features: list[str] | None = None):
     """Return (adapter, device). Requests shader-f16 and subgroups where present, limits at maximum."""
+    if not os.environ.get("XDG_RUNTIME_DIR"):
+        # Mesa's Vulkan drivers complain on stderr when it is unset (headless machines, containers);
+        # compute needs no display, so point it at a private folder.
+        os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="webllm-xdg-")
     try:
         import wgpu
     except ImportError as e:  # pragma: no cover - wgpu is a dependency
