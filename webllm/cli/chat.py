@@ -14,7 +14,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from webllm.cli.common import load_engine
+    from webllm.cli.common import load_engine, sampling
 
     engine = load_engine(args)
     history: list[dict] = [{"role": "system", "content": args.system}] if args.system else []
@@ -37,7 +37,7 @@ def run(args) -> int:
             continue
         history.append({"role": "user", "content": text})
         reply = []
-        for piece in engine.chat(history, max_tokens=args.max_tokens):
+        for piece in engine.chat(history, max_tokens=args.max_tokens, **sampling(args)):
             reply.append(piece)
             print(piece, end="", flush=True)
         print()

@@ -19,3 +19,7 @@ def load_engine(args):
         print(f"loaded {package.name} on {adapter_name(m.adapter)}, profile {m.profile}, "
               f"context {m.capacity} ({time.perf_counter() - t:.1f} s)", file=sys.stderr)
     return engine
+
+
+def sampling(args) -> dict:
+    return {"temperature": args.temperature, "top_p": args.top_p, "seed": args.seed}

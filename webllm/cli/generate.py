@@ -16,15 +16,15 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from webllm.cli.common import load_engine
+    from webllm.cli.common import load_engine, sampling
 
     engine = load_engine(args)
     if args.raw:
-        pieces = engine.complete(args.prompt, args.max_tokens, add_special_tokens=True)
+        pieces = engine.complete(args.prompt, args.max_tokens, add_special_tokens=True, **sampling(args))
     else:
         msgs = ([{"role": "system", "content": args.system}] if args.system else []) + [
             {"role": "user", "content": args.prompt}]
-        pieces = engine.chat(msgs, args.max_tokens)
+        pieces = engine.chat(msgs, args.max_tokens, **sampling(args))
     for piece in pieces:
         print(piece, end="", flush=True)
     print()

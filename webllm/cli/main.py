@@ -18,6 +18,10 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", choices=["f16", "f32"], default=None,
                    help="device profile: f16 needs shader-f16 (default: f16 when the adapter has it)")
     p.add_argument("--max-tokens", type=int, default=512, help="most tokens to generate per answer (default 512)")
+    p.add_argument("--temperature", type=float, default=0.0,
+                   help="sampling temperature; 0 (default) is greedy, deterministic decoding")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass, with --temperature (default 1)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the sampling draws (default: random)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or stats")
 
 

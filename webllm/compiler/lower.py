@@ -131,15 +131,15 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                     kern, per_y = K.attention(profile, **kw), 1
                 out.append(emit(kern, [buf(t) for t in op.inputs] + [buf(op.outputs[0])],
                                 [cfg.num_attention_heads, 1, 1], per_y))
-            elif op.kind == "argmax":
-                kern = K.argmax(profile, vocab=cfg.vocab_size)
+            elif op.kind == "sample":
+                kern = K.sample(profile, vocab=cfg.vocab_size)
                 out.append(emit(kern, [buf("logits"), buf("token_ids")], [1, 1, 1], None))
             else:  # pragma: no cover - the graph only holds the kinds above
                 raise AssertionError(op.kind)
         return out
 
     prefill, decode, score = phase(PREFILL_TOKEN_TILE), phase(1), phase(PREFILL_TOKEN_TILE, score_ops)
-    buffers = [{"name": "uniform", "size": 16, "usage": "uniform"}]
+    buffers = [{"name": "uniform", "size": 32, "usage": "uniform"}]
     buffers += [{"name": b, "size": s, "usage": "storage"} for b, s in sorted(mem.buffers.items())]
     buffers += [{"name": b, "size": s, "usage": "storage", "optional": True} for b, s in optional.items()]
     return {

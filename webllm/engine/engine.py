@@ -63,20 +63,24 @@ class Engine:
         self._cached = []
         self.model.reset()
 
-    def chat(self, messages: list[dict], max_tokens: int = 512) -> Iterator[str]:
-        """Stream the assistant's reply to `messages` as text pieces; stats land in `last_stats`."""
+    def chat(self, messages: list[dict], max_tokens: int = 512, **sampling) -> Iterator[str]:
+        """Stream the assistant's reply to `messages` as text pieces; stats land in `last_stats`.
+        `sampling`: temperature (default 0: greedy), top_p (default 1), seed (default random)."""
         prompt = self.template.render(messages, add_generation_prompt=True)
-        return self.complete(prompt, max_tokens)
+        return self.complete(prompt, max_tokens, **sampling)
 
-    def complete(self, prompt: str, max_tokens: int = 512, add_special_tokens: bool = False) -> Iterator[str]:
+    def complete(self, prompt: str, max_tokens: int = 512, add_special_tokens: bool = False,
+                 **sampling) -> Iterator[str]:
         """Stream the continuation of raw prompt text."""
         ids = self.tokenizer.encode(prompt, add_special_tokens=add_special_tokens)
         if not ids:
             raise WebLLMError("the prompt is empty")
-        return self.generate_ids(ids, max_tokens)
+        return self.generate_ids(ids, max_tokens, **sampling)
 
-    def generate_ids(self, ids: list[int], max_tokens: int = 512) -> Iterator[str]:
+    def generate_ids(self, ids: list[int], max_tokens: int = 512, temperature: float = 0.0, top_p: float = 1.0,
+                     seed: int | None = None) -> Iterator[str]:
         model = self.model
+        model.set_sampling(temperature, top_p, seed)
         if len(ids) >= model.capacity:
             raise WebLLMError(f"the prompt has {len(ids)} tokens; this package's context window is {model.capacity}")
         keep = 0

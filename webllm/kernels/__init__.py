@@ -172,6 +172,7 @@ def attention_tiled(profile: Profile, *, nq: int, nkv: int, hd: int, cap: int, w
     return _make("attention_tiled", src, (UNIFORM, READ, READ, READ, WRITE))
 
 
-def argmax(profile: Profile, *, vocab: int) -> Kernel:
-    src = _fill(_template("argmax"), HEADER=_header(profile), V=vocab)
-    return _make("argmax", src, (UNIFORM, READ, WRITE))
+def sample(profile: Profile, *, vocab: int) -> Kernel:
+    """Greedy or temperature / top-p sampling of the next token; see wgsl/sample.wgsl."""
+    src = _fill(_template("sample"), HEADER=_header(profile), V=vocab)
+    return _make("sample", src, (UNIFORM, READ, WRITE))

@@ -30,7 +30,7 @@ from webllm.quantization.quantize import QuantizationMode, quantize_matrix
 class Op:
     """One node of the graph. `inputs`/`outputs` name activation tensors; `weights` name package tensors."""
 
-    kind: str  # "embed", "matmul", "rope_kv", "attention", "argmax"
+    kind: str  # "embed", "rmsnorm", "matmul", "rope_kv", "attention", "sample"
     inputs: list[str]
     outputs: list[str]
     weights: list[str] = field(default_factory=list)
@@ -164,7 +164,7 @@ class LlamaModel:
     # ---- graph -----------------------------------------------------------------------------------
     def graph(self, score: bool = False) -> list[Op]:
         """The op list of one step. `score`: the output head runs on every token (logits_all [T, vocab]),
-        for perplexity and scoring, instead of the last token's logits and the greedy argmax."""
+        for perplexity and scoring, instead of the last token's logits and the sampled next token."""
         c = self.cfg
         ops = [Op("embed", ["token_ids"], ["h"], ["embed"])]
         for i in range(c.num_hidden_layers):
@@ -187,7 +187,7 @@ class LlamaModel:
                           Op("matmul", ["xn_all"], ["logits_all"], [head])]
         ops += [Op("rmsnorm", ["h"], ["xn_last"], ["final_norm"], {"last": True}),
                 Op("matmul", ["xn_last"], ["logits"], [head], {"single_row": True}),
-                Op("argmax", ["logits"], ["token_ids"])]
+                Op("sample", ["logits"], ["token_ids"])]
         return ops
 
     def activation_shapes(self, chunk: int) -> dict[str, tuple[int, str]]:

@@ -1,10 +1,11 @@
 """Model: a loaded package on a WebGPU device, stepping prefill and decode with one compute pass each.
 
 Everything is allocated at load: weight buffers, the plan's activation buffers and KV caches, one
-pipeline per kernel and one bind group per dispatch. A step writes the 16-byte uniform (token count,
-KV length, counter), encodes the plan's dispatches into one compute pass and submits. The greedy
-token id is written by the GPU into `token_ids[0]`, which the next decode step embeds, so decoding
-needs no readback; ids are copied to small staging buffers and read one step behind (pipelining).
+pipeline per kernel and one bind group per dispatch. A step writes the 32-byte uniform (token count,
+KV length, counter, sampling parameters), encodes the plan's dispatches into one compute pass and
+submits. The sampled (or greedy) token id is written by the GPU into `token_ids[0]`, which the next
+decode step embeds, so decoding needs no readback; ids are copied to small staging buffers and read
+one step behind (pipelining).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Model:
         self._wgpu = wgpu
         self.past = 0  # tokens in the KV cache
         self._counter = 0
+        self.temperature, self.top_p, self.seed = 0.0, 1.0, 0  # greedy unless set_sampling says otherwise
         self._staging = [
             device.create_buffer(size=16, usage=wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST)
             for _ in range(_STAGING)
@@ -159,9 +161,20 @@ class Model:
         """Forget the conversation: the KV cache is simply overwritten from position 0."""
         self.past = 0
 
+    def set_sampling(self, temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None) -> None:
+        """How the GPU picks each next token: temperature 0 is greedy (argmax); otherwise a draw from
+        softmax(logits / temperature) within the top-p nucleus. The draw of each step is fixed by
+        (seed, step counter); seed None picks a random one."""
+        if temperature < 0 or not 0 < top_p <= 1:
+            raise WebLLMError(f"sampling: temperature must be >= 0 and top_p in (0, 1] (got {temperature}, {top_p})")
+        self.temperature, self.top_p = float(temperature), float(top_p)
+        self.seed = int(np.random.default_rng().integers(0, 2**32)) if seed is None else int(seed) & 0xFFFFFFFF
+        self._counter = 0
+
     def _step(self, phase: str, n_tokens: int, staging: int | None = None) -> None:
         dev = self.device
-        dev.queue.write_buffer(self._buffers["uniform"], 0, struct.pack("<4I", n_tokens, self.past, self._counter, 0))
+        dev.queue.write_buffer(self._buffers["uniform"], 0, struct.pack(
+            "<4I2f2I", n_tokens, self.past, self._counter, self.seed, self.temperature, self.top_p, 0, 0))
         enc = dev.create_command_encoder()
         cp = enc.begin_compute_pass()
         for pipeline, bg, x, y, z, per in self._dispatch[phase]:
@@ -177,7 +190,7 @@ class Model:
 
     def prefill(self, token_ids, staging: int | None = None) -> None:
         """Append tokens to the KV cache, in chunks of at most `prefill_chunk`; afterwards the logits
-        (and the greedy next token, on the GPU) are those of the last token."""
+        (and the next token, sampled on the GPU) are those of the last token."""
         ids = self._check_ids(token_ids)
         for s in range(0, ids.size, self.chunk):
             part = ids[s : s + self.chunk].astype(np.uint32)
@@ -225,7 +238,7 @@ class Model:
         return np.frombuffer(self.device.queue.read_buffer(self._buffers["logits"], 0, v * 4), dtype=np.float32).copy()
 
     def next_token(self) -> int:
-        """The greedy token of the last step (a blocking readback)."""
+        """The token the last step picked (a blocking readback)."""
         return int(np.frombuffer(self.device.queue.read_buffer(self._buffers["token_ids"], 0, 4), np.uint32)[0])
 
     def _read_staging(self, i: int) -> int:
@@ -236,7 +249,8 @@ class Model:
         return v
 
     def generate(self, prompt_ids, max_new_tokens: int, stop_ids=()) -> Iterator[int]:
-        """Greedy generation after `prompt_ids` (appended to the cache). Yields token ids as they come.
+        """Generation after `prompt_ids` (appended to the cache), sampling as `set_sampling` says
+        (greedy by default). Yields token ids as they come.
 
         Pipelined: step t + 1 is submitted before token t is read back, so the GPU never waits for the
         CPU. The KV cache ends up holding the prompt and every token that was fed back (the stop
