@@ -24,7 +24,7 @@ tmp = Path(tempfile.mkdtemp())
 for v in a.variants:
     lanes = int(v)
     out = tmp / f"pkg-{lanes}"
-    compile_model(a.checkpoint, out, CompileOptions(quantization=a.quantization, gemv_lanes=lanes, progress=False))
+    compile_model(a.checkpoint, out, CompileOptions(quantization=a.quantization, gemv_lanes=(lanes,), progress=False))
     for profile in ("f16", "f32"):
         r = subprocess.run([sys.executable, "-m", "webllm", "bench", str(out), "--quiet", "--json", "--profile", profile,
                             *a.bench_args.split()], capture_output=True, text=True)

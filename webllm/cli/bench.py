@@ -63,6 +63,7 @@ def run(args) -> int:
     res = {
         "adapter": adapter_name(model.adapter), "profile": model.profile, "quantization": model.manifest["quantization"],
         "layers": model.config["num_hidden_layers"], "dispatches_per_decode_step": len(model.plan["decode"]),
+        "decode_variant": model.decode_variant,
         "prefill_tokens": args.prompt_tokens, "prefill_tok_s": max(prefill),
         "decode_context": len(ctx), "decode_tok_s": max(decode), "generate_tok_s_with_readback": max(pipelined),
     }
@@ -70,7 +71,7 @@ def run(args) -> int:
         print(json.dumps(res))
     else:
         print(f"{res['adapter']}, profile {res['profile']}, {res['quantization']}, "
-              f"{res['dispatches_per_decode_step']} dispatches per decode step")
+              f"{res['dispatches_per_decode_step']} dispatches per decode step (variant {res['decode_variant']})")
         print(f"prefill  {args.prompt_tokens} tokens: {res['prefill_tok_s']:.1f} tok/s")
         print(f"decode   (after {len(ctx)} tokens): {res['decode_tok_s']:.1f} tok/s on the GPU, "
               f"{res['generate_tok_s_with_readback']:.1f} tok/s streaming ids back")

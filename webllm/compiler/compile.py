@@ -33,7 +33,7 @@ class CompileOptions:
     prefill_chunk: int = 128
     max_binding_size: int = DEFAULT_MAX_BINDING
     progress: bool = True
-    gemv_lanes: int = 32  # one-token matmul: threads per row (benchmarks/gemv_bench.py)
+    gemv_lanes: tuple[int, ...] = (32, 4)  # one-token matmul variants, threads per row (runtimes pick by timing)
 
 
 def _split(name: str, w: PackedWeight, pair: bool, limit: int) -> list[tuple[str, int, int, PackedWeight]]:
@@ -148,7 +148,7 @@ def compile_model(source: str | Path, output: str | Path, options: CompileOption
         kernel_dir.mkdir()
         memory = {}
         for pname in mode.profiles:
-            plan = lower(model, matrices, K.Profile(pname), options.prefill_chunk, options.gemv_lanes)
+            plan = lower(model, matrices, K.Profile(pname), options.prefill_chunk, tuple(options.gemv_lanes))
             for kname, src in plan.pop("_sources").items():
                 (kernel_dir / f"{kname}.wgsl").write_text(src, encoding="utf-8")
             if any(b.get("optional") and b["size"] > limit for b in plan["buffers"]):

@@ -10,8 +10,10 @@ one step behind (pipelining).
 
 from __future__ import annotations
 
+import json
 import math
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,10 +56,12 @@ class Model:
     # ---- loading ---------------------------------------------------------------------------------
     @classmethod
     def load(cls, folder: str | Path, *, profile: str | None = None, max_binding_size: int | None = None,
-             progress: bool = True, device=None, adapter=None, scoring: bool = False) -> Model:
+             progress: bool = True, device=None, adapter=None, scoring: bool = False,
+             decode_variant: str | None = None) -> Model:
         """Load a package. `profile`: "f16"/"f32" (default: f16 if the adapter has shader-f16).
         `max_binding_size` lowers the adapter's storage binding limit (for tests). `scoring` also
-        allocates the all-token logits buffer, for `score` (perplexity)."""
+        allocates the all-token logits buffer, for `score` (perplexity). `decode_variant` forces one of
+        the plan's decode variants (default: the fastest on this adapter, timed once and cached)."""
         import wgpu
 
         folder = Path(folder)
@@ -141,20 +145,78 @@ class Model:
                 layout=device.create_pipeline_layout(bind_group_layouts=[bgl]),
                 compute={"module": module, "entry_point": k["entry_point"]}, label=kname)
             layouts[kname] = bgl
-        dispatches = {}
-        for phase in ("prefill", "decode") + (("score",) if scoring else ()):
+        bind_groups: dict = {}  # decode variants share most dispatches: one bind group each
+
+        def encode_list(dlist: list[dict]) -> list[tuple]:
             out = []
-            for d in plan[phase]:
-                try:
-                    entries = [{"binding": i, "resource": {"buffer": buffers[b], "offset": 0, "size": buffers[b].size}}
-                               for i, b in enumerate(d["bindings"])]
-                except KeyError as e:
-                    raise PackageError(f"{folder}: plan-{profile}.json binds unknown buffer {e}") from None
-                bg = device.create_bind_group(layout=layouts[d["kernel"]], entries=entries)
+            for d in dlist:
+                key = (d["kernel"], tuple(d["bindings"]))
+                if key not in bind_groups:
+                    try:
+                        entries = [{"binding": i, "resource": {"buffer": buffers[b], "offset": 0, "size": buffers[b].size}}
+                                   for i, b in enumerate(d["bindings"])]
+                    except KeyError as e:
+                        raise PackageError(f"{folder}: plan-{profile}.json binds unknown buffer {e}") from None
+                    bind_groups[key] = device.create_bind_group(layout=layouts[d["kernel"]], entries=entries)
                 x, y, z = d["workgroups"]
-                out.append((pipelines[d["kernel"]], bg, x, y, z, d.get("tokens_per_y")))
-            dispatches[phase] = out
-        return cls(folder, manifest, plan, adapter, device, buffers, dispatches, progress)
+                out.append((pipelines[d["kernel"]], bind_groups[key], x, y, z, d.get("tokens_per_y")))
+            return out
+
+        dispatches = {phase: encode_list(plan[phase]) for phase in ("prefill", "decode") + (("score",) if scoring else ())}
+        variants = {name: encode_list(dl) for name, dl in plan.get("decode_variants", {}).items()}
+        model = cls(folder, manifest, plan, adapter, device, buffers, dispatches, progress)
+        model._choose_decode_variant(variants, decode_variant)
+        return model
+
+    # ---- tuning ----------------------------------------------------------------------------------
+    def _choose_decode_variant(self, variants: dict[str, list], forced: str | None) -> None:
+        """Pick the plan's decode variant: `forced`, else the cached winner for this adapter and
+        package, else time each over a few decode steps and remember the fastest."""
+        self.decode_variant = next(iter(variants), "default")
+        if not variants:
+            return
+        if forced is not None:
+            if forced not in variants:
+                raise PackageError(f"{self.folder}: no decode variant {forced!r} (has: {', '.join(variants)})")
+            self.decode_variant = forced
+        elif len(variants) > 1 and self.capacity >= 32:
+            from webllm.models_cache import cache_dir
+
+            key = f"{adapter_name(self.adapter)}|{self.profile}|{self.manifest['shards'][0]['sha256']}|{','.join(variants)}"
+            path = cache_dir() / "tuning.json"
+            try:
+                cache = json.loads(path.read_text())
+            except (OSError, ValueError):
+                cache = {}
+            if cache.get(key) in variants:
+                self.decode_variant = cache[key]
+            else:
+                timings = {}
+                self.reset()
+                self.prefill([0])
+                self.next_token()
+                for name, dl in variants.items():
+                    self._dispatch["decode"] = dl
+                    for _ in range(2):  # warm-up: some drivers compile pipelines on first use
+                        self.decode()
+                    self.next_token()
+                    t = time.perf_counter()
+                    for _ in range(4):
+                        self.decode()
+                    self.next_token()
+                    timings[name] = time.perf_counter() - t
+                    self.past = 1
+                self.reset()
+                self.decode_variant = min(timings, key=timings.get)
+                cache[key] = self.decode_variant
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = path.with_suffix(f".tmp{id(self)}")
+                    tmp.write_text(json.dumps(cache, indent=1))
+                    tmp.replace(path)
+                except OSError:
+                    pass  # a read-only cache only costs the timing again next load
+        self._dispatch["decode"] = variants[self.decode_variant]
 
     # ---- stepping --------------------------------------------------------------------------------
     def reset(self) -> None:
