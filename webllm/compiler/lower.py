@@ -10,6 +10,7 @@ from webllm.compiler.memory_plan import plan_memory
 from webllm.errors import UnsupportedModelError
 
 PREFILL_TOKEN_TILE = 32  # tokens per matmul workgroup in prefill (matmul_tiled.wgsl)
+KV_SPLIT = 128  # cache positions per workgroup in decode attention (flash-decoding)
 ATTENTION_QUERY_TILE = 16  # query tokens per workgroup in prefill attention (attention_tiled.wgsl)
 MAX_WORKGROUPS = 65535  # WebGPU's default maxComputeWorkgroupsPerDimension
 
@@ -70,6 +71,9 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     mem = plan_memory(ops, nbytes, pinned)
     # The scoring phase's own tensors get their own buffers, allocated only by runtimes that score.
     optional = {"xn_all": nbytes["xn_all"], "logits_all": nbytes["logits_all"]}
+    splits = -(-model.capacity // KV_SPLIT)
+    mem.buffers["attn_part_acc"] = _round16(cfg.num_attention_heads * splits * cfg.head_dim * 4)
+    mem.buffers["attn_part_ml"] = _round16(cfg.num_attention_heads * splits * 8)
     mem.where.update({t: t for t in optional})
     kernels: dict[str, K.Kernel] = {}
 
@@ -128,12 +132,22 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
             elif op.kind == "attention":
                 kw = dict(nq=cfg.num_attention_heads, nkv=cfg.num_key_value_heads, hd=cfg.head_dim, cap=model.capacity,
                           window=cfg.sliding_window or 0, scale=cfg.head_dim ** -0.5)
-                if tt > 1 and cfg.head_dim % 16 == 0:  # prefill: 16 queries share each K/V block
+                binds = [buf(t) for t in op.inputs]
+                if tt == 1:  # decode: split the KV range over workgroups, then combine (flash-decoding)
+                    kern = K.attention(profile, split=KV_SPLIT, **kw)
+                    d = emit(kern, binds + ["attn_part_acc", "attn_part_ml"], [cfg.num_attention_heads, 1, 1], None)
+                    d["kv_per_z"] = KV_SPLIT
+                    out.append(d)
+                    kern = K.attention_combine(profile, nq=cfg.num_attention_heads, hd=cfg.head_dim,
+                                               cap=model.capacity, split=KV_SPLIT)
+                    out.append(emit(kern, ["attn_part_acc", "attn_part_ml", buf(op.outputs[0])],
+                                    [cfg.num_attention_heads, 1, 1], None))
+                    continue
+                if cfg.head_dim % 16 == 0:  # prefill: 16 queries share each K/V block
                     kern, per_y = K.attention_tiled(profile, **kw), ATTENTION_QUERY_TILE
                 else:
                     kern, per_y = K.attention(profile, **kw), 1
-                out.append(emit(kern, [buf(t) for t in op.inputs] + [buf(op.outputs[0])],
-                                [cfg.num_attention_heads, 1, 1], per_y))
+                out.append(emit(kern, binds + [buf(op.outputs[0])], [cfg.num_attention_heads, 1, 1], per_y))
             elif op.kind == "sample":
                 kern = K.sample(profile, vocab=cfg.vocab_size)
                 out.append(emit(kern, [buf("logits"), buf("token_ids")], [1, 1, 1], None))

@@ -159,10 +159,37 @@ def rope_kv(profile: Profile, *, nq: int, nkv: int, hd: int, cap: int) -> Kernel
     return _make("rope_kv", src, (UNIFORM, READ, WRITE, WRITE, WRITE, READ))
 
 
-def attention(profile: Profile, *, nq: int, nkv: int, hd: int, cap: int, window: int, scale: float) -> Kernel:
+def attention(profile: Profile, *, nq: int, nkv: int, hd: int, cap: int, window: int, scale: float,
+              split: int = 0) -> Kernel:
+    """Attention with one workgroup per (head, token); `split` > 0: decode over KV splits of that
+    many positions, writing partials for attention_combine (see wgsl/attention.wgsl)."""
+    max_splits = -(-cap // split) if split else 0
+    if split:
+        out_decl = ("@group(0) @binding(4) var<storage, read_write> part_acc: array<f32>;\n"
+                    "@group(0) @binding(5) var<storage, read_write> part_ml: array<vec2<f32>>;")
+        write_out = """    let slot = h * MAX_SPLITS + wid.z;
+    for (var e = 0u; e < DPT; e++) {
+        let d = lid + 64u * e;
+        if (d < HD) { part_acc[slot * HD + d] = acc[e]; }
+    }
+    if (lid == 0u) { part_ml[slot] = vec2<f32>(m, l); }"""
+        bindings = (UNIFORM, READ, READ, READ, WRITE, WRITE)
+    else:
+        out_decl = "@group(0) @binding(4) var<storage, read_write> out: array<act>;"
+        write_out = """    for (var e = 0u; e < DPT; e++) {
+        let d = lid + 64u * e;
+        if (d < HD) { out[qbase + d] = act(acc[e] / l); }
+    }"""
+        bindings = (UNIFORM, READ, READ, READ, WRITE)
     src = _fill(_template("attention"), HEADER=_header(profile), NQ=nq, NKV=nkv, HD=hd, CAP=cap, WINDOW=window,
-                SCALE=_f32(scale))
-    return _make("attention", src, (UNIFORM, READ, READ, READ, WRITE))
+                SCALE=_f32(scale), SPLIT=split, MAX_SPLITS=max_splits, OUT_DECL=out_decl, WRITE_OUT=write_out)
+    return _make("attention", src, bindings)
+
+
+def attention_combine(profile: Profile, *, nq: int, hd: int, cap: int, split: int) -> Kernel:
+    src = _fill(_template("attention_combine"), HEADER=_header(profile), NQ=nq, HD=hd, SPLIT=split,
+                MAX_SPLITS=-(-cap // split))
+    return _make("attention_combine", src, (UNIFORM, READ, READ, WRITE))
 
 
 def attention_tiled(profile: Profile, *, nq: int, nkv: int, hd: int, cap: int, window: int, scale: float) -> Kernel:

@@ -3,8 +3,12 @@
 //   over cache positions j in [max(0, p + 1 - WINDOW), p] where p = step.past + t (WINDOW 0: no window).
 // Online softmax over blocks of 64 positions: thread j scores position j0 + j, then every thread
 // accumulates its own output dims d = lid, lid + 64, ... over the block.
-// Bindings: 0 step; 1 q [T, NQ*HD] act; 2 k_cache [NKV, CAP, HD] act; 3 v_cache; 4 out [T, NQ*HD] act.
-// Grid: x = NQ, y = T.
+// SPLIT > 0 (decode, flash-decoding): workgroup z only covers positions [z*SPLIT, (z+1)*SPLIT) and
+// writes its unnormalized partial (acc, max, sum) for attention_combine.wgsl, so a long context is
+// spread over many workgroups instead of one per head.
+// Bindings: 0 step; 1 q [T, NQ*HD] act; 2 k_cache [NKV, CAP, HD] act; 3 v_cache; then
+//   SPLIT = 0: 4 out [T, NQ*HD] act;  SPLIT > 0: 4 part_acc [NQ, MAX_SPLITS, HD] f32, 5 part_ml [NQ, MAX_SPLITS] vec2<f32>.
+// Grid: x = NQ, y = T, z = 1 (SPLIT > 0: T = 1, z = MAX_SPLITS = ceil(CAP / SPLIT)).
 {{HEADER}}
 const NQ: u32 = {{NQ}}u;
 const NKV: u32 = {{NKV}}u;
@@ -13,11 +17,13 @@ const CAP: u32 = {{CAP}}u;
 const WINDOW: u32 = {{WINDOW}}u;
 const SCALE: f32 = {{SCALE}};
 const DPT: u32 = (HD + 63u) / 64u;  // output dims per thread
+const SPLIT: u32 = {{SPLIT}}u;
+const MAX_SPLITS: u32 = {{MAX_SPLITS}}u;
 
 @group(0) @binding(1) var<storage, read> q: array<act>;
 @group(0) @binding(2) var<storage, read> k_cache: array<vec4<act>>;
 @group(0) @binding(3) var<storage, read> v_cache: array<act>;
-@group(0) @binding(4) var<storage, read_write> out: array<act>;
+{{OUT_DECL}}
 
 var<workgroup> qs: array<vec4<f32>, HD / 4u>;
 var<workgroup> ps: array<f32, 64>;
@@ -31,6 +37,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let kv_len = p + 1u;
     var start = 0u;
     if (WINDOW > 0u && kv_len > WINDOW) { start = kv_len - WINDOW; }
+    var end = kv_len;
+    if (SPLIT > 0u) {
+        start = max(start, wid.z * SPLIT);
+        end = min(end, (wid.z + 1u) * SPLIT);
+    }
     let qbase = t * NQ * HD + h * HD;
     for (var d = lid; d < HD / 4u; d += 64u) {
         qs[d] = vec4<f32>(f32(q[qbase + 4u * d]), f32(q[qbase + 4u * d + 1u]),
@@ -42,10 +53,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var m = -1e30;
     var l = 0.0;
     var acc: array<f32, DPT>;
-    for (var j0 = start; j0 < kv_len; j0 += 64u) {
+    for (var j0 = start; j0 < end; j0 += 64u) {
         let j = j0 + lid;
         var s = -1e30;
-        if (j < kv_len) {
+        if (j < end) {
             s = 0.0;
             let kb = (cache + j * HD) / 4u;
             for (var d = 0u; d < HD / 4u; d++) {
@@ -64,7 +75,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         var bl = 0.0;
         for (var i = 0u; i < 64u; i++) { bl += ps[i]; }
         l = l * alpha + bl;
-        let n = min(64u, kv_len - j0);
+        let n = min(64u, end - j0);
         for (var e = 0u; e < DPT; e++) {
             let d = lid + 64u * e;
             if (d < HD) {
@@ -78,8 +89,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         m = nm;
         workgroupBarrier();
     }
-    for (var e = 0u; e < DPT; e++) {
-        let d = lid + 64u * e;
-        if (d < HD) { out[qbase + d] = act(acc[e] / l); }
-    }
+{{WRITE_OUT}}
 }
