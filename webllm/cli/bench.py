@@ -57,9 +57,12 @@ def run(args) -> int:
         sync()
         decode.append(args.decode_tokens / (time.perf_counter() - t))
         model.reset()
-        t = time.perf_counter()
-        n = sum(1 for _ in model.generate(ctx, args.decode_tokens))
-        pipelined.append(n / (time.perf_counter() - t))
+        n, t = 0, 0.0
+        for _ in model.generate(ctx, args.decode_tokens + 1):
+            if n == 0:
+                t = time.perf_counter()  # the clock starts at the first token: prefill excluded
+            n += 1
+        pipelined.append((n - 1) / (time.perf_counter() - t))
     res = {
         "adapter": adapter_name(model.adapter), "profile": model.profile, "quantization": model.manifest["quantization"],
         "layers": model.config["num_hidden_layers"], "dispatches_per_decode_step": len(model.plan["decode"]),
