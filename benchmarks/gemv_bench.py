@@ -59,8 +59,7 @@ def main() -> None:
         wbufs = [dev.create_buffer_with_data(data=np.ascontiguousarray(w.arrays[a]).tobytes(), usage=BU.STORAGE)
                  for a in K.WEIGHT_ARRAYS["q4s"]]
         nbytes = w.nbytes
-        variants = {"matmul tt1 (4 rows x 32)": (K.matmul(prof, w, n_rows=n, n_out=n, row0=0, tt=1, x_type=prof.act,
-                                                          y_type="f32", pair=pair), 4)}
+        variants = {}
         for lanes in (4, 8, 16, 32, 64):
             variants[f"gemv lanes {lanes}"] = (
                 K.gemv(prof, w, n_rows=n, row0=0, x_type=prof.act, y_type="f32", lanes=lanes, pair=pair), 256 // lanes)

@@ -87,24 +87,6 @@ def weight_snippet(fmt: str, scale_dtype: str, first_binding: int) -> tuple[str,
     return _fill(_template(f"weights_{fmt}"), **params), len(WEIGHT_ARRAYS[fmt])
 
 
-def matmul(profile: Profile, w: PackedWeight, *, n_rows: int, n_out: int, row0: int, tt: int,
-           x_type: str, y_type: str, pair: bool = False, add: bool = False, bias: bool = False) -> Kernel:
-    """y[t, row0 + n] (=, += or silu-pair) W[n] . x[t]; see wgsl/matmul.wgsl."""
-    n, k = w.shape
-    weights, nw = weight_snippet(w.format, w.scale_dtype, 3)
-    extra, nxt = "", 3 + nw
-    bias_load = "return 0.0;"
-    if bias:
-        extra = f"@group(0) @binding({nxt}) var<storage, read> bias: array<f32>;"
-        bias_load, nxt = "return bias[i];", nxt + 1
-    src = _fill(
-        _template("matmul"), HEADER=_header(profile), K=k, N_ROWS=n_rows, N_OUT=n_out, ROW0=row0, TT=tt,
-        PAIR=str(pair).lower(), ADD=str(add).lower(), HAS_BIAS=str(bias).lower(), XT=x_type, YT=y_type,
-        WEIGHTS=weights, EXTRA_BINDINGS=extra, BIAS_LOAD=bias_load, RED=128 * tt * (2 if pair else 1), FORMAT=w.format,
-    )
-    return _make("matmul", src, (UNIFORM, READ, WRITE) + (READ,) * (nxt - 3))
-
-
 def matmul_tiled(profile: Profile, w: PackedWeight, *, n_rows: int, n_out: int, row0: int, x_type: str, y_type: str,
                  pair: bool = False, add: bool = False, bias: bool = False) -> Kernel:
     """The prefill matmul: 32-token x 32-row tiles through workgroup memory; see wgsl/matmul_tiled.wgsl."""
