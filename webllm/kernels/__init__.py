@@ -87,41 +87,36 @@ def weight_snippet(fmt: str, scale_dtype: str, first_binding: int) -> tuple[str,
     return _fill(_template(f"weights_{fmt}"), **params), len(WEIGHT_ARRAYS[fmt])
 
 
+def _weights_and_bias(w: PackedWeight, bias: bool) -> tuple[dict, tuple[str, ...]]:
+    """Template parameters declaring a matmul's weight arrays (from binding 3) and optional bias, and
+    the binding types of the whole kernel."""
+    weights, nw = weight_snippet(w.format, w.scale_dtype, 3)
+    params = {"WEIGHTS": weights, "EXTRA_BINDINGS": "", "BIAS_LOAD": "return 0.0;", "HAS_BIAS": str(bias).lower(),
+              "FORMAT": w.format, "K": w.shape[1]}
+    if bias:
+        params["EXTRA_BINDINGS"] = f"@group(0) @binding({3 + nw}) var<storage, read> bias: array<f32>;"
+        params["BIAS_LOAD"] = "return bias[i];"
+    return params, (UNIFORM, READ, WRITE) + (READ,) * (nw + int(bias))
+
+
 def matmul_tiled(profile: Profile, w: PackedWeight, *, n_rows: int, n_out: int, row0: int, x_type: str, y_type: str,
                  pair: bool = False, add: bool = False, bias: bool = False) -> Kernel:
     """The prefill matmul: 32-token x 32-row tiles through workgroup memory; see wgsl/matmul_tiled.wgsl."""
-    n, k = w.shape
-    weights, nw = weight_snippet(w.format, w.scale_dtype, 3)
-    extra, nxt = "", 3 + nw
-    bias_load = "return 0.0;"
-    if bias:
-        extra = f"@group(0) @binding({nxt}) var<storage, read> bias: array<f32>;"
-        bias_load, nxt = "return bias[i];", nxt + 1
+    params, bindings = _weights_and_bias(w, bias)
     wrows = 64 if pair else 32
-    src = _fill(
-        _template("matmul_tiled"), HEADER=_header(profile), K=k, N_ROWS=n_rows, N_OUT=n_out, ROW0=row0,
-        PAIR=str(pair).lower(), ADD=str(add).lower(), HAS_BIAS=str(bias).lower(), XT=x_type, YT=y_type,
-        WEIGHTS=weights, EXTRA_BINDINGS=extra, BIAS_LOAD=bias_load, WROWS=wrows, WS=32 * wrows // 4, FORMAT=w.format,
-    )
-    return _make("matmul_tiled", src, (UNIFORM, READ, WRITE) + (READ,) * (nxt - 3))
+    src = _fill(_template("matmul_tiled"), HEADER=_header(profile), N_ROWS=n_rows, N_OUT=n_out, ROW0=row0,
+                PAIR=str(pair).lower(), ADD=str(add).lower(), XT=x_type, YT=y_type, WROWS=wrows, WS=32 * wrows // 4,
+                **params)
+    return _make("matmul_tiled", src, bindings)
 
 
 def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: str, y_type: str, lanes: int = 32,
          pair: bool = False, add: bool = False, bias: bool = False) -> Kernel:
     """The decode matmul (one token); see wgsl/gemv.wgsl. 256 // lanes rows per workgroup."""
-    n, k = w.shape
-    weights, nw = weight_snippet(w.format, w.scale_dtype, 3)
-    extra, nxt = "", 3 + nw
-    bias_load = "return 0.0;"
-    if bias:
-        extra = f"@group(0) @binding({nxt}) var<storage, read> bias: array<f32>;"
-        bias_load, nxt = "return bias[i];", nxt + 1
-    src = _fill(
-        _template("gemv"), HEADER=_header(profile), K=k, N_ROWS=n_rows, ROW0=row0, LANES=lanes,
-        PAIR=str(pair).lower(), ADD=str(add).lower(), HAS_BIAS=str(bias).lower(), XT=x_type, YT=y_type,
-        WEIGHTS=weights, EXTRA_BINDINGS=extra, BIAS_LOAD=bias_load, FORMAT=w.format,
-    )
-    return _make("gemv", src, (UNIFORM, READ, WRITE) + (READ,) * (nxt - 3))
+    params, bindings = _weights_and_bias(w, bias)
+    src = _fill(_template("gemv"), HEADER=_header(profile), N_ROWS=n_rows, ROW0=row0, LANES=lanes,
+                PAIR=str(pair).lower(), ADD=str(add).lower(), XT=x_type, YT=y_type, **params)
+    return _make("gemv", src, bindings)
 
 
 def rmsnorm(profile: Profile, *, hidden: int, eps: float, last: bool) -> Kernel:

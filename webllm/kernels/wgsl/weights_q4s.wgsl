@@ -12,21 +12,14 @@ fn {{P}}load_group(row: u32, g: u32) -> array<vec4<f32>, 8> {
     var o: array<vec4<f32>, 8>;
     for (var j = 0u; j < 4u; j++) {
         let w = q[j];
-        o[2u * j] = (vec4<f32>((vec4<u32>(w, w >> 4u, w >> 8u, w >> 12u)) & vec4<u32>(15u)) - 8.0) * s;
-        o[2u * j + 1u] = (vec4<f32>((vec4<u32>(w >> 16u, w >> 20u, w >> 24u, w >> 28u)) & vec4<u32>(15u)) - 8.0) * s;
+        o[2u * j] = (nib_lo(w) - 8.0) * s;
+        o[2u * j + 1u] = (nib_hi(w) - 8.0) * s;
     }
     return o;
-}
-
-fn {{P}}nib_lo(w: u32) -> vec4<f32> { return vec4<f32>(vec4<u32>(w, w >> 4u, w >> 8u, w >> 12u) & vec4<u32>(15u)); }
-fn {{P}}nib_hi(w: u32) -> vec4<f32> { return vec4<f32>(vec4<u32>(w >> 16u, w >> 20u, w >> 24u, w >> 28u) & vec4<u32>(15u)); }
-fn {{P}}nib_dot(q: vec4<u32>, x: X8) -> f32 {
-    return dot({{P}}nib_lo(q.x), x.v0) + dot({{P}}nib_hi(q.x), x.v1) + dot({{P}}nib_lo(q.y), x.v2) + dot({{P}}nib_hi(q.y), x.v3)
-         + dot({{P}}nib_lo(q.z), x.v4) + dot({{P}}nib_hi(q.z), x.v5) + dot({{P}}nib_lo(q.w), x.v6) + dot({{P}}nib_hi(q.w), x.v7);
 }
 
 // sum_k W[row, k] x[k] over group g: (sum q x - 8 sum x) * scale
 fn {{P}}dot(row: u32, g: u32, x: X8) -> f32 {
     let i = row * {{P}}KG + g;
-    return ({{P}}nib_dot({{P}}q[i], x) - 8.0 * x.sum) * {{P}}scale(i);
+    return (nib_dot({{P}}q[i], x) - 8.0 * x.sum) * {{P}}scale(i);
 }
