@@ -58,7 +58,9 @@ def resolve_model(name: str | None, quantization: str = DEFAULT_QUANTIZATION, pr
                   **compile_kw) -> Path:
     """Return a package folder for `name`, compiling (once, cached) when it is a checkpoint."""
     from webllm.compiler.compile import CompileOptions, compile_model
+    from webllm.quantization.quantize import get_mode
 
+    get_mode(quantization)  # a bad --quantization is one error line, before anything is printed
     src = default_model_path() if name is None else Path(name)
     if not src.exists():
         raise InputError(f"{src}: no such model package, checkpoint folder or GGUF file")
