@@ -4,8 +4,6 @@ plus the package writer."""
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,8 +187,4 @@ def compile_model(source: str | Path, output: str | Path, options: CompileOption
     return Path(output)
 
 
-def read_manifest(folder: str | Path) -> dict:
-    return json.loads((Path(folder) / MANIFEST).read_text())
-
-
-__all__ = ["CompileOptions", "compile_model", "read_manifest", "math"]
+__all__ = ["CompileOptions", "compile_model"]

@@ -11,7 +11,6 @@ one step behind (pipelining).
 from __future__ import annotations
 
 import json
-import math
 import struct
 import time
 from collections.abc import Iterator
@@ -351,4 +350,4 @@ def _round4(n: int) -> int:
     return (n + 3) // 4 * 4
 
 
-__all__ = ["Model", "math"]
+__all__ = ["Model"]
