@@ -162,7 +162,7 @@ def test_generation_stops_at_the_context_window_and_stop_ids(zoo, spec):
     first = full.index(stop)
     rt.reset()
     assert list(rt.generate(prompt[:20], 32, stop_ids=[stop])) == full[: first + 1]
-    assert rt.past == 20 + first + 1  # the stop token was fed back (decoding is one step ahead)
+    assert rt.past == 20 + first  # the stop token ends the turn unfed: the next turn's prompt carries it
 
 
 def _package_matrix(pkg, name: str, mode: str, shape: tuple[int, int]) -> np.ndarray:

@@ -242,11 +242,9 @@ class Model:
         self.seed = int(np.random.default_rng().integers(0, 2**32)) if seed is None else int(seed) & 0xFFFFFFFF
         self._counter = 0
 
-    def _step(self, phase: str, n_tokens: int, staging: int | None = None) -> None:
-        dev = self.device
-        dev.queue.write_buffer(self._buffers["uniform"], 0, struct.pack(
-            "<4I2f2I", n_tokens, self.past, self._counter, self.seed, self.temperature, self.top_p, 0, 0))
-        enc = dev.create_command_encoder()
+    def _encode(self, phase: str, n_tokens: int, staging: int | None = None):
+        """Record one step (one compute pass) for the current KV length; submitted by `_submit`."""
+        enc = self.device.create_command_encoder()
         cp = enc.begin_compute_pass()
         kv_end = self.past + n_tokens
         for pipeline, bg, x, y, z, per, kv_per in self._dispatch[phase]:
@@ -256,9 +254,18 @@ class Model:
         cp.end()
         if staging is not None:
             enc.copy_buffer_to_buffer(self._buffers["token_ids"], 0, self._staging[staging], 0, 4)
-        dev.queue.submit([enc.finish()])
+        return enc.finish()
+
+    def _submit(self, commands, n_tokens: int) -> None:
+        """Write the step's uniform, then submit its recorded pass (queue order keeps them paired)."""
+        self.device.queue.write_buffer(self._buffers["uniform"], 0, struct.pack(
+            "<4I2f2I", n_tokens, self.past, self._counter, self.seed, self.temperature, self.top_p, 0, 0))
+        self.device.queue.submit([commands])
         self.past += n_tokens
         self._counter += 1
+
+    def _step(self, phase: str, n_tokens: int, staging: int | None = None) -> None:
+        self._submit(self._encode(phase, n_tokens, staging), n_tokens)
 
     def prefill(self, token_ids, staging: int | None = None) -> None:
         """Append tokens to the KV cache, in chunks of at most `prefill_chunk`; afterwards the logits
@@ -324,9 +331,10 @@ class Model:
         """Generation after `prompt_ids` (appended to the cache), sampling as `set_sampling` says
         (greedy by default). Yields token ids as they come.
 
-        Pipelined: step t + 1 is submitted before token t is read back, so the GPU never waits for the
-        CPU. The KV cache ends up holding the prompt and every token that was fed back (the stop
-        token too, when one ends the generation).
+        Pipelined: step t + 1 is recorded while the GPU runs step t and submitted the moment token t
+        is back (wgpu-native's map waits for all submitted work, so submitting earlier would not
+        overlap); the caller's work on token t then overlaps step t + 1. The KV cache ends up holding
+        the prompt and every token fed back (not the stop token that ends the generation).
         """
         stop = set(int(s) for s in stop_ids)
         max_new_tokens = min(max_new_tokens, self.capacity - self.past - len(prompt_ids) + 1)
@@ -334,16 +342,17 @@ class Model:
             raise WebLLMError(f"context window full: {self.past} + {len(prompt_ids)} tokens, capacity {self.capacity}")
         self.prefill(prompt_ids, staging=0)
         for i in range(max_new_tokens):
-            fed = False
-            if i + 1 < max_new_tokens:  # speculatively feed token i while we read it
-                self.decode(staging=(i + 1) % _STAGING)
-                fed = True
+            more = i + 1 < max_new_tokens
+            if more:
+                if self.past + 1 > self.capacity:
+                    raise WebLLMError(f"context window full ({self.capacity} tokens)")
+                commands = self._encode("decode", 1, staging=(i + 1) % _STAGING)
             tok = self._read_staging(i % _STAGING)
+            if tok in stop or not more:
+                yield tok
+                return
+            self._submit(commands, 1)
             yield tok
-            if tok in stop:
-                return
-            if not fed:
-                return
 
 
 def _round4(n: int) -> int:
