@@ -190,14 +190,7 @@ class Model:
             if cache.get(key) in variants:
                 self.decode_variant = cache[key]
             else:
-                timings = {}
-                self.reset()
-                self.prefill([0])
-                self.next_token()
-                for name, dl in variants.items():
-                    self._dispatch["decode"] = dl
-                    timings[name] = self._time_decode()
-                    self.past = 1
+                timings = self._time_decode_variants(variants)
                 self.reset()
                 self.decode_variant = min(timings, key=timings.get)
                 cache[key] = self.decode_variant
@@ -210,21 +203,27 @@ class Model:
                     pass  # a read-only cache only costs the timing again next load
         self._dispatch["decode"] = variants[self.decode_variant]
 
-    def _time_decode(self) -> float:
-        """Seconds per decode step: 2 warm-up steps (some drivers compile pipelines on first use),
-        then 4 timed; on a fast adapter, the best of 3 runs of 16 (a step there is ~ms)."""
-        for _ in range(2):
-            self.decode()
-        self.next_token()
-        best = float("inf")
-        for n in (4, 16, 16, 16):
-            t = time.perf_counter()
-            for _ in range(n):
-                self.decode()
-            self.next_token()
-            best = min(best, (time.perf_counter() - t) / n)
-            if n == 4 and best > 0.01:  # slow adapter (software): 4 steps tell enough
+    def _time_decode_variants(self, variants: dict[str, list]) -> dict[str, float]:
+        """Seconds per decode step of each variant, best of several rounds taken in turn, so that a
+        GPU still raising its clocks (or compiling pipelines on first use) favours none of them.
+        Software adapters (steps over 10 ms) get one short round."""
+        self.reset()
+        self.prefill([0])
+        best = dict.fromkeys(variants, float("inf"))
+        for rnd, n in enumerate((2, 4, 16, 16, 16)):  # round 0 is warm-up only
+            for name, dl in variants.items():
+                self._dispatch["decode"] = dl
+                self.past = 1
+                self.next_token()
+                t = time.perf_counter()
+                for _ in range(n):
+                    self.decode()
+                self.next_token()
+                if rnd > 0:
+                    best[name] = min(best[name], (time.perf_counter() - t) / n)
+            if rnd == 1 and min(best.values()) > 0.01:
                 break
+        self.reset()
         return best
 
     # ---- stepping --------------------------------------------------------------------------------
