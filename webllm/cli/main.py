@@ -13,7 +13,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", nargs="?", default=None,
                    help="a model package folder, a Hugging Face checkpoint folder or a GGUF file "
                         "(compiled once into the cache); default: the embedded SmolLM2-135M-Instruct")
-    p.add_argument("--quantization", default="q4f16_1",
+    p.add_argument("--quantization", "-q", default="q4f16_1",
                    help="when MODEL is a checkpoint: q4f16_1 (default), q4f32_1, q0f16, q0f32")
     p.add_argument("--profile", choices=["f16", "f32"], default=None,
                    help="device profile: f16 needs shader-f16 (default: f16 when the adapter has it)")
