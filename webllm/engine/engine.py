@@ -65,9 +65,22 @@ class Engine:
 
     def chat(self, messages: list[dict], max_tokens: int = 512, **sampling) -> Iterator[str]:
         """Stream the assistant's reply to `messages` as text pieces; stats land in `last_stats`.
-        `sampling`: temperature (default 0: greedy), top_p (default 1), seed (default random)."""
-        prompt = self.template.render(messages, add_generation_prompt=True)
-        return self.complete(prompt, max_tokens, **sampling)
+        `sampling`: temperature (default 0: greedy), top_p (default 1), seed (default random).
+
+        A conversation longer than the context window keeps its system message and drops its oldest
+        turns until the prompt leaves room for `max_tokens` (or at least a quarter of the window)."""
+        room = min(max_tokens, self.model.capacity // 4)
+        msgs = list(messages)
+        while True:
+            prompt = self.template.render(msgs, add_generation_prompt=True)
+            ids = self.tokenizer.encode(prompt)
+            first = 1 if msgs and msgs[0].get("role") == "system" else 0
+            if len(ids) + room <= self.model.capacity or len(msgs) - first <= 1:
+                break
+            del msgs[first]
+        if not ids:
+            raise WebLLMError("the prompt is empty")
+        return self.generate_ids(ids, max_tokens, **sampling)
 
     def complete(self, prompt: str, max_tokens: int = 512, add_special_tokens: bool = False,
                  **sampling) -> Iterator[str]:
