@@ -15,6 +15,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from webllm.cli.common import load_engine, sampling
+    from webllm.errors import WebLLMError
 
     engine = load_engine(args)
     history: list[dict] = [{"role": "system", "content": args.system}] if args.system else []
@@ -37,9 +38,14 @@ def run(args) -> int:
             continue
         history.append({"role": "user", "content": text})
         reply = []
-        for piece in engine.chat(history, max_tokens=args.max_tokens, **sampling(args)):
-            reply.append(piece)
-            print(piece, end="", flush=True)
+        try:
+            for piece in engine.chat(history, max_tokens=args.max_tokens, **sampling(args)):
+                reply.append(piece)
+                print(piece, end="", flush=True)
+        except WebLLMError as e:  # one bad turn (say, a template error) should not end the session
+            print(f"\nwebllm: error: {e}", file=sys.stderr)
+            history.pop()
+            continue
         print()
         history.append({"role": "assistant", "content": "".join(reply)})
         if not args.quiet:
