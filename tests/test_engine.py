@@ -16,7 +16,7 @@ def test_long_conversation_keeps_the_system_message_and_fits_the_window(zoo, gpu
     engine = Engine.load(pkg, progress=False, adapter=adapter, device=device)
     words = " ".join(f"w{i}" for i in range(1, 25))  # 24 tokens a message with the word-level vocabulary
     history = [{"role": "system", "content": "w7 w8"}]
-    for turn in range(6):  # 6 x 24 tokens of user text alone overflow a 96-token window
+    for _turn in range(6):  # 6 x 24 tokens of user text alone overflow a 96-token window
         history.append({"role": "user", "content": words})
         reply = "".join(engine.chat(history, max_tokens=8))
         history.append({"role": "assistant", "content": reply})

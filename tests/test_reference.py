@@ -18,6 +18,8 @@ import torch
 from tiny_models import TOL_F16, TOL_F32, Spec, prompt_ids, read_tensor, record, rel_err
 
 from webllm.compiler.compile import CompileOptions, compile_model
+from webllm.config import normalize_hf_config
+from webllm.models.llama import rope_pair_order
 from webllm.quantization.formats import PackedWeight, dequantize
 
 LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
@@ -186,8 +188,12 @@ def test_reference_weights_are_the_package_weights(zoo, spec, mode):
     sd = {k: v.detach().numpy() for k, v in hf.state_dict().items()}
     pkg = zoo.package(spec, mode, **options(spec))
 
+    order = rope_pair_order(normalize_hf_config(json.loads((zoo.checkpoint(spec) / "config.json").read_text())))
+
     def check(name, *hf_names):
         want = np.concatenate([sd[n] for n in hf_names])
+        if name.endswith(".qkv"):  # the package keeps qkv rows in rope pairs (see rope_pair_order)
+            want = want[order]
         np.testing.assert_array_equal(_package_matrix(pkg, name, mode, want.shape), want, err_msg=name)
 
     check("embed", "model.embed_tokens.weight")
@@ -199,7 +205,7 @@ def test_reference_weights_are_the_package_weights(zoo, spec, mode):
         check(f"layers.{i}.o", a + "o_proj.weight")
         check(f"layers.{i}.gate_up", m + "gate_proj.weight", m + "up_proj.weight")
         check(f"layers.{i}.down", m + "down_proj.weight")
-        bias = np.concatenate([sd[a + f"{x}_proj.bias"] for x in "qkv"])
+        bias = np.concatenate([sd[a + f"{x}_proj.bias"] for x in "qkv"])[order]
         np.testing.assert_array_equal(read_tensor(pkg, f"layers.{i}.qkv.bias").view(np.float32), bias)
         norm = sd[f"model.layers.{i}.input_layernorm.weight"]
         np.testing.assert_array_equal(read_tensor(pkg, f"layers.{i}.input_norm").view(np.float32), norm)
@@ -228,8 +234,10 @@ def test_checkpoint_variants_import_exactly(zoo, tmp_path, variant):
                         ("layers.1.qkv.bias", [f"model.layers.1.self_attn.{x}_proj.bias" for x in "qkv"]),
                         ("layers.1.down.weight", ["model.layers.1.mlp.down_proj.weight"]),
                         ("final_norm", ["model.norm.weight"])]:
-        expect = np.concatenate([sd[p].reshape(-1) for p in parts])
-        np.testing.assert_array_equal(read_tensor(pkg, name).view(np.float32), expect, err_msg=name)
+        expect = np.concatenate([sd[p] for p in parts])
+        if name.startswith("layers.1.qkv"):  # rows in rope pairs (see rope_pair_order)
+            expect = expect[rope_pair_order(normalize_hf_config(json.loads((ckpt / "config.json").read_text())))]
+        np.testing.assert_array_equal(read_tensor(pkg, name).view(np.float32), expect.reshape(-1), err_msg=name)
 
 
 def test_transformers_v4_rope_scaling_config(zoo, tmp_path):

@@ -109,10 +109,14 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                 n_out = m.shape[0] // (2 if pair else 1)
                 t_tile = 1 if single else tt
                 tiled = t_tile > 1
+                rope = None
+                if op.attrs.get("rope"):  # qkv: the epilogue ropes q and k, appends k and v to the cache
+                    rope = dict(nq=cfg.num_attention_heads, nkv=cfg.num_key_value_heads, hd=cfg.head_dim,
+                                cap=model.capacity)
                 for p in m.parts:
                     kw = dict(n_rows=p.rows, n_out=n_out, row0=p.row0, pair=pair, add=bool(op.attrs.get("add")),
                               bias=p.bias is not None, x_type="f32" if x == "h" else profile.act,
-                              y_type="f32" if y in ("h", "logits", "logits_all") else profile.act)
+                              y_type="f32" if y in ("h", "logits", "logits_all") else profile.act, rope=rope)
                     if tiled:
                         kern = K.matmul_tiled(profile, m.part_view(p), **kw)
                         rows_per_wg, per_y = 32, 32
@@ -121,14 +125,10 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                         kern = K.gemv(profile, m.part_view(p), lanes=lanes, **kw)
                         rows_per_wg, per_y = 256 // lanes, None
                     binds = [buf(x), buf(y)] + m.arrays(p) + ([p.bias] if p.bias else [])
+                    if rope:
+                        binds += [buf(op.outputs[1]), buf(op.outputs[2]), "rope_table"]
                     gx = _check_grid(math.ceil(p.rows / rows_per_wg), f"tensor {p.tensor}")
                     out.append(emit(kern, binds, [gx, 1, 1], per_y))
-            elif op.kind == "rope_kv":
-                kern = K.rope_kv(profile, nq=cfg.num_attention_heads, nkv=cfg.num_key_value_heads, hd=cfg.head_dim,
-                                 cap=model.capacity)
-                n = (cfg.num_attention_heads + 2 * cfg.num_key_value_heads) * cfg.head_dim // 2
-                out.append(emit(kern, [buf(op.inputs[0])] + [buf(t) for t in op.outputs] + ["rope_table"],
-                                [math.ceil(n / 64), 1, 1], 1))
             elif op.kind == "attention":
                 kw = dict(nq=cfg.num_attention_heads, nkv=cfg.num_key_value_heads, hd=cfg.head_dim, cap=model.capacity,
                           window=cfg.sliding_window or 0, scale=cfg.head_dim ** -0.5)

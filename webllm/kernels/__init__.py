@@ -87,22 +87,29 @@ def weight_snippet(fmt: str, scale_dtype: str, first_binding: int) -> tuple[str,
     return _fill(_template(f"weights_{fmt}"), **params), len(WEIGHT_ARRAYS[fmt])
 
 
-def _weights_and_bias(w: PackedWeight, bias: bool) -> tuple[dict, tuple[str, ...]]:
-    """Template parameters declaring a matmul's weight arrays (from binding 3) and optional bias, and
-    the binding types of the whole kernel."""
+def _weights_and_bias(w: PackedWeight, bias: bool, rope: dict | None = None) -> tuple[dict, tuple[str, ...]]:
+    """Template parameters declaring a matmul's weight arrays (from binding 3), optional bias and rope
+    epilogue (`rope`: nq, nkv, hd, cap; see wgsl/rope_store.wgsl), and the kernel's binding types."""
     weights, nw = weight_snippet(w.format, w.scale_dtype, 3)
     params = {"WEIGHTS": weights, "EXTRA_BINDINGS": "", "BIAS_LOAD": "return 0.0;", "HAS_BIAS": str(bias).lower(),
-              "FORMAT": w.format, "K": w.shape[1]}
+              "FORMAT": w.format, "K": w.shape[1], "ROPE": str(rope is not None).lower(),
+              "ROPE_STORE": "fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {}"}
     if bias:
         params["EXTRA_BINDINGS"] = f"@group(0) @binding({3 + nw}) var<storage, read> bias: array<f32>;"
         params["BIAS_LOAD"] = "return bias[i];"
-    return params, (UNIFORM, READ, WRITE) + (READ,) * (nw + int(bias))
+    bindings = (UNIFORM, READ, WRITE) + (READ,) * (nw + int(bias))
+    if rope is not None:
+        b = len(bindings)
+        params["ROPE_STORE"] = _fill(_template("rope_store"), B=b, B1=b + 1, B2=b + 2, NQ=rope["nq"], NKV=rope["nkv"],
+                                     HD=rope["hd"], CAP=rope["cap"])
+        bindings += (WRITE, WRITE, READ)
+    return params, bindings
 
 
 def matmul_tiled(profile: Profile, w: PackedWeight, *, n_rows: int, n_out: int, row0: int, x_type: str, y_type: str,
-                 pair: bool = False, add: bool = False, bias: bool = False) -> Kernel:
+                 pair: bool = False, add: bool = False, bias: bool = False, rope: dict | None = None) -> Kernel:
     """The prefill matmul: 32-token x 32-row tiles through workgroup memory; see wgsl/matmul_tiled.wgsl."""
-    params, bindings = _weights_and_bias(w, bias)
+    params, bindings = _weights_and_bias(w, bias, rope)
     wrows = 64 if pair else 32
     src = _fill(_template("matmul_tiled"), HEADER=_header(profile), N_ROWS=n_rows, N_OUT=n_out, ROW0=row0,
                 PAIR=str(pair).lower(), ADD=str(add).lower(), XT=x_type, YT=y_type, WROWS=wrows, WS=32 * wrows // 4,
@@ -111,9 +118,9 @@ def matmul_tiled(profile: Profile, w: PackedWeight, *, n_rows: int, n_out: int, 
 
 
 def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: str, y_type: str, lanes: int = 32,
-         pair: bool = False, add: bool = False, bias: bool = False) -> Kernel:
+         pair: bool = False, add: bool = False, bias: bool = False, rope: dict | None = None) -> Kernel:
     """The decode matmul (one token); see wgsl/gemv.wgsl. 256 // lanes rows per workgroup."""
-    params, bindings = _weights_and_bias(w, bias)
+    params, bindings = _weights_and_bias(w, bias, rope)
     src = _fill(_template("gemv"), HEADER=_header(profile), N_ROWS=n_rows, ROW0=row0, LANES=lanes,
                 PAIR=str(pair).lower(), ADD=str(add).lower(), XT=x_type, YT=y_type, **params)
     return _make("gemv", src, bindings)
@@ -129,11 +136,6 @@ def embed(profile: Profile, w, *, row0: int) -> Kernel:
     weights, nw = weight_snippet(w.format, w.scale_dtype, 3)
     src = _fill(_template("embed"), HEADER=_header(profile), K=k, ROW0=row0, N_ROWS=n, WEIGHTS=weights, FORMAT=w.format)
     return _make("embed", src, (UNIFORM, READ, WRITE) + (READ,) * nw)
-
-
-def rope_kv(profile: Profile, *, nq: int, nkv: int, hd: int, cap: int) -> Kernel:
-    src = _fill(_template("rope_kv"), HEADER=_header(profile), NQ=nq, NKV=nkv, HD=hd, CAP=cap)
-    return _make("rope_kv", src, (UNIFORM, READ, WRITE, WRITE, WRITE, READ))
 
 
 def attention(profile: Profile, *, nq: int, nkv: int, hd: int, cap: int, window: int, scale: float,

@@ -1,9 +1,9 @@
 """The Llama family (Llama 2/3/3.1/3.2, Mistral, Qwen2): fused weights and the op graph.
 
-Per layer, eight ops (see docs/ARCHITECTURE.md):
+Per layer, seven ops (see docs/ARCHITECTURE.md):
   x       = rmsnorm(h)                                  rmsnorm (once per token, stored as act)
-  qkv     = [Wq; Wk; Wv] . x (+ bias)                   matmul
-  q, K, V = rope(qkv); append K, V to the cache         rope_kv
+  q, K, V = rope([Wq; Wk; Wv] . x (+ bias))             matmul with a rope epilogue that writes q and
+                                                        appends K, V to the cache (rows in rope pairs)
   attn    = softmax(q K^T / sqrt(d)) V                  attention
   h      += Wo . attn (+ bias)                          matmul, residual add fused in
   x       = rmsnorm(h)                                  rmsnorm
@@ -22,7 +22,7 @@ import numpy as np
 from webllm.config import ModelConfig
 from webllm.errors import UnsupportedModelError
 from webllm.importers.base import ImportedModel
-from webllm.quantization.formats import PackedWeight, _pack_vals, _unpack_vals, dequantize
+from webllm.quantization.formats import PackedWeight, _pack_vals, _unpack_vals, dequantize, permute_rows
 from webllm.quantization.quantize import QuantizationMode, quantize_matrix
 
 
@@ -30,7 +30,7 @@ from webllm.quantization.quantize import QuantizationMode, quantize_matrix
 class Op:
     """One node of the graph. `inputs`/`outputs` name activation tensors; `weights` name package tensors."""
 
-    kind: str  # "embed", "rmsnorm", "matmul", "rope_kv", "attention", "sample"
+    kind: str  # "embed", "rmsnorm", "matmul", "attention", "sample"
     inputs: list[str]
     outputs: list[str]
     weights: list[str] = field(default_factory=list)
@@ -64,6 +64,16 @@ def rope_table(cfg: ModelConfig, capacity: int) -> np.ndarray:
     pos = np.arange(capacity, dtype=np.float32)
     freqs = (pos[:, None] * inv_freq[None, :]).astype(np.float32)
     return np.stack([np.cos(freqs), np.sin(freqs)], axis=-1).astype(np.float32)
+
+
+def rope_pair_order(cfg: ModelConfig) -> np.ndarray:
+    """Row order of the fused qkv matrix in the package: within each head, rows i and i + head_dim/2
+    (the two halves rope rotates together) become neighbours 2i, 2i + 1, so the matmul that computes
+    them can apply rope in its epilogue. Row r of the package matrix is row order[r] of [Wq; Wk; Wv]."""
+    d, half = cfg.head_dim, cfg.head_dim // 2
+    within = np.stack([np.arange(half), np.arange(half) + half], axis=1).reshape(-1)
+    heads = cfg.num_attention_heads + 2 * cfg.num_key_value_heads
+    return (np.arange(heads)[:, None] * d + within[None, :]).reshape(-1)
 
 
 def _concat_rows(parts: list[PackedWeight]) -> PackedWeight:
@@ -141,9 +151,11 @@ class LlamaModel:
             p = f"model.layers.{i}."
             a = p + "self_attn."
             yield f"layers.{i}.input_norm", self._vec(p + "input_layernorm.weight")
-            yield f"layers.{i}.qkv", fuse_matrices([self._t(a + f"{x}_proj.weight") for x in "qkv"], m, f"layers.{i}.qkv")
+            order = rope_pair_order(c)
+            qkv = fuse_matrices([self._t(a + f"{x}_proj.weight") for x in "qkv"], m, f"layers.{i}.qkv")
+            yield f"layers.{i}.qkv", permute_rows(qkv, order)
             if c.attention_bias:
-                yield f"layers.{i}.qkv.bias", np.concatenate([self._vec(a + f"{x}_proj.bias") for x in "qkv"])
+                yield f"layers.{i}.qkv.bias", np.concatenate([self._vec(a + f"{x}_proj.bias") for x in "qkv"])[order]
             yield f"layers.{i}.o", self._matrix(a + "o_proj.weight")
             if c.o_proj_bias:
                 yield f"layers.{i}.o.bias", self._vec(a + "o_proj.bias")
@@ -172,8 +184,7 @@ class LlamaModel:
             qkv_w = [L + "qkv"] + ([L + "qkv.bias"] if c.attention_bias else [])
             ops += [
                 Op("rmsnorm", ["h"], [f"xn.{i}"], [L + "input_norm"]),
-                Op("matmul", [f"xn.{i}"], [f"qkv.{i}"], qkv_w),
-                Op("rope_kv", [f"qkv.{i}"], [f"q.{i}", f"k_cache.{i}", f"v_cache.{i}"], ["rope_table"]),
+                Op("matmul", [f"xn.{i}"], [f"q.{i}", f"k_cache.{i}", f"v_cache.{i}"], qkv_w, {"rope": True}),
                 Op("attention", [f"q.{i}", f"k_cache.{i}", f"v_cache.{i}"], [f"attn.{i}"]),
                 Op("matmul", [f"attn.{i}"], ["h"], [L + "o"] + ([L + "o.bias"] if c.o_proj_bias else []), {"add": True}),
                 Op("rmsnorm", ["h"], [f"xn2.{i}"], [L + "post_norm"]),
@@ -193,7 +204,6 @@ class LlamaModel:
     def activation_shapes(self, chunk: int) -> dict[str, tuple[int, str]]:
         """Logical activation tensor -> (element count for `chunk` tokens, dtype "f32"|"act"|"u32")."""
         c = self.cfg
-        qkv = (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim
         s: dict[str, tuple[int, str]] = {"token_ids": (chunk, "u32"), "h": (chunk * c.hidden_size, "f32"),
                                          "logits": (c.vocab_size, "f32"), "xn_last": (c.hidden_size, "act"),
                                          "xn_all": (chunk * c.hidden_size, "act"), "logits_all": (chunk * c.vocab_size, "f32")}
@@ -201,7 +211,6 @@ class LlamaModel:
         for i in range(c.num_hidden_layers):
             s[f"xn.{i}"] = (chunk * c.hidden_size, "act")
             s[f"xn2.{i}"] = (chunk * c.hidden_size, "act")
-            s[f"qkv.{i}"] = (chunk * qkv, "act")
             s[f"q.{i}"] = (chunk * c.num_attention_heads * c.head_dim, "act")
             s[f"attn.{i}"] = (chunk * c.num_attention_heads * c.head_dim, "act")
             s[f"mlp.{i}"] = (chunk * c.intermediate_size, "act")

@@ -54,6 +54,20 @@ class PackedWeight:
         return PackedWeight(self.format, (hi - lo, k), out, self.scale_dtype)
 
 
+def permute_rows(p: PackedWeight, perm: np.ndarray) -> PackedWeight:
+    """The matrix with rows reordered: row r of the result is row perm[r] of `p` (exact, any format)."""
+    n, k = p.shape
+    out = {}
+    for name, a in p.arrays.items():
+        if name in ("weight", "qweight"):
+            out[name] = np.ascontiguousarray(a.reshape(n, -1)[perm]).reshape(-1)
+        else:
+            dtype = p.scale_dtype if name == "scales" else "f16"
+            vals = _unpack_vals(a, dtype, n * (k // GROUP)).reshape(n, -1)[perm]
+            out[name] = _pack_vals(vals.reshape(-1), dtype)
+    return PackedWeight(p.format, p.shape, out, p.scale_dtype)
+
+
 def _pack_vals(v: np.ndarray, dtype: str) -> np.ndarray:
     if dtype == "f32":
         return np.ascontiguousarray(v, dtype=np.float32)

@@ -5,7 +5,7 @@
 // nothing spills). A workgroup of 256 threads holds 256 / LANES rows; partial sums meet in
 // workgroup memory.
 // Bindings: 0 step; 1 x [K] (vec4 of {{XT}}); 2 y [N_OUT] ({{YT}}); 3.. weight arrays of format
-// {{FORMAT}}; then bias [rows] f32 (HAS_BIAS).
+// {{FORMAT}}; then bias [rows] f32 (HAS_BIAS); with ROPE, y is q_out, then k_cache, v_cache, rope_table.
 // Grid: x = ceil(N_ROWS / (256 / LANES)), y = 1.
 {{HEADER}}
 const K: u32 = {{K}}u;
@@ -16,11 +16,13 @@ const LANES: u32 = {{LANES}}u;
 const PAIR: bool = {{PAIR}};
 const ADD: bool = {{ADD}};
 const HAS_BIAS: bool = {{HAS_BIAS}};
+const ROPE: bool = {{ROPE}};  // y is q_out and rows come in rope pairs: see rope_store
 
 @group(0) @binding(1) var<storage, read> x: array<vec4<{{XT}}>>;
 @group(0) @binding(2) var<storage, read_write> y: array<{{YT}}>;
 {{WEIGHTS}}
 {{EXTRA_BINDINGS}}
+{{ROPE_STORE}}
 
 var<workgroup> red: array<vec2<f32>, 256>;
 
@@ -59,6 +61,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var s = LANES / 2u; s > 0u; s >>= 1u) {
         if (lane < s) { red[lid] += red[lid + s]; }
         workgroupBarrier();
+    }
+    if (ROPE) {
+        if (lane == 0u && row < N_ROWS && (row & 1u) == 0u) {
+            var a = red[lid].x;
+            var b = red[lid + LANES].x;  // the pair's second row, next in this workgroup
+            if (HAS_BIAS) {
+                a += bias_at(row);
+                b += bias_at(row + 1u);
+            }
+            rope_store(0u, step.past, ROW0 + row, a, b);
+        }
+        return;
     }
     if (lane == 0u && row < N_ROWS) {
         var v = red[lid];

@@ -4,7 +4,7 @@
 // x[32 tokens, 32] and the dequantized W[32 rows (x2 for PAIR), 32] in workgroup memory; each of the
 // 128 threads accumulates 2 tokens x 4 rows in vec4 registers. Weights are dequantized once per tile.
 // Bindings: 0 step; 1 x [T, K] (vec4 of {{XT}}); 2 y [T, N_OUT] ({{YT}}); 3.. weight arrays of format
-// {{FORMAT}}; then bias [rows] f32 (HAS_BIAS).
+// {{FORMAT}}; then bias [rows] f32 (HAS_BIAS); with ROPE, y is q_out, then k_cache, v_cache, rope_table.
 // Grid: x = ceil(N_ROWS / 32), y = ceil(T / 32).
 {{HEADER}}
 const K: u32 = {{K}}u;
@@ -16,12 +16,14 @@ const ROW0: u32 = {{ROW0}}u;
 const PAIR: bool = {{PAIR}};
 const ADD: bool = {{ADD}};
 const HAS_BIAS: bool = {{HAS_BIAS}};
+const ROPE: bool = {{ROPE}};  // y is q_out and rows come in rope pairs: see rope_store
 const WROWS: u32 = {{WROWS}}u;  // weight rows staged per tile: 32, or 64 with PAIR (gate then up)
 
 @group(0) @binding(1) var<storage, read> x: array<vec4<{{XT}}>>;
 @group(0) @binding(2) var<storage, read_write> y: array<{{YT}}>;
 {{WEIGHTS}}
 {{EXTRA_BINDINGS}}
+{{ROPE_STORE}}
 
 var<workgroup> xs: array<vec4<f32>, 256>;        // [32 tokens][8 vec4] of the current k-group
 var<workgroup> ws: array<vec4<f32>, {{WS}}>;     // [32 k][WROWS / 4 vec4]: transposed, 4 rows per vec4
@@ -85,6 +87,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         workgroupBarrier();
     }
 
+    if (ROPE) {  // rows 4rq.. are two rope pairs, both in this thread
+        for (var c = 0u; c < 4u; c += 2u) {
+            let row = n0 + rq * 4u + c;
+            if (row >= N_ROWS) { continue; }
+            for (var e = 0u; e < 2u; e++) {
+                let t = 2u * tp + e;
+                if (t >= nt) { continue; }
+                var a = select(a0[c], a1[c], e == 1u);
+                var b = select(a0[c + 1u], a1[c + 1u], e == 1u);
+                if (HAS_BIAS) {
+                    a += bias_at(row);
+                    b += bias_at(row + 1u);
+                }
+                rope_store(t0 + t, step.past + t0 + t, ROW0 + row, a, b);
+            }
+        }
+        return;
+    }
     for (var c = 0u; c < 4u; c++) {
         let row = n0 + rq * 4u + c;
         if (row >= N_ROWS) { continue; }
