@@ -17,7 +17,7 @@ from webllm.compiler.package import FORMAT_NAME, FORMAT_VERSION, MANIFEST, Atomi
 from webllm.errors import UnsupportedModelError
 from webllm.importers import load_model
 from webllm.importers.base import ImportedModel
-from webllm.models.llama import LlamaModel
+from webllm.models.llama import LlamaModel, concat_rows
 from webllm.quantization.formats import PackedWeight
 from webllm.quantization.quantize import get_mode
 
@@ -46,9 +46,7 @@ def _split(name: str, w: PackedWeight, pair: bool, limit: int) -> list[tuple[str
     for i, lo in enumerate(range(0, out_rows, rows)):
         hi = min(out_rows, lo + rows)
         if pair:
-            from webllm.models.llama import _concat_rows
-
-            part = _concat_rows([w.row_slice(lo, hi), w.row_slice(out_rows + lo, out_rows + hi)])
+            part = concat_rows([w.row_slice(lo, hi), w.row_slice(out_rows + lo, out_rows + hi)])
         else:
             part = w.row_slice(lo, hi)
         parts.append((f"{name}.part{i}", lo, hi - lo, part))

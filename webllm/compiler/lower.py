@@ -115,7 +115,7 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                                 cap=model.capacity)
                 for p in m.parts:
                     kw = dict(n_rows=p.rows, n_out=n_out, row0=p.row0, pair=pair, add=bool(op.attrs.get("add")),
-                              bias=p.bias is not None, x_type="f32" if x == "h" else profile.act,
+                              bias=p.bias is not None, x_type=profile.act,
                               y_type="f32" if y in ("h", "logits", "logits_all") else profile.act, rope=rope)
                     if tiled:
                         kern = K.matmul_tiled(profile, m.part_view(p), **kw)

@@ -76,7 +76,7 @@ def rope_pair_order(cfg: ModelConfig) -> np.ndarray:
     return (np.arange(heads)[:, None] * d + within[None, :]).reshape(-1)
 
 
-def _concat_rows(parts: list[PackedWeight]) -> PackedWeight:
+def concat_rows(parts: list[PackedWeight]) -> PackedWeight:
     """Stack matrices of one format along rows (their arrays are row-major)."""
     fmt, sd, k = parts[0].format, parts[0].scale_dtype, parts[0].shape[1]
     n = sum(p.shape[0] for p in parts)
@@ -94,7 +94,7 @@ def fuse_matrices(mats: list[np.ndarray | PackedWeight], mode: QuantizationMode,
     """Fuse matrices by rows, keeping native pre-quantized blocks when all parts share a format."""
     packed = [m for m in mats if isinstance(m, PackedWeight)]
     if len(packed) == len(mats) and len({(m.format, m.scale_dtype) for m in packed}) == 1:
-        return _concat_rows(packed)
+        return concat_rows(packed)
     floats = [dequantize(m) if isinstance(m, PackedWeight) else np.asarray(m, np.float32) for m in mats]
     return quantize_matrix(np.concatenate(floats, axis=0), mode, name)
 

@@ -29,7 +29,7 @@ _STAGING = 2  # token readback ring: the CPU reads step t while the GPU runs ste
 class Model:
     """A compiled model package loaded on a WebGPU device."""
 
-    def __init__(self, folder, manifest, plan, adapter, device, buffers, dispatches, progress):
+    def __init__(self, folder, manifest, plan, adapter, device, buffers, dispatches):
         import wgpu
 
         self.folder = Path(folder)
@@ -163,7 +163,7 @@ class Model:
 
         dispatches = {phase: encode_list(plan[phase]) for phase in ("prefill", "decode") + (("score",) if scoring else ())}
         variants = {name: encode_list(dl) for name, dl in plan.get("decode_variants", {}).items()}
-        model = cls(folder, manifest, plan, adapter, device, buffers, dispatches, progress)
+        model = cls(folder, manifest, plan, adapter, device, buffers, dispatches)
         model._choose_decode_variant(variants, decode_variant)
         return model
 
@@ -191,7 +191,6 @@ class Model:
                 self.decode_variant = cache[key]
             else:
                 timings = self._time_decode_variants(variants)
-                self.reset()
                 self.decode_variant = min(timings, key=timings.get)
                 cache[key] = self.decode_variant
                 try:

@@ -114,7 +114,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             var a = select(a0[c], a1[c], e == 1u);
             var b = select(u0[c], u1[c], e == 1u);
             if (HAS_BIAS) {
-                a += bias_at(rq * 4u + c + n0);
+                a += bias_at(row);
                 if (PAIR) { b += bias_at(row + N_ROWS); }
             }
             if (PAIR) { a = a / (1.0 + exp(-a)) * b; }
