@@ -18,9 +18,10 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
+# torch first and pinned: xgrammar (structured output) needs it, and 2.13.0 resolves to the CPU build;
+# an unpinned one pulls CUDA (GBs)
+.venv/bin/python -m pip install -q "torch==2.13.0"
 if [ "$want_test" = 1 ]; then
-    # torch first and pinned: 2.13.0 resolves to the CPU build; an unpinned one pulls CUDA (GBs)
-    .venv/bin/python -m pip install -q "torch==2.13.0"
     .venv/bin/python -m pip install -q -e ".[test]"
 else
     .venv/bin/python -m pip install -q -e .

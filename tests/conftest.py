@@ -81,6 +81,22 @@ class Zoo:
         return self._logits[key]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory) -> Path:
+    """Every test writes its cache (compiled packages, tuning results) to a folder of its own, never
+    the user's ~/.cache/webllm: WEBLLM_CACHE is set for the session and the processes it starts."""
+    import os
+
+    folder = tmp_path_factory.mktemp("webllm-cache")
+    old = os.environ.get("WEBLLM_CACHE")
+    os.environ["WEBLLM_CACHE"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("WEBLLM_CACHE", None)
+    else:
+        os.environ["WEBLLM_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def gpu():
     """(adapter, device): one WebGPU device shared by every runtime of the session."""
@@ -92,3 +108,34 @@ def gpu():
 @pytest.fixture(scope="session")
 def zoo(tmp_path_factory, gpu) -> Zoo:
     return Zoo(tmp_path_factory.mktemp("zoo"), gpu)
+
+
+# A tiny random model speaking SmolLM2's real byte-level BPE vocabulary (49,152 tokens) and ChatML
+# template: fast like the other tiny models, yet its text has real token boundaries, multi-byte
+# characters and special tokens, and xgrammar can compile JSON grammars against it.
+BPE_SPEC = Spec("bpe_chat", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, vocab_size=49152, seed=11)
+
+
+@pytest.fixture(scope="session")
+def bpe_package(zoo) -> Path:
+    """A q0f32 package of BPE_SPEC (context 1024, prefill chunk 64)."""
+    import json
+    import shutil
+
+    from webllm.importers.gguf import load_gguf_tokenizer
+    from webllm.models_cache import default_model_path
+
+    key = "bpe_package"
+    if key not in zoo._pkg:
+        ckpt = zoo.root / "ckpt-bpe"
+        shutil.copytree(zoo.checkpoint(BPE_SPEC), ckpt)
+        tok_json, tok_cfg = load_gguf_tokenizer(default_model_path())
+        (ckpt / "tokenizer.json").write_text(tok_json, encoding="utf-8")
+        tok_cfg["eos_token"] = "<|im_end|>"
+        (ckpt / "tokenizer_config.json").write_text(json.dumps(tok_cfg), encoding="utf-8")
+        out = zoo.root / "pkg" / "bpe_chat"
+        compile_model(ckpt, out, CompileOptions(quantization="q0f32", context_window=1024, prefill_chunk=64,
+                                                progress=False))
+        zoo._pkg[key] = out
+    return zoo._pkg[key]

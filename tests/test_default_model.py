@@ -56,25 +56,32 @@ def test_default_package_is_cached_by_content(package, cache):
     assert (package / "manifest.json").stat().st_mtime_ns == mtime
 
 
+def chat(engine, messages, **kw) -> str:
+    kw.setdefault("temperature", 0)
+    return engine.chat.completions.create(messages=messages, **kw).choices[0].message.content
+
+
 def test_capital_of_france(engine):
-    """Greedy answer of the real model (the issue's acceptance question)."""
+    """Greedy answer of the real model (the issue's acceptance question), through the library API."""
     engine.reset()
-    answer = "".join(engine.chat([{"role": "user", "content": PAPERS_PLEASE}], max_tokens=24))
-    assert "Paris" in answer
-    assert engine.last_stats.finish_reason == "stop"  # it ends its turn with <|im_end|>
+    r = engine.chat.completions.create(messages=[{"role": "user", "content": PAPERS_PLEASE}], max_tokens=24,
+                                       temperature=0)
+    assert "Paris" in r.choices[0].message.content
+    assert r.choices[0].finish_reason == "stop"  # it ends its turn with <|im_end|>
+    assert r.model == "SmolLM2-135M-Instruct"
 
 
 def test_second_turn_reuses_the_kv_cache_and_answers_as_a_fresh_engine(engine, package):
     """Turn 2 prefills only what is new, and gives the same tokens as prefilling the whole chat anew."""
     engine.reset()
     history = [{"role": "user", "content": PAPERS_PLEASE}]
-    first = "".join(engine.chat(history, max_tokens=24))
+    first = chat(engine, history, max_tokens=24)
     history += [{"role": "assistant", "content": first}, {"role": "user", "content": "And of Italy?"}]
-    second = "".join(engine.chat(history, max_tokens=24))
+    second = chat(engine, history, max_tokens=24)
     stats = engine.last_stats
     assert stats.cached_tokens > 20 and stats.cached_tokens < stats.prompt_tokens
     engine.reset()
-    fresh = "".join(engine.chat(history, max_tokens=24))
+    fresh = chat(engine, history, max_tokens=24)
     assert engine.last_stats.cached_tokens == 0
     assert second == fresh
     assert "Rome" in second
@@ -84,9 +91,9 @@ def test_seeded_sampling_is_reproducible(engine):
     """Temperature / top-p sampling on the GPU: the same seed gives the same answer."""
     msgs = [{"role": "user", "content": "Write one sentence about the sea."}]
     engine.reset()
-    a = "".join(engine.chat(msgs, max_tokens=16, temperature=0.8, top_p=0.9, seed=7))
+    a = chat(engine, msgs, max_tokens=16, temperature=0.8, top_p=0.9, seed=7)
     engine.reset()
-    b = "".join(engine.chat(msgs, max_tokens=16, temperature=0.8, top_p=0.9, seed=7))
+    b = chat(engine, msgs, max_tokens=16, temperature=0.8, top_p=0.9, seed=7)
     assert a == b and a.strip()
 
 

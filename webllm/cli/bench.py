@@ -13,10 +13,13 @@ USES_MODEL = True
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--prompt-tokens", type=int, default=128, help="prompt length for the prefill figure (default 128)")
-    p.add_argument("--decode-tokens", type=int, default=128, help="tokens to decode (default 128)")
-    p.add_argument("--context", type=int, default=0, help="tokens already in the KV cache before decoding (default 0)")
-    p.add_argument("--repeat", type=int, default=3, help="repetitions; the best is reported (default 3)")
+    from webllm.cli.main import non_negative_int, positive_int
+
+    p.add_argument("--prompt-tokens", type=positive_int, default=128, help="prompt length for the prefill figure (default 128)")
+    p.add_argument("--decode-tokens", type=positive_int, default=128, help="tokens to decode (default 128)")
+    p.add_argument("--context", type=non_negative_int, default=0,
+                   help="tokens already in the KV cache before decoding (default 0)")
+    p.add_argument("--repeat", type=positive_int, default=3, help="repetitions; the best is reported (default 3)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 

@@ -4,22 +4,38 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
+
+_FROM_ARGS = object()
 
 
-def load_engine(args):
+def load_engine(args, model=_FROM_ARGS):
+    """An Engine for `model` (default: args.model; None: the default model), reporting on stderr."""
     from webllm.engine import Engine
     from webllm.models_cache import resolve_model
     from webllm.runtime.device import adapter_name
 
-    package = resolve_model(args.model, args.quantization, progress=not args.quiet)
+    name = args.model if model is _FROM_ARGS else model
+    package = resolve_model(name, args.quantization, progress=not args.quiet)
     t = time.perf_counter()
     engine = Engine.load(package, profile=args.profile, progress=not args.quiet)
+    if name is None:
+        from webllm.models_cache import DEFAULT_MODEL_NAME
+
+        engine.name = DEFAULT_MODEL_NAME
+    elif package != Path(name):
+        engine.name = Path(name).name  # a checkpoint: named as the user named it
     if not args.quiet:
         m = engine.model
-        print(f"loaded {package.name} on {adapter_name(m.adapter)}, profile {m.profile}, "
+        print(f"loaded {engine.name} ({package.name}) on {adapter_name(m.adapter)}, profile {m.profile}, "
               f"context {m.capacity} ({time.perf_counter() - t:.1f} s)", file=sys.stderr)
     return engine
 
 
-def sampling(args) -> dict:
-    return {"temperature": args.temperature, "top_p": args.top_p, "seed": args.seed}
+def sampling(engine, args):
+    """The command line's sampling parameters; unset ones: the package's defaults, else greedy."""
+    from webllm.engine.sampling import GREEDY_DEFAULTS
+
+    return engine.sampling(fallback=GREEDY_DEFAULTS, temperature=args.temperature, top_p=args.top_p,
+                           top_k=args.top_k, min_p=args.min_p, repetition_penalty=args.repetition_penalty,
+                           seed=args.seed)

@@ -10,15 +10,17 @@ USES_MODEL = False
 
 
 def add_arguments(p) -> None:
+    from webllm.cli.main import positive_int
+
     p.add_argument("source", help="Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.json) or .gguf file")
     p.add_argument("--output", "-o", required=True, help="package folder to write (replaced atomically)")
     p.add_argument("--quantization", "-q", default="q4f16_1",
                    help="q4f16_1 (4-bit, f16 scales; default), q4f32_1 (4-bit, f32 scales, f32 activations), "
                         "q0f16, q0f32 (unquantized)")
-    p.add_argument("--context-window", type=int, default=None,
+    p.add_argument("--context-window", type=positive_int, default=None,
                    help="KV-cache capacity in tokens (default: the model's maximum, at most 4096)")
-    p.add_argument("--prefill-chunk", type=int, default=128, help="most tokens per prefill step (default 128)")
-    p.add_argument("--max-binding-size", type=int, default=None,
+    p.add_argument("--prefill-chunk", type=positive_int, default=128, help="most tokens per prefill step (default 128)")
+    p.add_argument("--max-binding-size", type=positive_int, default=None,
                    help="split tensors larger than this many bytes (default 134217728, WebGPU's default limit)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -9,20 +9,52 @@ from webllm import __version__
 from webllm.errors import WebLLMError
 
 
-def _model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", nargs="?", default=None,
+def positive_int(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {v})")
+    return v
+
+
+def non_negative_int(text: str) -> int:
+    v = int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more (got {v})")
+    return v
+
+
+def _float_in(lo: float, hi: float, lo_open: bool = False):
+    def parse(text: str) -> float:
+        v = float(text)
+        if not ((v > lo) if lo_open else (v >= lo)) or v > hi:
+            raise argparse.ArgumentTypeError(f"must lie in {'(' if lo_open else '['}{lo:g}, {hi:g}] (got {v:g})")
+        return v
+    return parse
+
+
+def _model_args(p: argparse.ArgumentParser, many: bool = False) -> None:
+    p.add_argument("model", nargs="*" if many else "?", default=None,
                    help="a model package folder, a Hugging Face checkpoint folder or a GGUF file "
-                        "(compiled once into the cache); default: the embedded SmolLM2-135M-Instruct")
+                        "(compiled once into the cache); none: the embedded default model, SmolLM2-135M-Instruct")
     p.add_argument("--quantization", "-q", default="q4f16_1",
                    help="when MODEL is a checkpoint: q4f16_1 (default), q4f32_1, q0f16, q0f32")
     p.add_argument("--profile", choices=["f16", "f32"], default=None,
                    help="device profile: f16 needs shader-f16 (default: f16 when the adapter has it)")
-    p.add_argument("--max-tokens", type=int, default=512, help="most tokens to generate per answer (default 512)")
-    p.add_argument("--temperature", type=float, default=0.0,
-                   help="sampling temperature; 0 (default) is greedy, deterministic decoding")
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass, with --temperature (default 1)")
-    p.add_argument("--seed", type=int, default=None, help="seed of the sampling draws (default: random)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or stats")
+
+
+def _generation_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("generation (defaults: the package's generation config, else greedy)")
+    g.add_argument("--max-tokens", type=positive_int, default=512, help="most tokens to generate per answer (default 512)")
+    g.add_argument("--temperature", type=_float_in(0, 2), default=None,
+                   help="sampling temperature in [0, 2]; 0 is greedy, deterministic decoding")
+    g.add_argument("--top-p", type=_float_in(0, 1, lo_open=True), default=None, help="nucleus sampling mass in (0, 1]")
+    g.add_argument("--top-k", type=non_negative_int, default=None, help="sample among the k likeliest tokens (0: all)")
+    g.add_argument("--min-p", type=_float_in(0, 1), default=None,
+                   help="drop tokens less likely than min_p times the likeliest")
+    g.add_argument("--repetition-penalty", type=_float_in(0, 10, lo_open=True), default=None,
+                   help="divide the logits of tokens already seen (>1 discourages repeats)")
+    g.add_argument("--seed", type=int, default=None, help="seed of the sampling draws (default: random)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,12 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"webllm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
 
-    from webllm.cli import bench, chat, compile, generate, info, perplexity
+    from webllm.cli import bench, chat, compile, generate, info, perplexity, serve
 
-    for mod in (compile, chat, generate, bench, perplexity, info):
+    for mod in (compile, chat, generate, serve, bench, perplexity, info):
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
         if mod.USES_MODEL:
-            _model_args(p)
+            _model_args(p, many=getattr(mod, "MANY_MODELS", False))
+        if getattr(mod, "GENERATES", False):
+            _generation_args(p)
         mod.add_arguments(p)
         p.set_defaults(func=mod.run)
     return parser

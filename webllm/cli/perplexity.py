@@ -12,8 +12,10 @@ USES_MODEL = True
 
 
 def add_arguments(p) -> None:
+    from webllm.cli.main import positive_int
+
     p.add_argument("--file", "-f", required=True, help="a UTF-8 text file")
-    p.add_argument("--max-tokens-eval", type=int, default=None, help="use only the first N tokens")
+    p.add_argument("--max-tokens-eval", type=positive_int, default=None, help="use only the first N tokens")
 
 
 def run(args) -> int:

@@ -28,20 +28,42 @@ class Tokenizer:
     def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
         return self._tok.decode(ids, skip_special_tokens=skip_special_tokens)
 
+    def token_text(self, token_id: int) -> str:
+        """One token's own text, special tokens included (what logprobs report)."""
+        return self._tok.decode([token_id], skip_special_tokens=False)
 
-class StreamDecoder:
-    """Turns a growing list of ids into text pieces, holding back incomplete UTF-8 sequences."""
+    @property
+    def backend(self):
+        """The `tokenizers.Tokenizer` underneath (for grammar compilation)."""
+        return self._tok
 
-    def __init__(self, tok: Tokenizer):
+
+class IncrementalDecoder:
+    """Turns a growing list of ids into text pieces, decoding only a short window per token (not the
+    whole reply) and holding back incomplete UTF-8 sequences.
+
+    The window starts `prefix` ids before the newest unreleased text, so that tokenizers whose decode
+    depends on the left neighbour (a leading space dropped at the start of a text) release what they
+    would release for the whole sequence. `context` (the prompt's last ids) primes the first window."""
+
+    def __init__(self, tok: Tokenizer, context: list[int] | tuple[int, ...] = ()):
         self.tok = tok
-        self.ids: list[int] = []
-        self.sent = ""
+        self.ids: list[int] = list(context)[-4:]
+        self.prefix_offset = 0  # window start
+        self.read_offset = len(self.ids)  # ids before this are released
 
     def push(self, token_id: int) -> str:
         self.ids.append(token_id)
-        text = self.tok.decode(self.ids)
-        if text.endswith("\ufffd"):  # a multi-byte character is not complete yet
+        prefix = self.tok.decode(self.ids[self.prefix_offset : self.read_offset])
+        text = self.tok.decode(self.ids[self.prefix_offset :])
+        if len(text) <= len(prefix) or text.endswith("\ufffd"):  # nothing new, or a character not complete yet
             return ""
-        piece = text[len(self.sent):] if text.startswith(self.sent) else ""
-        self.sent = text
+        piece = text[len(prefix):]
+        self.prefix_offset = self.read_offset
+        self.read_offset = len(self.ids)
+        if self.prefix_offset > 64:  # keep the list short; offsets are relative to it
+            drop = self.prefix_offset
+            del self.ids[:drop]
+            self.prefix_offset -= drop
+            self.read_offset -= drop
         return piece
