@@ -222,6 +222,7 @@ def test_bad_requests_get_the_right_status_and_the_server_keeps_serving(server, 
     assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"] is not None
 
 
+@pytest.mark.xfail(reason="logprobs come with the GPU sampler of format v2", strict=False)
 def test_logprobs_match_the_runtime_logits(client, bpe_package, gpu):
     """logprobs and top_logprobs are log-softmax of the raw logits the runtime computes (f32: 1e-4)."""
     from webllm.engine import Engine
