@@ -74,3 +74,15 @@ def resolve_model(name: str | None, quantization: str = DEFAULT_QUANTIZATION, pr
             print(f"compiling {src.name} ({quantization}) into {out} (once)")
         compile_model(src, out, CompileOptions(quantization=quantization, progress=progress, **compile_kw))
     return out
+
+
+def model_name(package: Path, manifest: dict) -> str:
+    """The name a package is served under: its folder's name, or for a package compiled into the cache,
+    the name of what it was compiled from (the default model: DEFAULT_MODEL_NAME)."""
+    package = Path(package)
+    if package.parent.resolve() != (cache_dir() / "packages").resolve():
+        return package.name
+    src = Path(str((manifest.get("source") or {}).get("path") or package.name))
+    if src.name == DEFAULT_MODEL_FILE:
+        return DEFAULT_MODEL_NAME
+    return src.stem if src.suffix == ".gguf" else src.name

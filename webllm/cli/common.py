@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 _FROM_ARGS = object()
 
@@ -19,12 +18,6 @@ def load_engine(args, model=_FROM_ARGS):
     package = resolve_model(name, args.quantization, progress=not args.quiet)
     t = time.perf_counter()
     engine = Engine.load(package, profile=args.profile, progress=not args.quiet)
-    if name is None:
-        from webllm.models_cache import DEFAULT_MODEL_NAME
-
-        engine.name = DEFAULT_MODEL_NAME
-    elif package != Path(name):
-        engine.name = Path(name).name  # a checkpoint: named as the user named it
     if not args.quiet:
         m = engine.model
         print(f"loaded {engine.name} ({package.name}) on {adapter_name(m.adapter)}, profile {m.profile}, "

@@ -95,17 +95,14 @@ class Engine:
     def __init__(self, model: Model | str | Path | None = None, *, name: str | None = None,
                  quantization: str | None = None, progress: bool = False, **load_options):
         from webllm.engine.api import Chat, Completions, Models
+        from webllm.models_cache import DEFAULT_QUANTIZATION, model_name, resolve_model
 
         if not isinstance(model, Model):
-            from webllm.models_cache import DEFAULT_MODEL_NAME, DEFAULT_QUANTIZATION, resolve_model
-
-            given = model
             package = resolve_model(None if model is None else str(model), quantization or DEFAULT_QUANTIZATION,
                                     progress=progress)
             model = Model.load(package, progress=progress, **load_options)
-            name = name or (DEFAULT_MODEL_NAME if given is None else Path(str(given)).name)
         self.model = model
-        self.name = name or model.folder.name
+        self.name = name or model_name(model.folder, model.manifest)
         m = model.manifest
         self.tokenizer = Tokenizer(model.folder / m["tokenizer"]["file"], m["tokenizer"])
         self.template = ChatTemplate(m.get("chat_template"), self.tokenizer.bos_token, self.tokenizer.eos_token)
