@@ -203,12 +203,13 @@ def prompt_ids(spec: Spec, n: int = 300) -> np.ndarray:
 
 
 def read_tensor(package: Path, name: str) -> np.ndarray:
-    """The raw bytes (uint8) of a package tensor, gathered from its shard pieces."""
+    """The raw bytes (uint8) of a package tensor, gathered from the shards' upload lists."""
     manifest = json.loads((package / "manifest.json").read_text())
-    t = manifest["tensors"][name]
-    out = bytearray()
-    for shard, off, n in t["pieces"]:
-        with open(package / manifest["shards"][shard]["file"], "rb") as f:
-            f.seek(off)
-            out += f.read(n)
+    out = bytearray(manifest["tensors"][name]["nbytes"])
+    for shard in manifest["shards"]:
+        for tensor, tensor_off, shard_off, n in shard["uploads"]:
+            if tensor == name:
+                with open(package / shard["file"], "rb") as f:
+                    f.seek(shard_off)
+                    out[tensor_off : tensor_off + n] = f.read(n)
     return np.frombuffer(bytes(out), np.uint8)

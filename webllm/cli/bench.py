@@ -68,7 +68,7 @@ def run(args) -> int:
         pipelined.append((n - 1) / (time.perf_counter() - t))
     res = {
         "adapter": adapter_name(model.adapter), "profile": model.profile, "quantization": model.manifest["quantization"],
-        "layers": model.config["num_hidden_layers"], "dispatches_per_decode_step": len(model.plan["decode"]),
+        "layers": model.config["num_hidden_layers"], "dispatches_per_decode_step": len(model._dispatch["decode"]),
         "decode_variant": model.decode_variant,
         "prefill_tokens": args.prompt_tokens, "prefill_tok_s": max(prefill),
         "decode_context": len(ctx), "decode_tok_s": max(decode), "generate_tok_s_with_readback": max(pipelined),

@@ -27,12 +27,27 @@ def run(args) -> int:
     print(f"weights        {sum(s['nbytes'] for s in m['shards']) / 2**20:.1f} MiB in {len(m['shards'])} shards")
     for name, p in m["profiles"].items():
         plan = read_plan(package, m, name)
-        per_layer = sum(1 for d in plan["decode"]
-                        if any(b.startswith(("layers.0.", "k_cache.0")) for b in d["bindings"]))
+        decode = next(iter(plan["decode_variants"].values()))
+        total, per_layer = len(decode), dispatches_per_layer(plan, decode, c["num_hidden_layers"])
         print(f"profile {name:6s} needs {p['memory_bytes'] / 2**20:.1f} MiB of GPU memory; "
-              f"{len(plan['decode'])} dispatches per decode step ({per_layer:g} per layer); "
+              f"{total} dispatches per decode step ({per_layer:g} per layer); "
               f"{len(plan['kernels'])} kernels; requires {p['requires_features'] or 'nothing'}")
     adapter, device = request_device()
     feats = sorted(f for f in device.features if f in ("shader-f16", "subgroup"))
     print(f"adapter        {adapter_name(adapter)}; features: {', '.join(feats) or 'none of shader-f16, subgroup'}")
     return 0
+
+
+def dispatches_per_layer(plan: dict, dispatches: list[dict], layers: int) -> float:
+    """Dispatches from the first that binds a tensor of layer 0 to the last that binds one of the last
+    layer, per layer (the embedding, final norm, head and sampling are outside)."""
+    def layer_of(d):
+        for b in plan["bind_groups"][d["bind_group"]]["buffers"]:
+            if b.startswith("layers."):
+                return int(b.split(".")[1])
+        return None
+
+    idx = [(i, layer_of(d)) for i, d in enumerate(dispatches)]
+    first = min(i for i, lay in idx if lay == 0)
+    last = max(i for i, lay in idx if lay == layers - 1)
+    return (last - first + 1) / layers

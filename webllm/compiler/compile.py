@@ -142,14 +142,11 @@ def compile_model(source: str | Path, output: str | Path, options: CompileOption
         profiles = {}
         kernel_dir = tmp / "kernels"
         kernel_dir.mkdir()
-        memory = {}
+        weight_bytes = sum(t["size"] for t in shards.tensors.values())
         for pname in mode.profiles:
-            plan = lower(model, matrices, K.Profile(pname), options.prefill_chunk, tuple(options.gemv_lanes))
+            plan = lower(model, matrices, K.Profile(pname), options.prefill_chunk, tuple(options.gemv_lanes), limit)
             for kname, src in plan.pop("_sources").items():
                 (kernel_dir / f"{kname}.wgsl").write_text(src, encoding="utf-8")
-            if any(b.get("optional") and b["size"] > limit for b in plan["buffers"]):
-                plan.pop("score")  # all-token logits of one chunk do not fit a binding: no scoring phase
-                plan["buffers"] = [b for b in plan["buffers"] if not b.get("optional")]
             for b in plan["buffers"]:
                 if b["size"] > limit:
                     raise UnsupportedModelError(
@@ -157,9 +154,8 @@ def compile_model(source: str | Path, output: str | Path, options: CompileOption
                         "lower --context-window or --prefill-chunk")
             write_json(tmp / f"plan-{pname}.json", plan)
             act = sum(b["size"] for b in plan["buffers"] if not b.get("optional"))
-            memory[pname] = {"weights": sum(s["nbytes"] for s in shards.shards), "buffers": act}
             profiles[pname] = {"plan": f"plan-{pname}.json", "requires_features": plan["requires_features"],
-                               "memory_bytes": memory[pname]["weights"] + act}
+                               "memory_bytes": weight_bytes + act, "weight_bytes": weight_bytes, "buffer_bytes": act}
 
         (tmp / "tokenizer.json").write_text(imported.tokenizer_json, encoding="utf-8")
         gen = {k: imported.generation_config[k] for k in ("temperature", "top_p", "top_k", "repetition_penalty")
@@ -177,6 +173,7 @@ def compile_model(source: str | Path, output: str | Path, options: CompileOption
             "tokenizer": _tokenizer_meta(imported),
             "chat_template": imported.tokenizer_config.get("chat_template"),
             "generation": gen,
+            "profile_order": [p for p in ("f16", "f32") if p in profiles],
             "profiles": profiles,
             "shards": shards.shards,
             "tensors": shards.tensors,

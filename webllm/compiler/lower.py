@@ -57,11 +57,13 @@ def _check_grid(x: int, what: str) -> int:
 
 
 def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int,
-          gemv_lanes: tuple[int, ...] = (32, 4)) -> dict:
-    """Build the plan of one profile: kernels, buffers, and the prefill, decode and score dispatch lists.
-    `gemv_lanes`: candidate threads per row of the one-token matmul (decode, output head); the plan
-    gets one decode list per candidate ("decode_variants", the first also as "decode"), and runtimes
-    time them on their adapter and keep the fastest (32 suits GPUs; 4 is 2.3x faster on lavapipe)."""
+          gemv_lanes: tuple[int, ...] = (32, 4), max_binding_size: int | None = None) -> dict:
+    """Build the plan of one profile (docs/FORMAT.md, "Plans"): the uniform table, kernels, buffers,
+    bind groups, and the prefill, score and decode dispatch lists. `gemv_lanes`: candidate threads per
+    row of the one-token matmul (decode, output head); the plan gets one decode list per candidate
+    ("decode_variants", the first preferred), and runtimes time them on their adapter and keep the
+    fastest (32 suits GPUs; 4 is 2.3x faster on lavapipe). The `score` phase is left out when its
+    all-token logits would exceed `max_binding_size`. The kernel sources come back under "_sources"."""
     cfg = model.cfg
     ops = model.graph()
     score_ops = model.graph(score=True)
@@ -71,18 +73,25 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     mem = plan_memory(ops, nbytes, pinned)
     # The scoring phase's own tensors get their own buffers, allocated only by runtimes that score.
     optional = {"xn_all": nbytes["xn_all"], "logits_all": nbytes["logits_all"]}
-    splits = -(-model.capacity // KV_SPLIT)
-    mem.buffers["attn_part_acc"] = _round16(cfg.num_attention_heads * splits * cfg.head_dim * 4)
-    mem.buffers["attn_part_ml"] = _round16(cfg.num_attention_heads * splits * 8)
+    # Buffers whose size follows the KV capacity: size(C) = ceil(C / unit) * bytes (FORMAT.md).
+    per_context = {t: (1, n // model.capacity * profile.act_bytes) for t, (n, _) in shapes.items()
+                   if t.startswith(("k_cache.", "v_cache."))}
+    per_context["attn_part_acc"] = (KV_SPLIT, cfg.num_attention_heads * cfg.head_dim * 4)
+    per_context["attn_part_ml"] = (KV_SPLIT, cfg.num_attention_heads * 8)
+    for t in ("attn_part_acc", "attn_part_ml"):
+        unit, per = per_context[t]
+        mem.buffers[t] = _round16(-(-model.capacity // unit) * per)
     mem.where.update({t: t for t in optional})
     kernels: dict[str, K.Kernel] = {}
+    bind_groups: dict[tuple, int] = {}  # (kernel, buffers) -> index in the plan's bind_groups
 
     def buf(t: str) -> str:
         return mem.where[t]
 
     def emit(kernel: K.Kernel, bindings: list[str], workgroups: list[int], tokens_per_y: int | None) -> dict:
         kernels[kernel.name] = kernel
-        d = {"kernel": kernel.name, "bindings": ["uniform"] + bindings, "workgroups": workgroups}
+        key = (kernel.name, tuple(["uniform"] + bindings))
+        d = {"kernel": kernel.name, "bind_group": bind_groups.setdefault(key, len(bind_groups)), "workgroups": workgroups}
         if tokens_per_y is not None:
             d["tokens_per_y"] = tokens_per_y
         return d
@@ -111,8 +120,7 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                 tiled = t_tile > 1
                 rope = None
                 if op.attrs.get("rope"):  # qkv: the epilogue ropes q and k, appends k and v to the cache
-                    rope = dict(nq=cfg.num_attention_heads, nkv=cfg.num_key_value_heads, hd=cfg.head_dim,
-                                cap=model.capacity)
+                    rope = dict(nq=cfg.num_attention_heads, nkv=cfg.num_key_value_heads, hd=cfg.head_dim)
                 for p in m.parts:
                     kw = dict(n_rows=p.rows, n_out=n_out, row0=p.row0, pair=pair, add=bool(op.attrs.get("add")),
                               bias=p.bias is not None, x_type=profile.act,
@@ -130,7 +138,7 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                     gx = _check_grid(math.ceil(p.rows / rows_per_wg), f"tensor {p.tensor}")
                     out.append(emit(kern, binds, [gx, 1, 1], per_y))
             elif op.kind == "attention":
-                kw = dict(nq=cfg.num_attention_heads, nkv=cfg.num_key_value_heads, hd=cfg.head_dim, cap=model.capacity,
+                kw = dict(nq=cfg.num_attention_heads, nkv=cfg.num_key_value_heads, hd=cfg.head_dim,
                           window=cfg.sliding_window or 0, scale=cfg.head_dim ** -0.5)
                 binds = [buf(t) for t in op.inputs]
                 if tt == 1:  # decode: split the KV range over workgroups, then combine (flash-decoding)
@@ -138,8 +146,7 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                     d = emit(kern, binds + ["attn_part_acc", "attn_part_ml"], [cfg.num_attention_heads, 1, 1], None)
                     d["kv_per_z"] = KV_SPLIT
                     out.append(d)
-                    kern = K.attention_combine(profile, nq=cfg.num_attention_heads, hd=cfg.head_dim,
-                                               cap=model.capacity, split=KV_SPLIT)
+                    kern = K.attention_combine(profile, nq=cfg.num_attention_heads, hd=cfg.head_dim, split=KV_SPLIT)
                     out.append(emit(kern, ["attn_part_acc", "attn_part_ml", buf(op.outputs[0])],
                                     [cfg.num_attention_heads, 1, 1], None))
                     continue
@@ -155,23 +162,34 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                 raise AssertionError(op.kind)
         return out
 
-    prefill, score = phase(PREFILL_TOKEN_TILE), phase(PREFILL_TOKEN_TILE, score_ops)
+    prefill = phase(PREFILL_TOKEN_TILE)
     variants = {f"gemv{lanes}": phase(1, lanes=lanes) for lanes in gemv_lanes}
-    buffers = [{"name": "uniform", "size": 32, "usage": "uniform"}]
-    buffers += [{"name": b, "size": s, "usage": "storage"} for b, s in sorted(mem.buffers.items())]
-    buffers += [{"name": b, "size": s, "usage": "storage", "optional": True} for b, s in optional.items()]
-    return {
+    scoring = max_binding_size is None or max(optional.values()) <= max_binding_size
+    score = phase(PREFILL_TOKEN_TILE, score_ops) if scoring else None
+    uniform = K.uniform_table()
+    storage = ["STORAGE", "COPY_SRC", "COPY_DST"]
+    buffers = [{"name": "uniform", "size": uniform["size"], "usage": ["UNIFORM", "COPY_DST"]}]
+    for b, size in sorted(mem.buffers.items()):
+        entry = {"name": b, "size": max(16, size), "usage": storage}
+        if b in per_context:
+            entry["per_context"] = {"unit": per_context[b][0], "bytes": per_context[b][1]}
+        buffers.append(entry)
+    if scoring:
+        buffers += [{"name": b, "size": s, "usage": storage, "optional": "score"} for b, s in optional.items()]
+    plan = {
         "profile": profile.name,
         "requires_features": ["shader-f16"] if profile.name == "f16" else [],
+        "uniform": uniform,
         "kernels": {name: k.to_json() for name, k in sorted(kernels.items())},
         "buffers": buffers,
-        "io": {"token_ids": "token_ids", "logits": "logits", "logits_all": "logits_all"},
+        "bind_groups": [{"kernel": k, "buffers": list(b)} for (k, b) in bind_groups],
         "prefill": prefill,
-        "decode": variants[f"gemv{gemv_lanes[0]}"],
-        "decode_variants": variants,
-        "score": score,
-        "_sources": {name: k.source for name, k in kernels.items()},
     }
+    if score is not None:
+        plan["score"] = score
+    plan["decode_variants"] = variants
+    plan["_sources"] = {name: k.source for name, k in kernels.items()}
+    return plan
 
 
 def _round16(n: int) -> int:

@@ -14,7 +14,7 @@ from webllm.errors import InputError
 
 SHARD_BYTES = 32 << 20  # at most 32 MiB per shard: good for the browser's Cache Storage
 FORMAT_NAME = "webllm-package"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 
 
@@ -36,7 +36,7 @@ class ShardWriter:
         self._f = open(self.folder / name, "wb")
         self._h = hashlib.sha256()
         self._used = 0
-        self.shards.append({"file": name, "nbytes": 0, "sha256": ""})
+        self.shards.append({"file": name, "nbytes": 0, "sha256": "", "uploads": []})
 
     def _close(self) -> None:
         if self._f is not None:
@@ -49,7 +49,6 @@ class ShardWriter:
         data = np.ascontiguousarray(array).reshape(-1)
         dtype = {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16", np.dtype(np.uint32): "u32"}[data.dtype]
         raw = memoryview(data.view(np.uint8))
-        pieces = []
         pos = 0
         while pos < len(raw):
             if self._f is None or self._used >= self.limit:
@@ -57,10 +56,11 @@ class ShardWriter:
             n = min(len(raw) - pos, self.limit - self._used)
             self._f.write(raw[pos : pos + n])
             self._h.update(raw[pos : pos + n])
-            pieces.append([len(self.shards) - 1, self._used, n])
+            self.shards[-1]["uploads"].append([name, pos, self._used, n])
             self._used += n
             pos += n
-        self.tensors[name] = {"dtype": dtype, "shape": shape, "nbytes": len(raw), "pieces": pieces}
+        # the GPU buffer: 16-byte multiple, never empty (FORMAT.md, `tensors`)
+        self.tensors[name] = {"dtype": dtype, "shape": shape, "nbytes": len(raw), "size": max(16, (len(raw) + 15) // 16 * 16)}
 
     def finish(self) -> None:
         self._close()

@@ -263,11 +263,7 @@ class Engine:
         self.model.set_sampling(s.temperature, s.top_p, s.seed)
 
     def _truncate(self, past: int) -> None:
-        truncate = getattr(self.model, "truncate", None)
-        if truncate is not None:
-            truncate(past)
-        else:  # runtimes of format 1
-            self.model.past = past
+        self.model.truncate(min(past, self.model.past))
 
     # ---- the terminal chat's plain interface -------------------------------------------------------
     def stream_chat(self, messages: list[dict], max_tokens: int | None = 512, sampling: SamplingParams | None = None,

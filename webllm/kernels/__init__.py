@@ -33,6 +33,42 @@ class Kernel:
 
 
 @dataclass(frozen=True)
+class UniformField:
+    """One field of the per-step uniform (binding 0 of every kernel): 4 bytes, u32 or f32."""
+
+    name: str
+    type: str  # "u32" or "f32"
+    default: float
+    doc: str
+
+
+# The per-step uniform, in order. The one definition: the WGSL `Step` struct of every kernel and the
+# plan's `uniform` table (which runtimes write by field name) are both generated from it.
+STEP_FIELDS: tuple[UniformField, ...] = (
+    UniformField("n_tokens", "u32", 0, "tokens in this step (1 for decode, <= prefill chunk for prefill)"),
+    UniformField("past", "u32", 0, "tokens already in the KV cache: position of this step's first token"),
+    UniformField("counter", "u32", 0, "steps since the sampling parameters were set: with seed, picks the draw"),
+    UniformField("seed", "u32", 0, "sampling seed"),
+    UniformField("temperature", "f32", 0.0, "<= 0: greedy"),
+    UniformField("top_p", "f32", 1.0, "nucleus mass, (0, 1]"),
+)
+
+
+def uniform_table(fields: tuple[UniformField, ...] = STEP_FIELDS) -> dict:
+    """The plan's `uniform` entry: buffer name, size (a multiple of 16) and the field table."""
+    size = max(16, (4 * len(fields) + 15) // 16 * 16)
+    return {"buffer": "uniform", "size": size,
+            "fields": [{"name": f.name, "offset": 4 * i, "type": f.type, "default": f.default} for i, f in enumerate(fields)]}
+
+
+def step_struct_fields(fields: tuple[UniformField, ...] = STEP_FIELDS) -> str:
+    """The members of the WGSL `Step` struct, padded to the uniform's size."""
+    lines = [f"    {f.name}: {f.type},  // {f.doc}" for f in fields]
+    lines += [f"    _pad{i}: u32," for i in range(uniform_table(fields)["size"] // 4 - len(fields))]
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
 class Profile:
     """A device profile: how activations are stored. Arithmetic is f32 in both."""
 
@@ -61,7 +97,8 @@ def _fill(text: str, **params) -> str:
 
 
 def _header(profile: Profile) -> str:
-    return _fill(_template("header"), ENABLE_F16="enable f16;" if profile.name == "f16" else "", ACT=profile.act)
+    return _fill(_template("header"), ENABLE_F16="enable f16;" if profile.name == "f16" else "", ACT=profile.act,
+                 STEP_FIELDS=step_struct_fields())
 
 
 def _f32(v: float) -> str:
@@ -89,7 +126,7 @@ def weight_snippet(fmt: str, scale_dtype: str, first_binding: int) -> tuple[str,
 
 def _weights_and_bias(w: PackedWeight, bias: bool, rope: dict | None = None) -> tuple[dict, tuple[str, ...]]:
     """Template parameters declaring a matmul's weight arrays (from binding 3), optional bias and rope
-    epilogue (`rope`: nq, nkv, hd, cap; see wgsl/rope_store.wgsl), and the kernel's binding types."""
+    epilogue (`rope`: nq, nkv, hd; see wgsl/rope_store.wgsl), and the kernel's binding types."""
     weights, nw = weight_snippet(w.format, w.scale_dtype, 3)
     params = {"WEIGHTS": weights, "EXTRA_BINDINGS": "", "BIAS_LOAD": "return 0.0;", "HAS_BIAS": str(bias).lower(),
               "FORMAT": w.format, "K": w.shape[1], "ROPE": str(rope is not None).lower(),
@@ -101,7 +138,7 @@ def _weights_and_bias(w: PackedWeight, bias: bool, rope: dict | None = None) -> 
     if rope is not None:
         b = len(bindings)
         params["ROPE_STORE"] = _fill(_template("rope_store"), B=b, B1=b + 1, B2=b + 2, NQ=rope["nq"], NKV=rope["nkv"],
-                                     HD=rope["hd"], CAP=rope["cap"])
+                                     HD=rope["hd"])
         bindings += (WRITE, WRITE, READ)
     return params, bindings
 
@@ -138,15 +175,13 @@ def embed(profile: Profile, w, *, row0: int) -> Kernel:
     return _make("embed", src, (UNIFORM, READ, WRITE) + (READ,) * nw)
 
 
-def attention(profile: Profile, *, nq: int, nkv: int, hd: int, cap: int, window: int, scale: float,
-              split: int = 0) -> Kernel:
+def attention(profile: Profile, *, nq: int, nkv: int, hd: int, window: int, scale: float, split: int = 0) -> Kernel:
     """Attention with one workgroup per (head, token); `split` > 0: decode over KV splits of that
     many positions, writing partials for attention_combine (see wgsl/attention.wgsl)."""
-    max_splits = -(-cap // split) if split else 0
     if split:
         out_decl = ("@group(0) @binding(4) var<storage, read_write> part_acc: array<f32>;\n"
                     "@group(0) @binding(5) var<storage, read_write> part_ml: array<vec2<f32>>;")
-        write_out = """    let slot = h * MAX_SPLITS + wid.z;
+        write_out = """    let slot = wid.z * NQ + h;  // split-major: the layout does not depend on the capacity
     for (var e = 0u; e < DPT; e++) {
         let d = lid + 64u * e;
         if (d < HD) { part_acc[slot * HD + d] = acc[e]; }
@@ -160,20 +195,19 @@ def attention(profile: Profile, *, nq: int, nkv: int, hd: int, cap: int, window:
         if (d < HD) { out[qbase + d] = act(acc[e] / l); }
     }"""
         bindings = (UNIFORM, READ, READ, READ, WRITE)
-    src = _fill(_template("attention"), HEADER=_header(profile), NQ=nq, NKV=nkv, HD=hd, CAP=cap, WINDOW=window,
-                SCALE=_f32(scale), SPLIT=split, MAX_SPLITS=max_splits, OUT_DECL=out_decl, WRITE_OUT=write_out)
+    src = _fill(_template("attention"), HEADER=_header(profile), NQ=nq, NKV=nkv, HD=hd, WINDOW=window,
+                SCALE=_f32(scale), SPLIT=split, OUT_DECL=out_decl, WRITE_OUT=write_out)
     return _make("attention", src, bindings)
 
 
-def attention_combine(profile: Profile, *, nq: int, hd: int, cap: int, split: int) -> Kernel:
-    src = _fill(_template("attention_combine"), HEADER=_header(profile), NQ=nq, HD=hd, SPLIT=split,
-                MAX_SPLITS=-(-cap // split))
+def attention_combine(profile: Profile, *, nq: int, hd: int, split: int) -> Kernel:
+    src = _fill(_template("attention_combine"), HEADER=_header(profile), NQ=nq, HD=hd, SPLIT=split)
     return _make("attention_combine", src, (UNIFORM, READ, READ, WRITE))
 
 
-def attention_tiled(profile: Profile, *, nq: int, nkv: int, hd: int, cap: int, window: int, scale: float) -> Kernel:
+def attention_tiled(profile: Profile, *, nq: int, nkv: int, hd: int, window: int, scale: float) -> Kernel:
     """Prefill attention, 16 queries per workgroup; needs head_dim % 16 == 0."""
-    src = _fill(_template("attention_tiled"), HEADER=_header(profile), NQ=nq, NKV=nkv, HD=hd, CAP=cap, WINDOW=window,
+    src = _fill(_template("attention_tiled"), HEADER=_header(profile), NQ=nq, NKV=nkv, HD=hd, WINDOW=window,
                 SCALE=_f32(scale), BK=16 if hd <= 64 else 8)
     return _make("attention_tiled", src, (UNIFORM, READ, READ, READ, WRITE))
 

@@ -10,9 +10,7 @@ one step behind (pipelining).
 
 from __future__ import annotations
 
-import json
 import struct
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,16 +18,18 @@ import numpy as np
 from tqdm import tqdm
 
 from webllm.errors import AdapterError, PackageError, WebLLMError
-from webllm.runtime.device import adapter_name, request_device
-from webllm.runtime.package import iter_shards, read_manifest, read_plan
+from webllm.runtime.device import request_device
+from webllm.runtime.package import choose_profile, context_size, iter_shards, read_manifest, read_plan
+from webllm.runtime.tuning import choose_decode_variant
 
 _STAGING = 2  # token readback ring: the CPU reads step t while the GPU runs step t + 1
 
 
 class Model:
-    """A compiled model package loaded on a WebGPU device."""
+    """A compiled model package loaded on a WebGPU device (docs/FORMAT.md: the runtime interprets the
+    plan; every size, binding and uniform offset comes from it)."""
 
-    def __init__(self, folder, manifest, plan, adapter, device, buffers, dispatches):
+    def __init__(self, folder, manifest, plan, adapter, device, buffers, dispatches, capacity: int):
         import wgpu
 
         self.folder = Path(folder)
@@ -39,14 +39,16 @@ class Model:
         self.device = device
         self.profile = plan["profile"]
         self.config = manifest["config"]
-        self.capacity = int(manifest["context_window"])
+        self.capacity = capacity  # KV-cache positions allocated (<= the package's context_window)
         self.chunk = int(manifest["prefill_chunk"])
         self._buffers = buffers
-        self._dispatch = dispatches  # phase -> [(pipeline, bind group, x, y, z, tokens_per_y)]
+        self._dispatch = dispatches  # phase -> [(pipeline, bind group, x, y, z, tokens_per_y, kv_per_z)]
         self._wgpu = wgpu
-        self.past = 0  # tokens in the KV cache
+        self.past = 0  # tokens in the KV cache (read-only outside: change it with truncate / reset)
+        self._fields = plan["uniform"]["fields"]
+        self._uniform = {f["name"]: f["default"] for f in self._fields}  # the values written each step
         self._counter = 0
-        self.temperature, self.top_p, self.seed = 0.0, 1.0, 0  # greedy unless set_sampling says otherwise
+        self.decode_variant = next(iter(plan["decode_variants"]))
         self._staging = [
             device.create_buffer(size=16, usage=wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST)
             for _ in range(_STAGING)
@@ -56,77 +58,67 @@ class Model:
     @classmethod
     def load(cls, folder: str | Path, *, profile: str | None = None, max_binding_size: int | None = None,
              progress: bool = True, device=None, adapter=None, scoring: bool = False,
-             decode_variant: str | None = None) -> Model:
-        """Load a package. `profile`: "f16"/"f32" (default: f16 if the adapter has shader-f16).
-        `max_binding_size` lowers the adapter's storage binding limit (for tests). `scoring` also
-        allocates the all-token logits buffer, for `score` (perplexity). `decode_variant` forces one of
-        the plan's decode variants (default: the fastest on this adapter, timed once and cached)."""
+             decode_variant: str | None = None, context_window: int | None = None) -> Model:
+        """Load a package. `profile`: "f16"/"f32" (default: the first of the package's profile_order
+        the device can run). `max_binding_size` lowers the adapter's storage binding limit (for tests).
+        `scoring` also allocates the all-token logits buffer, for `score` (perplexity). `decode_variant`
+        forces one of the plan's decode variants (default: the fastest on this adapter, timed once and
+        cached). `context_window` allocates a smaller KV cache than the package's."""
         import wgpu
 
         folder = Path(folder)
         manifest = read_manifest(folder)
         if device is None:
             adapter, device = request_device()
-        feats = set(device.features)
-        profiles = manifest["profiles"]
-        if profile is None:
-            usable = [p for p in profiles if set(profiles[p]["requires_features"]) <= feats]
-            if not usable:
-                raise AdapterError(
-                    f"{folder}: no profile of this package runs on {adapter_name(adapter)} "
-                    f"(profiles: {', '.join(profiles)}; the adapter lacks shader-f16)")
-            profile = "f16" if "f16" in usable else usable[0]
-        elif profile not in profiles:
-            raise PackageError(f"{folder}: has no profile {profile!r} (has: {', '.join(profiles)})")
-        elif not set(profiles[profile]["requires_features"]) <= feats:
-            raise AdapterError(f"profile {profile!r} needs {profiles[profile]['requires_features']}, "
-                               f"which {adapter_name(adapter)} lacks")
+        profile = choose_profile(manifest, set(device.features), profile, str(folder))
         plan = read_plan(folder, manifest, profile)
+        capacity = int(manifest["context_window"])
+        if context_window is not None:
+            if not 1 <= context_window <= capacity:
+                raise WebLLMError(f"context_window {context_window}: must be between 1 and the package's {capacity}")
+            capacity = int(context_window)
         limit = device.limits["max-storage-buffer-binding-size"]
         if max_binding_size is not None:
             limit = min(limit, max_binding_size)
 
         # Fit check before any allocation: every tensor and buffer must be bindable whole.
         for name, t in manifest["tensors"].items():
-            if t["nbytes"] > limit:
+            if t["size"] > limit:
                 raise AdapterError(
                     f"tensor {name} ({t['nbytes']} bytes) exceeds this adapter's storage binding limit of {limit} "
                     f"bytes; recompile with --max-binding-size {limit}")
         if scoring and "score" not in plan:
             raise PackageError(f"{folder}: this package has no scoring phase (its vocabulary x prefill chunk is too large)")
-        plan_buffers = [b for b in plan["buffers"] if scoring or not b.get("optional")]
-        for b in plan_buffers:
-            if b["size"] > limit:
+        plan_buffers = [(b, context_size(b, capacity)) for b in plan["buffers"] if scoring or not b.get("optional")]
+        for b, size in plan_buffers:
+            if size > limit:
+                rule = b.get("per_context")
+                fix = (f"load with a context window of at most {limit // rule['bytes'] * rule['unit']} tokens, "
+                       "or recompile with a smaller --context-window" if rule else "recompile with a smaller --prefill-chunk")
                 raise AdapterError(
-                    f"buffer {b['name']} ({b['size']} bytes) exceeds this adapter's storage binding limit of "
-                    f"{limit} bytes; recompile with a smaller --context-window or --prefill-chunk")
+                    f"buffer {b['name']} ({size} bytes) exceeds this adapter's storage binding limit of {limit} bytes; {fix}")
 
         BU = wgpu.BufferUsage
         buffers = {}
-        for b in plan_buffers:
-            usage = (BU.UNIFORM if b["usage"] == "uniform" else BU.STORAGE) | BU.COPY_DST | BU.COPY_SRC
-            buffers[b["name"]] = device.create_buffer(size=max(16, b["size"]), usage=usage, label=b["name"])
+        for b, size in plan_buffers:
+            usage = 0
+            for flag in b["usage"]:
+                usage |= getattr(BU, flag)
+            buffers[b["name"]] = device.create_buffer(size=size, usage=usage, label=b["name"])
         for name, t in manifest["tensors"].items():
-            buffers[name] = device.create_buffer(size=max(16, _round4(t["nbytes"])), usage=BU.STORAGE | BU.COPY_DST,
-                                                 label=name)
+            buffers[name] = device.create_buffer(size=t["size"], usage=BU.STORAGE | BU.COPY_DST, label=name)
 
-        # Stream shards: verify, then upload each piece where its tensor wants it.
-        by_shard: dict[int, list] = {}
-        for name, t in manifest["tensors"].items():
-            off = 0
-            for shard, shard_off, n in t["pieces"]:
-                by_shard.setdefault(shard, []).append((name, off, shard_off, n))
-                off += n
+        # Stream shards: verify each, then upload its byte ranges where the manifest says.
         total = sum(s["nbytes"] for s in manifest["shards"])
         bar = tqdm(total=total, desc="load", unit="B", unit_scale=True, disable=not progress)
         for i, data in iter_shards(folder, manifest):
             mv = memoryview(data)
-            for name, off, shard_off, n in by_shard.get(i, []):
-                device.queue.write_buffer(buffers[name], off, mv[shard_off : shard_off + n])
+            for name, tensor_off, shard_off, n in manifest["shards"][i]["uploads"]:
+                device.queue.write_buffer(buffers[name], tensor_off, mv[shard_off : shard_off + n])
             bar.update(len(data))
         bar.close()
 
-        # Pipelines (one per kernel) and bind groups (one per dispatch), all built once here.
+        # Pipelines (one per kernel) and bind groups (the plan's table), all built once here.
         layouts, pipelines = {}, {}
         btype = {"uniform": wgpu.BufferBindingType.uniform, "read-only-storage": wgpu.BufferBindingType.read_only_storage,
                  "storage": wgpu.BufferBindingType.storage}
@@ -144,101 +136,69 @@ class Model:
                 layout=device.create_pipeline_layout(bind_group_layouts=[bgl]),
                 compute={"module": module, "entry_point": k["entry_point"]}, label=kname)
             layouts[kname] = bgl
-        bind_groups: dict = {}  # decode variants share most dispatches: one bind group each
+        bind_groups: dict[int, object] = {}  # built on first use: the score phase's only when scoring
+
+        def bind_group(i: int):
+            if i not in bind_groups:
+                g = plan["bind_groups"][i]
+                try:
+                    entries = [{"binding": j, "resource": {"buffer": buffers[b], "offset": 0, "size": buffers[b].size}}
+                               for j, b in enumerate(g["buffers"])]
+                except KeyError as e:
+                    raise PackageError(f"{folder}: plan-{profile}.json binds unknown buffer {e}") from None
+                bind_groups[i] = device.create_bind_group(layout=layouts[g["kernel"]], entries=entries)
+            return bind_groups[i]
 
         def encode_list(dlist: list[dict]) -> list[tuple]:
-            out = []
-            for d in dlist:
-                key = (d["kernel"], tuple(d["bindings"]))
-                if key not in bind_groups:
-                    try:
-                        entries = [{"binding": i, "resource": {"buffer": buffers[b], "offset": 0, "size": buffers[b].size}}
-                                   for i, b in enumerate(d["bindings"])]
-                    except KeyError as e:
-                        raise PackageError(f"{folder}: plan-{profile}.json binds unknown buffer {e}") from None
-                    bind_groups[key] = device.create_bind_group(layout=layouts[d["kernel"]], entries=entries)
-                x, y, z = d["workgroups"]
-                out.append((pipelines[d["kernel"]], bind_groups[key], x, y, z, d.get("tokens_per_y"), d.get("kv_per_z")))
-            return out
+            return [(pipelines[d["kernel"]], bind_group(d["bind_group"]), *d["workgroups"], d.get("tokens_per_y"),
+                     d.get("kv_per_z")) for d in dlist]
 
-        dispatches = {phase: encode_list(plan[phase]) for phase in ("prefill", "decode") + (("score",) if scoring else ())}
-        variants = {name: encode_list(dl) for name, dl in plan.get("decode_variants", {}).items()}
-        model = cls(folder, manifest, plan, adapter, device, buffers, dispatches)
-        model._choose_decode_variant(variants, decode_variant)
+        dispatches = {"prefill": encode_list(plan["prefill"])}
+        if scoring:
+            dispatches["score"] = encode_list(plan["score"])
+        for name, dl in plan["decode_variants"].items():
+            dispatches[f"decode.{name}"] = encode_list(dl)
+        model = cls(folder, manifest, plan, adapter, device, buffers, dispatches, capacity)
+        if decode_variant is not None and decode_variant not in plan["decode_variants"]:
+            raise PackageError(f"{folder}: no decode variant {decode_variant!r} (has: {', '.join(plan['decode_variants'])})")
+        model.use_decode_variant(decode_variant or choose_decode_variant(model))
         return model
 
-    # ---- tuning ----------------------------------------------------------------------------------
-    def _choose_decode_variant(self, variants: dict[str, list], forced: str | None) -> None:
-        """Pick the plan's decode variant: `forced`, else the cached winner for this adapter and
-        package, else time each over a few decode steps and remember the fastest."""
-        self.decode_variant = next(iter(variants), "default")
-        if not variants:
-            return
-        if forced is not None:
-            if forced not in variants:
-                raise PackageError(f"{self.folder}: no decode variant {forced!r} (has: {', '.join(variants)})")
-            self.decode_variant = forced
-        elif len(variants) > 1 and self.capacity >= 64:
-            from webllm.models_cache import cache_dir
-
-            key = f"{adapter_name(self.adapter)}|{self.profile}|{self.manifest['shards'][0]['sha256']}|{','.join(variants)}"
-            path = cache_dir() / "tuning.json"
-            try:
-                cache = json.loads(path.read_text())
-            except (OSError, ValueError):
-                cache = {}
-            if cache.get(key) in variants:
-                self.decode_variant = cache[key]
-            else:
-                timings = self._time_decode_variants(variants)
-                self.decode_variant = min(timings, key=timings.get)
-                cache[key] = self.decode_variant
-                try:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = path.with_suffix(f".tmp{id(self)}")
-                    tmp.write_text(json.dumps(cache, indent=1))
-                    tmp.replace(path)
-                except OSError:
-                    pass  # a read-only cache only costs the timing again next load
-        self._dispatch["decode"] = variants[self.decode_variant]
-
-    def _time_decode_variants(self, variants: dict[str, list]) -> dict[str, float]:
-        """Seconds per decode step of each variant, best of several rounds taken in turn, so that a
-        GPU still raising its clocks (or compiling pipelines on first use) favours none of them.
-        Software adapters (steps over 10 ms) get one short round."""
-        self.reset()
-        self.prefill([0])
-        best = dict.fromkeys(variants, float("inf"))
-        for rnd, n in enumerate((2, 4, 16, 16, 16)):  # round 0 is warm-up only
-            for name, dl in variants.items():
-                self._dispatch["decode"] = dl
-                self.past = 1
-                self.next_token()
-                t = time.perf_counter()
-                for _ in range(n):
-                    self.decode()
-                self.next_token()
-                if rnd > 0:
-                    best[name] = min(best[name], (time.perf_counter() - t) / n)
-            if rnd == 1 and min(best.values()) > 0.01:
-                break
-        self.reset()
-        return best
+    def use_decode_variant(self, name: str) -> None:
+        """Decode with the plan's variant `name` from now on."""
+        self.decode_variant = name
+        self._dispatch["decode"] = self._dispatch[f"decode.{name}"]
 
     # ---- stepping --------------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget the conversation: the KV cache is simply overwritten from position 0."""
         self.past = 0
 
-    def set_sampling(self, temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None) -> None:
+    def truncate(self, past: int) -> None:
+        """Keep only the first `past` tokens of the KV cache (a rewind: later steps overwrite the rest)."""
+        if not 0 <= past <= self.past:
+            raise WebLLMError(f"truncate({past}): must be between 0 and the {self.past} tokens in the cache")
+        self.past = int(past)
+
+    def set_sampling(self, temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None, **fields) -> None:
         """How the GPU picks each next token: temperature 0 is greedy (argmax); otherwise a draw from
         softmax(logits / temperature) within the top-p nucleus. The draw of each step is fixed by
-        (seed, step counter); seed None picks a random one."""
+        (seed, step counter); seed None picks a random one. `fields`: other sampling fields of the
+        plan's uniform table, by name; every field not given returns to its default."""
         if temperature < 0 or not 0 < top_p <= 1:
             raise WebLLMError(f"sampling: temperature must be >= 0 and top_p in (0, 1] (got {temperature}, {top_p})")
-        self.temperature, self.top_p = float(temperature), float(top_p)
-        self.seed = int(np.random.default_rng().integers(0, 2**32)) if seed is None else int(seed) & 0xFFFFFFFF
+        unknown = set(fields) - set(self._uniform)
+        if unknown:
+            raise WebLLMError(f"sampling: this package's uniform has no field {sorted(unknown)[0]!r}")
+        seed = int(np.random.default_rng().integers(0, 2**32)) if seed is None else int(seed) & 0xFFFFFFFF
+        self._uniform = {f["name"]: f["default"] for f in self._fields}
+        self._uniform.update(fields, temperature=float(temperature), top_p=float(top_p), seed=seed)
         self._counter = 0
+
+    @property
+    def sampling(self) -> dict:
+        """The uniform's current sampling values (every field but the per-step ones)."""
+        return {k: v for k, v in self._uniform.items() if k not in ("n_tokens", "past", "counter")}
 
     def _encode(self, phase: str, n_tokens: int, staging: int | None = None):
         """Record one step (one compute pass) for the current KV length; submitted by `_submit`."""
@@ -256,8 +216,12 @@ class Model:
 
     def _submit(self, commands, n_tokens: int) -> None:
         """Write the step's uniform, then submit its recorded pass (queue order keeps them paired)."""
-        self.device.queue.write_buffer(self._buffers["uniform"], 0, struct.pack(
-            "<4I2f2I", n_tokens, self.past, self._counter, self.seed, self.temperature, self.top_p, 0, 0))
+        self._uniform.update(n_tokens=n_tokens, past=self.past, counter=self._counter)
+        data = bytearray(self.plan["uniform"]["size"])
+        for f in self._fields:
+            struct.pack_into("<I" if f["type"] == "u32" else "<f", data, f["offset"],
+                             int(self._uniform[f["name"]]) if f["type"] == "u32" else float(self._uniform[f["name"]]))
+        self.device.queue.write_buffer(self._buffers["uniform"], 0, data)
         self.device.queue.submit([commands])
         self.past += n_tokens
         self._counter += 1
@@ -351,10 +315,6 @@ class Model:
                 return
             self._submit(commands, 1)
             yield tok
-
-
-def _round4(n: int) -> int:
-    return (n + 3) // 4 * 4
 
 
 __all__ = ["Model"]

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from webllm.compiler.package import FORMAT_NAME, FORMAT_VERSION, MANIFEST
-from webllm.errors import PackageError
+from webllm.errors import AdapterError, PackageError
 
 
 def read_manifest(folder: str | Path) -> dict:
@@ -31,20 +31,48 @@ def read_manifest(folder: str | Path) -> dict:
             f"{path}: field 'format_version' is {v!r}; this webllm reads version {FORMAT_VERSION} "
             "(recompile the model with this webllm, or upgrade webllm)"
         )
-    for key in ("config", "profiles", "shards", "tensors", "tokenizer", "context_window", "prefill_chunk"):
+    for key in ("config", "profiles", "profile_order", "shards", "tensors", "tokenizer", "context_window", "prefill_chunk"):
         if key not in m:
             raise PackageError(f"{path}: required field '{key}' is missing")
     return m
 
 
+PLAN_FIELDS = ("profile", "uniform", "kernels", "buffers", "bind_groups", "prefill", "decode_variants")
+
+
 def read_plan(folder: Path, manifest: dict, profile: str) -> dict:
+    """Load plan-<profile>.json and check that it has every field a runtime reads."""
     path = Path(folder) / manifest["profiles"][profile]["plan"]
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        plan = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PackageError(f"{path}: file is missing") from None
     except json.JSONDecodeError as e:
         raise PackageError(f"{path}: not valid JSON ({e})") from None
+    for key in PLAN_FIELDS:
+        if key not in plan:
+            raise PackageError(f"{path}: required field '{key}' is missing")
+    if not plan["decode_variants"]:
+        raise PackageError(f"{path}: field 'decode_variants' is empty")
+    return plan
+
+
+def choose_profile(manifest: dict, features: set[str], requested: str | None, where: str = "") -> str:
+    """The profile to run: `requested` if given, else the first of `profile_order` whose required
+    features the device has. Raises PackageError / AdapterError with the reason."""
+    profiles = manifest["profiles"]
+    if requested is not None:
+        if requested not in profiles:
+            raise PackageError(f"{where}: has no profile {requested!r} (has: {', '.join(profiles)})")
+        missing = set(profiles[requested]["requires_features"]) - features
+        if missing:
+            raise AdapterError(f"profile {requested!r} needs {sorted(missing)}, which this adapter lacks")
+        return requested
+    for name in manifest.get("profile_order", list(profiles)):
+        if set(profiles[name]["requires_features"]) <= features:
+            return name
+    raise AdapterError(f"{where}: no profile of this package runs on this adapter "
+                       f"(profiles: {', '.join(profiles)}; the adapter lacks shader-f16)")
 
 
 def iter_shards(folder: Path, manifest: dict) -> Iterator[tuple[int, bytes]]:
@@ -60,3 +88,11 @@ def iter_shards(folder: Path, manifest: dict) -> Iterator[tuple[int, bytes]]:
         if hashlib.sha256(data).hexdigest() != s["sha256"]:
             raise PackageError(f"{path}: sha256 mismatch (corrupt download?); delete it and fetch or compile again")
         yield i, data
+
+
+def context_size(buffer: dict, capacity: int) -> int:
+    """Bytes of a plan buffer for a KV capacity of `capacity` tokens (FORMAT.md, `per_context`)."""
+    rule = buffer.get("per_context")
+    if rule is None:
+        return buffer["size"]
+    return max(16, (-(-capacity // rule["unit"]) * rule["bytes"] + 15) // 16 * 16)

@@ -1,24 +1,22 @@
 // Causal attention of the step's tokens over the KV cache (GQA), one workgroup per (head, token):
-//   out[t, h, :] = sum_j softmax_j(q[t, h, :] . k[kh, j, :] * SCALE) v[kh, j, :],  kh = h / (NQ/NKV)
+//   out[t, h, :] = sum_j softmax_j(q[t, h, :] . k[j, kh, :] * SCALE) v[j, kh, :],  kh = h / (NQ/NKV)
 //   over cache positions j in [max(0, p + 1 - WINDOW), p] where p = step.past + t (WINDOW 0: no window).
 // Online softmax over blocks of 64 positions: thread j scores position j0 + j, then every thread
 // accumulates its own output dims d = lid, lid + 64, ... over the block.
 // SPLIT > 0 (decode, flash-decoding): workgroup z only covers positions [z*SPLIT, (z+1)*SPLIT) and
 // writes its unnormalized partial (acc, max, sum) for attention_combine.wgsl, so a long context is
 // spread over many workgroups instead of one per head.
-// Bindings: 0 step; 1 q [T, NQ*HD] act; 2 k_cache [NKV, CAP, HD] act; 3 v_cache; then
-//   SPLIT = 0: 4 out [T, NQ*HD] act;  SPLIT > 0: 4 part_acc [NQ, MAX_SPLITS, HD] f32, 5 part_ml [NQ, MAX_SPLITS] vec2<f32>.
-// Grid: x = NQ, y = T, z = 1 (SPLIT > 0: T = 1, z = MAX_SPLITS = ceil(CAP / SPLIT)).
+// Bindings: 0 step; 1 q [T, NQ*HD] act; 2 k_cache [capacity, NKV, HD] act (position-major); 3 v_cache; then
+//   SPLIT = 0: 4 out [T, NQ*HD] act;  SPLIT > 0: 4 part_acc [splits, NQ, HD] f32, 5 part_ml [splits, NQ] vec2<f32>.
+// Grid: x = NQ, y = T, z = 1 (SPLIT > 0: T = 1, z = ceil((past + 1) / SPLIT)).
 {{HEADER}}
 const NQ: u32 = {{NQ}}u;
 const NKV: u32 = {{NKV}}u;
 const HD: u32 = {{HD}}u;
-const CAP: u32 = {{CAP}}u;
 const WINDOW: u32 = {{WINDOW}}u;
 const SCALE: f32 = {{SCALE}};
 const DPT: u32 = (HD + 63u) / 64u;  // output dims per thread
 const SPLIT: u32 = {{SPLIT}}u;
-const MAX_SPLITS: u32 = {{MAX_SPLITS}}u;
 
 @group(0) @binding(1) var<storage, read> q: array<act>;
 @group(0) @binding(2) var<storage, read> k_cache: array<vec4<act>>;
@@ -49,7 +47,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     workgroupBarrier();
 
-    let cache = kh * CAP * HD;
+    let cache = kh * HD;  // K/V of position j, head kh: (j * NKV + kh) * HD
     var m = -1e30;
     var l = 0.0;
     var acc: array<f32, DPT>;
@@ -58,7 +56,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         var s = -1e30;
         if (j < end) {
             s = 0.0;
-            let kb = (cache + j * HD) / 4u;
+            let kb = (cache + j * NKV * HD) / 4u;
             for (var d = 0u; d < HD / 4u; d++) {
                 s += dot(qs[d], vec4<f32>(k_cache[kb + d]));
             }
@@ -81,7 +79,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             if (d < HD) {
                 var a = acc[e] * alpha;
                 for (var i = 0u; i < n; i++) {
-                    a += ps[i] * f32(v_cache[cache + (j0 + i) * HD + d]);
+                    a += ps[i] * f32(v_cache[cache + (j0 + i) * NKV * HD + d]);
                 }
                 acc[e] = a;
             }

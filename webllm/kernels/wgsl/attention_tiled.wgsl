@@ -1,17 +1,16 @@
 // Causal attention for prefill: one workgroup per (head, tile of 16 query tokens), so each K/V block
 // is read once for 16 queries.
-//   out[t, h, :] = sum_j softmax_j(q[t, h, :] . k[kh, j, :] * SCALE) v[kh, j, :],  kh = h / (NQ/NKV)
+//   out[t, h, :] = sum_j softmax_j(q[t, h, :] . k[j, kh, :] * SCALE) v[j, kh, :],  kh = h / (NQ/NKV)
 //   over cache positions j in [max(0, p + 1 - WINDOW), p], p = step.past + t (WINDOW 0: no window).
 // Per block of BK positions: stage K in workgroup memory, score (4 threads per query, BK/4 positions
 // each), stage V in the same memory, then online-softmax update (each thread owns HD/4 output dims).
-// Bindings: 0 step; 1 q [T, NQ*HD] act; 2 k_cache [NKV, CAP, HD] act; 3 v_cache; 4 out [T, NQ*HD] act.
+// Bindings: 0 step; 1 q [T, NQ*HD] act; 2 k_cache [capacity, NKV, HD] act (position-major); 3 v_cache; 4 out [T, NQ*HD] act.
 // Grid: x = NQ, y = ceil(T / 16).
 {{HEADER}}
 const NQ: u32 = {{NQ}}u;
 const NKV: u32 = {{NKV}}u;
 const HD: u32 = {{HD}}u;
 const HD4: u32 = HD / 4u;
-const CAP: u32 = {{CAP}}u;
 const WINDOW: u32 = {{WINDOW}}u;
 const SCALE: f32 = {{SCALE}};
 const BQ: u32 = 16u;
@@ -46,7 +45,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let kv_end = step.past + t0 + nt;  // one past the last query's position
     var kv_start = 0u;
     if (WINDOW > 0u && step.past + t0 + 1u > WINDOW) { kv_start = step.past + t0 + 1u - WINDOW; }
-    let cache = kh * CAP * HD4;
+    let cache = kh * HD4;  // K/V of position j, head kh: (j * NKV + kh) * HD4
     var m = -1e30;
     var l = 0.0;
     var acc: array<vec4<f32>, DQ4>;
@@ -54,7 +53,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var j0 = kv_start; j0 < kv_end; j0 += BK) {
         for (var i = lid; i < BK * HD4; i += 64u) {
             var v = vec4<f32>(0.0);
-            if (j0 + i / HD4 < kv_end) { v = vec4<f32>(k_cache[cache + j0 * HD4 + i]); }
+            if (j0 + i / HD4 < kv_end) { v = vec4<f32>(k_cache[cache + (j0 + i / HD4) * NKV * HD4 + i % HD4]); }
             kv[i] = v;
         }
         workgroupBarrier();
@@ -71,7 +70,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         workgroupBarrier();
         for (var i = lid; i < BK * HD4; i += 64u) {
             var v = vec4<f32>(0.0);
-            if (j0 + i / HD4 < kv_end) { v = vec4<f32>(v_cache[cache + j0 * HD4 + i]); }
+            if (j0 + i / HD4 < kv_end) { v = vec4<f32>(v_cache[cache + (j0 + i / HD4) * NKV * HD4 + i % HD4]); }
             kv[i] = v;
         }
         var bm = -1e30;

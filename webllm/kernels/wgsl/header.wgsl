@@ -3,16 +3,10 @@
 {{ENABLE_F16}}
 alias act = {{ACT}};
 
-// The per-step uniform, written once per step by the runtime (32 bytes).
+// The per-step uniform, written once per step by the runtime; its fields are generated from
+// STEP_FIELDS (webllm/kernels/__init__.py), the same table the plan's `uniform` entry gives runtimes.
 struct Step {
-    n_tokens: u32,     // tokens in this step (1 for decode, <= prefill chunk for prefill)
-    past: u32,         // tokens already in the KV cache: position of this step's first token
-    counter: u32,      // step counter: with seed, picks the sampling draw
-    seed: u32,
-    temperature: f32,  // <= 0: greedy
-    top_p: f32,        // nucleus mass, (0, 1]
-    pad0: u32,
-    pad1: u32,
+{{STEP_FIELDS}}
 }
 @group(0) @binding(0) var<uniform> step: Step;
 

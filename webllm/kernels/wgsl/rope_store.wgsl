@@ -6,7 +6,6 @@ const NQ: u32 = {{NQ}}u;
 const NKV: u32 = {{NKV}}u;
 const HD: u32 = {{HD}}u;
 const HALF: u32 = HD / 2u;
-const CAP: u32 = {{CAP}}u;
 
 @group(0) @binding({{B}}) var<storage, read_write> k_cache: array<act>;
 @group(0) @binding({{B1}}) var<storage, read_write> v_cache: array<act>;
@@ -24,12 +23,12 @@ fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {
             y[dst + i] = act(ra);
             y[dst + i + HALF] = act(rb);
         } else {
-            let dst = ((head - NQ) * CAP + p) * HD;
+            let dst = (p * NKV + head - NQ) * HD;  // position-major cache
             k_cache[dst + i] = act(ra);
             k_cache[dst + i + HALF] = act(rb);
         }
     } else {
-        let dst = ((head - NQ - NKV) * CAP + p) * HD;
+        let dst = (p * NKV + head - NQ - NKV) * HD;
         v_cache[dst + i] = act(a);
         v_cache[dst + i + HALF] = act(b);
     }
