@@ -11,6 +11,12 @@ import numpy as np
 import pytest
 import torch
 
+# transformers' model code imports triton when it is installed (xgrammar depends on it), and triton's
+# LLVM loaded after lavapipe's (the first Vulkan adapter) crashes the process: load them all now.
+import transformers.models.llama.modeling_llama  # noqa: E402, F401, I001
+import transformers.models.mistral.modeling_mistral  # noqa: E402, F401
+import transformers.models.qwen2.modeling_qwen2  # noqa: E402, F401
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 from tiny_models import MEASURED, Spec, dequantized_copy, make_checkpoint  # noqa: E402
