@@ -9,7 +9,7 @@
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { existsSync } from 'node:fs';
-import { loadModel, nodeGpu, releaseGpu } from './index.js';
+import { dawnOptions, loadModel, nodeGpu, releaseGpu } from './index.js';
 import { adapterName } from '../runtime/device.js';
 import { WebLLMError } from '../runtime/errors.js';
 
@@ -24,7 +24,8 @@ const USAGE = `usage: node web/src/node/cli.js <package-dir-or-url> [options]
   --profile f16|f32      device profile (default: the first the device runs)
   --decode-variant NAME  force a decode variant (default: the fastest, timed once and cached)
   --context-window N     KV capacity to allocate (default: the package's, lowered to fit)
-  --dawn TOGGLES         Dawn options, comma-separated (e.g. enable-dawn-features=disable_workgroup_init)
+  --dawn OPTIONS         Dawn options, ';'-separated (default $WEBLLM_DAWN;
+                         e.g. enable-dawn-features=disable_workgroup_init)
   --json                 print one JSON object`;
 
 /** A deterministic pseudo-random id list (the ids do not matter for speed). @param {number} n @param {number} vocab */
@@ -51,7 +52,7 @@ async function main() {
     console.log(USAGE);
     return a.help ? 0 : 2;
   }
-  if (a.dawn) nodeGpu(a.dawn.split(/(?=(?:enable|disable)-dawn-features=)|;/).map((s) => s.replace(/,$/, '')));
+  if (a.dawn) nodeGpu(dawnOptions(a.dawn));
   const log = a.json ? () => {} : (/** @type {string} */ s) => console.error(s);
   const t0 = performance.now();
   let last = '';

@@ -20,9 +20,18 @@ if (!process.env.XDG_RUNTIME_DIR) {
 /** @type {GPU | null} */
 let gpu = null;
 
-/** Dawn's WebGPU entry (one per process; `dawnOptions` as the `webgpu` package's `create`). @param {string[]} [dawnOptions] */
-export function nodeGpu(dawnOptions = []) {
-  gpu ??= /** @type {GPU} */ (/** @type {unknown} */ (create(dawnOptions)));
+/**
+ * Dawn's options from $WEBLLM_DAWN: `;`-separated, as the `webgpu` package's `create` takes them
+ * (e.g. `enable-dawn-features=disable_workgroup_init`, which makes SwiftShader compile 5x faster).
+ * @param {string} [value]
+ */
+export function dawnOptions(value = process.env.WEBLLM_DAWN ?? '') {
+  return value.split(';').map((s) => s.trim()).filter((s) => s);
+}
+
+/** Dawn's WebGPU entry (one per process; its options are read when it is first made). @param {string[]} [options] */
+export function nodeGpu(options = dawnOptions()) {
+  gpu ??= /** @type {GPU} */ (/** @type {unknown} */ (create(options)));
   return gpu;
 }
 

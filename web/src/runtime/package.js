@@ -83,7 +83,15 @@ async function fetchJson(fetchFn, url) {
  */
 export async function readManifest(base, fetchFn) {
   const url = base + MANIFEST;
-  const m = await fetchJson(fetchFn, url);
+  let m;
+  try {
+    m = await fetchJson(fetchFn, url);
+  } catch (e) {
+    if (e instanceof PackageError && / HTTP 404\b/.test(e.message)) {
+      throw new PackageError(`${url}: not found (is ${base} a webllm model package? build one with 'webllm compile')`);
+    }
+    throw e;
+  }
   if (m === null || typeof m !== 'object') throw new PackageError(`${url}: not a webllm package manifest`);
   if (m.format !== FORMAT_NAME) {
     throw new PackageError(`${url}: field 'format' is ${JSON.stringify(m.format)}, expected "${FORMAT_NAME}"`);

@@ -1,0 +1,151 @@
+"""The JavaScript runtime (web/src/runtime) in Node on Dawn, against the native runtime.
+
+Dawn runs here on the SwiftShader Vulkan driver that Debian's `chromium` ships (Dawn rejects
+lavapipe); the native runtime runs on the session's lavapipe device. The same package, profile (f32:
+SwiftShader has no shader-f16) and decode variant on both sides: token ids must be equal, logits
+within 1e-4 of max|logits| (two software adapters summing in f32 in the same order of kernels; the
+measured difference is ~1e-7). The Node tests themselves (web/test/*.test.js, Node's test runner)
+read the reference this module writes; they also pin loading progress, the shard cache, sha256
+re-fetch, version refusal and the context fit. `tsc --checkJs` checks the JSDoc types.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from tiny_models import Spec, prompt_ids  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+WEB = ROOT / "web"
+SWIFTSHADER = "/usr/lib/chromium/vk_swiftshader_icd.json"
+SPEC = Spec("web_llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, vocab_size=301, seed=3)
+OPTIONS = dict(context_window=256, prefill_chunk=16)  # small chunk: prompts of 40 tokens take 3 steps
+VARIANT = "gemv32"
+
+
+def node_env(tmp: Path) -> dict:
+    env = dict(os.environ)
+    xdg = tmp / "xdg"
+    xdg.mkdir(mode=0o700, exist_ok=True)
+    env.update(VK_ICD_FILENAMES=SWIFTSHADER, XDG_RUNTIME_DIR=str(xdg), WEBLLM_CACHE=str(tmp / "cache"))
+    return env
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    exe = shutil.which("node")
+    assert exe, "node is missing: run scripts/install.sh (apt nodejs npm)"
+    assert Path(SWIFTSHADER).exists(), f"{SWIFTSHADER} is missing: run scripts/install.sh (apt chromium)"
+    assert (WEB / "node_modules" / "webgpu").is_dir(), "web/node_modules is missing: cd web && npm ci"
+    return exe
+
+
+def _ids(it) -> list[int]:
+    return [int(t) for t in it]
+
+
+@pytest.fixture(scope="module")
+def reference(zoo, gpu, tmp_path_factory) -> Path:
+    """Run the native runtime through the cases the Node tests replay; write them as JSON."""
+    from webllm.runtime import Model
+
+    pkg = zoo.package(SPEC, "q4f16_1", **OPTIONS)
+    m = Model.load(pkg, profile="f32", progress=False, adapter=gpu[0], device=gpu[1], decode_variant=VARIANT)
+    prompt = _ids(prompt_ids(SPEC, 40))
+    ref: dict = {"package": str(pkg), "profile": "f32", "decode_variant": VARIANT, "prompt": prompt[:6],
+                 "long_prompt": prompt}
+
+    m.reset()
+    ref["greedy"] = _ids(m.generate(prompt[:6], 24))
+    ref["greedy_past"] = m.past
+
+    m.reset()
+    m.set_sampling(temperature=0.9, top_p=0.9, seed=1234)
+    ref["seeded"] = {"temperature": 0.9, "top_p": 0.9, "seed": 1234, "ids": _ids(m.generate(prompt[:6], 24))}
+    m.set_sampling()
+
+    # A generation that ends on a stop id, then one more decode step: the state generate leaves.
+    stop = ref["greedy"][5]
+    m.reset()
+    ref["stop"] = {"stop_ids": [stop], "ids": _ids(m.generate(prompt[:6], 24, [stop]))}
+    ref["stop"]["past"] = m.past
+    ref["stop"]["logits"] = m.logits().tolist()
+    m.decode()
+    ref["stop"]["next"] = m.next_token()
+
+    # Chunked prefill (40 tokens in chunks of 16), then a rewind and a different suffix.
+    m.reset()
+    m.prefill(prompt)
+    ref["long"] = {"next": m.next_token(), "logits": m.logits().tolist()}
+    m.truncate(20)
+    m.prefill(prompt[30:35])
+    ref["rewind"] = {"keep": 20, "suffix": prompt[30:35], "next": m.next_token(), "logits": m.logits().tolist()}
+    m.reset()
+
+    out = tmp_path_factory.mktemp("web-node") / "reference.json"
+    out.write_text(json.dumps(ref))
+    return out
+
+
+def test_node_runtime(node, reference, tmp_path):
+    """`node --test web/test/`: parity with the native runtime and the loading behaviour, on Dawn."""
+    env = node_env(tmp_path)
+    env["WEBLLM_TEST_REFERENCE"] = str(reference)
+    files = sorted(str(p.relative_to(ROOT)) for p in (WEB / "test").glob("*.test.js"))
+    r = subprocess.run([node, "--test", "--test-reporter=spec", *files], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
+    assert "\N{INFORMATION SOURCE} skipped 0" in r.stdout and "\N{INFORMATION SOURCE} fail 0" in r.stdout, r.stdout[-3000:]
+    print(r.stdout)
+
+
+def test_cli_generates_and_reports_speed(node, reference, tmp_path):
+    """The Node CLI generates the native runtime's greedy ids and prints its speed figures as JSON."""
+    ref = json.loads(reference.read_text())
+    r = subprocess.run(
+        [node, "web/src/node/cli.js", ref["package"], "--profile", "f32", "--decode-variant", VARIANT,
+         "--prompt-ids", ",".join(map(str, ref["prompt"])), "--max-tokens", "24", "--prompt-tokens", "16",
+         "--decode-tokens", "4", "--repeat", "1", "--json"],
+        cwd=ROOT, env=node_env(tmp_path) | {"WEBLLM_DAWN": "enable-dawn-features=disable_workgroup_init"},
+        capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout)
+    assert res["generated"] == ref["greedy"]
+    assert res["adapter"].startswith("SwiftShader")
+    assert res["prefill_tok_s"] > 0 and res["decode_tok_s"] > 0 and res["generate_tok_s_with_readback"] > 0
+
+
+def test_cli_refuses_a_missing_package_in_one_line(node, tmp_path):
+    r = subprocess.run([node, "web/src/node/cli.js", str(tmp_path / "nope")], cwd=ROOT, env=node_env(tmp_path),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and "manifest.json: not found" in lines[-1], r.stderr
+    assert not any(line.lstrip().startswith("at ") for line in lines), r.stderr  # no stack trace
+
+
+def test_typescript_check(node):
+    """JSDoc types of the runtime, the Node entry and its tests hold (tsc --checkJs)."""
+    r = subprocess.run([node, "node_modules/typescript/bin/tsc", "-p", "tsconfig.runtime.json"], cwd=WEB,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-4000:]
+
+
+def test_reference_is_not_trivial(reference):
+    """Guard on the fixture itself: the cases really exercise sampling, stops and chunking."""
+    ref = json.loads(reference.read_text())
+    assert ref["seeded"]["ids"] != ref["greedy"]
+    assert len(ref["stop"]["ids"]) == 6 and ref["stop"]["past"] == 6 + 5
+    assert len(ref["long_prompt"]) > 2 * 16
+    assert np.isfinite(ref["long"]["logits"]).all()
