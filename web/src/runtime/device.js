@@ -53,6 +53,7 @@ export async function requestDevice({ gpu, features = [], powerPreference = 'hig
 export function adapterName(adapter) {
   if (!adapter) return 'unknown adapter';
   const info = /** @type {any} */ (adapter).info ?? {};
-  const parts = [info.description || info.device, info.vendor, info.architecture].filter((s) => s);
+  // Dawn on NVIDIA puts the driver version in `description` and the GPU's id in `device`: keep both
+  const parts = [info.description, info.device, info.vendor, info.architecture].filter((s) => s);
   return parts.length ? [...new Set(parts)].join(' / ') : 'unknown adapter';
 }
