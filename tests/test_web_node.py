@@ -6,7 +6,12 @@ SwiftShader has no shader-f16) and decode variant on both sides: token ids must 
 within 1e-4 of max|logits| (two software adapters summing in f32 in the same order of kernels; the
 measured difference is ~1e-7). The Node tests themselves (web/test/*.test.js, Node's test runner)
 read the reference this module writes; they also pin loading progress, the shard cache, sha256
-re-fetch, version refusal and the context fit. `tsc --checkJs` checks the JSDoc types.
+re-fetch, version refusal and the context fit. The conformance fixture runs through the Node entry, and
+`tsc --checkJs` checks the JSDoc types.
+
+Dawn zero-initializes workgroup memory with loops that SwiftShader compiles slowly (kernels take 5x
+longer to build); every run but the parity one (web/test/parity.test.js, what a browser runs) turns
+that off through $WEBLLM_DAWN. Parity shows the kernels do not depend on it.
 """
 
 from __future__ import annotations
@@ -108,6 +113,21 @@ def test_node_runtime(node, reference, tmp_path):
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
     assert "\N{INFORMATION SOURCE} skipped 0" in r.stdout and "\N{INFORMATION SOURCE} fail 0" in r.stdout, r.stdout[-3000:]
     print(r.stdout)
+
+
+def test_conformance_fixture_in_node(node, tmp_path):
+    """The conformance fixture (tests/conformance/, f32: SwiftShader has no shader-f16) through the Node
+    entry: every case passes, the twin of tests/test_conformance.py's native run."""
+    fixture = ROOT / "tests" / "conformance"
+    expected = json.loads((fixture / "expected.json").read_text())
+    n = sum("f32" in case.get("profiles", ["f32"]) for case in expected["cases"])
+    r = subprocess.run([node, "web/src/node/conformance.js", str(fixture)], cwd=ROOT, capture_output=True, text=True,
+                       env=node_env(tmp_path) | {"WEBLLM_DAWN": "enable-dawn-features=disable_workgroup_init"},
+                       timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert ", profile f32," in lines[0]
+    assert lines[-1] == f"{n} passed, 0 failed", r.stdout
 
 
 def test_cli_generates_and_reports_speed(node, reference, tmp_path):
