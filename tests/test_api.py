@@ -169,3 +169,19 @@ def test_a_full_queue_is_a_503():
 
     status, body = to_http(asyncio.run(main()))
     assert status == 503 and body["error"]["code"] == "queue_full"
+
+
+def test_the_browser_page_and_the_served_packages(engine, tmp_path):
+    """With a web build, / is the page, /models.json lists the served models, and their packages'
+    files are under /models/<id>/ (the page runs them itself, in the browser)."""
+    from starlette.testclient import TestClient
+
+    from webllm.server import create_app
+
+    (tmp_path / "index.html").write_text("<html>chat</html>")
+    with TestClient(create_app([engine], web_dir=tmp_path)) as http:
+        assert http.get("/").text == "<html>chat</html>"
+        models = http.get("/models.json").json()["models"]
+        assert [m["id"] for m in models] == [engine.name] and models[0]["url"] == f"models/{engine.name}/"
+        assert http.get(f"/models/{engine.name}/manifest.json").json()["format"] == "webllm-package"
+        assert http.get("/health").json()["status"] == "ok"

@@ -163,8 +163,19 @@ def create_app(engines: list, *, api_key: str | None = None, max_body: int = MAX
         Route("/health", health, methods=["GET"]),
     ]
     if web_dir is not None:
+        # The browser page runs the models itself (WebGPU in the page): it reads models.json, as on a
+        # static site written by `webllm export-web`, and fetches the served packages' files.
         from starlette.staticfiles import StaticFiles
 
+        async def models_json(request: Request) -> Response:
+            return JSONResponse({"models": [
+                {"id": e.name, "name": e.name, "url": f"models/{e.name}/",
+                 "bytes": sum(int(s["nbytes"]) for s in e.model.manifest["shards"]),
+                 "quantization": e.model.manifest.get("quantization"),
+                 "context_window": e.model.manifest.get("context_window")} for e in engines]})
+
+        routes.append(Route("/models.json", models_json, methods=["GET"]))
+        routes += [Mount(f"/models/{e.name}", app=StaticFiles(directory=str(e.model.folder))) for e in engines]
         routes.append(Mount("/", app=StaticFiles(directory=str(web_dir), html=True), name="web"))
     @contextlib.asynccontextmanager
     async def lifespan(app):
