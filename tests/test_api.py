@@ -185,3 +185,38 @@ def test_the_browser_page_and_the_served_packages(engine, tmp_path):
         assert [m["id"] for m in models] == [engine.name] and models[0]["url"] == f"models/{engine.name}/"
         assert http.get(f"/models/{engine.name}/manifest.json").json()["format"] == "webllm-package"
         assert http.get("/health").json()["status"] == "ok"
+
+
+# ---- sampling parameters through the engine (the kernel itself: test_sampler_kernel.py) ---------------
+
+def completion_ids(engine, **kw) -> list[int]:
+    ids = engine.chat_prompt(MSG)
+    gen = engine.generate(ids, kw.pop("max_tokens", 10), engine.sampling(**kw))
+    return [e.token for e in gen]
+
+
+def test_logit_bias_top_k_and_penalties_reach_the_gpu(engine):
+    greedy = completion_ids(engine, temperature=0)
+    assert completion_ids(engine, temperature=1.0, top_k=1, seed=5) == greedy  # top-1 is greedy
+    assert completion_ids(engine, temperature=1.0, min_p=1.0, seed=9) == greedy  # only the likeliest passes
+    forced = 4242
+    assert completion_ids(engine, temperature=0, logit_bias={forced: 100.0}) == [forced] * 10
+    # a strong repetition penalty: no token of the prompt and no token twice
+    prompt = set(engine.chat_prompt(MSG))
+    out = completion_ids(engine, temperature=0, repetition_penalty=10.0, max_tokens=12)
+    assert len(set(out)) == len(out) and not set(out) & prompt
+    assert completion_ids(engine, temperature=0) == greedy  # and nothing sticks to the next request
+
+
+def test_json_object_in_process(engine):
+    r = engine.chat.completions.create(messages=MSG, max_tokens=48, temperature=0,
+                                       response_format={"type": "json_schema", "json_schema": {
+                                           "name": "x", "schema": {"type": "object", "required": ["k"],
+                                                                   "additionalProperties": False,
+                                                                   "properties": {"k": {"type": "boolean"}}}}})
+    import json
+
+    assert json.loads(r.choices[0].message.content) in ({"k": True}, {"k": False})
+    with pytest.raises(InvalidParameterError, match="response_format"):
+        engine.chat.completions.create(messages=MSG, response_format={
+            "type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "no-such-type"}}})

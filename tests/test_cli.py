@@ -40,3 +40,16 @@ def test_chat_commands_keep_the_session(bpe_package):
     assert "tok/s" in r.stdout  # /stats
     assert "system prompt set" in r.stdout
     assert "unknown command /bogus" in r.stdout
+
+
+def test_generate_with_a_json_schema(bpe_package, tmp_path):
+    import json
+
+    schema = {"type": "object", "required": ["n"], "additionalProperties": False,
+              "properties": {"n": {"type": "integer", "minimum": 1, "maximum": 3}}}
+    (tmp_path / "s.json").write_text(json.dumps(schema))
+    r = subprocess.run([sys.executable, "-m", "webllm", "generate", str(bpe_package), "-p", "a number", "--quiet",
+                        "--json-schema", str(tmp_path / "s.json"), "--max-tokens", "20"],
+                       capture_output=True, text=True, env=dict(os.environ), timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["n"] in (1, 2, 3)

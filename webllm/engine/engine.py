@@ -16,11 +16,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from webllm.engine.sampling import OPENAI_DEFAULTS, SamplingParams
 from webllm.engine.stop import StopMatcher
 from webllm.engine.template import ChatTemplate
 from webllm.engine.tokenizer import IncrementalDecoder, Tokenizer
-from webllm.errors import ContextWindowExceededError, InvalidParameterError, UnsupportedParameterError
+from webllm.errors import ContextWindowExceededError, InvalidParameterError, UnsupportedParameterError, WebLLMError
 from webllm.runtime import Model
 
 
@@ -204,14 +206,16 @@ class Engine:
             raise InvalidParameterError("'max_tokens' must be at least 1", param="max_tokens")
         with self.lock:
             model = self.model
-            self._apply_sampling(sampling, grammar)
+            mask = self._apply_sampling(sampling, grammar, ids)
+            n_top = sampling.top_logprobs
             keep = 0
             for a, b in zip(self._cached, ids, strict=False):
                 if a != b:
                     break
                 keep += 1
             keep = min(keep, len(ids) - 1)  # at least one token must be prefilled to get logits
-            self._truncate(keep)
+            keep = min(keep, model.past)  # the runtime may have been reset behind the engine's back
+            model.truncate(keep)
             stats.cached_tokens = keep
             self.last_stats = stats
             out: list[int] = []
@@ -220,7 +224,8 @@ class Engine:
             t0 = time.perf_counter()
             t_first = t0
             try:
-                for tok in model.generate(ids[keep:], max_tokens, self.stop_ids):
+                for tok in model.generate(ids[keep:], max_tokens, self.stop_ids, mask=mask):
+                    lp = None if n_top is None else self._logprob(model.last_sample, n_top)
                     if not out:
                         t_first = time.perf_counter()
                         stats.prefill_seconds = t_first - t0
@@ -236,9 +241,9 @@ class Engine:
                     piece, hit = stops.push(text.push(tok))
                     if hit:
                         stats.finish_reason = "stop"
-                        yield TokenEvent(tok, piece)
+                        yield TokenEvent(tok, piece, lp)
                         break
-                    yield TokenEvent(tok, piece)
+                    yield TokenEvent(tok, piece, lp)
                     if cancel is not None and cancel.is_set():
                         stats.cancelled = True
                         break
@@ -249,21 +254,58 @@ class Engine:
             finally:
                 self._cached = (ids + out)[: model.past]
 
-    def _apply_sampling(self, s: SamplingParams, grammar) -> None:
-        # The runtime's sampler does temperature and top-p today; the rest comes with format v2's
-        # sampling fields (docs/FORMAT.md).
-        missing = [name for name, on in (("top_k", s.top_k > 0), ("min_p", s.min_p > 0),
-                                         ("frequency_penalty", s.frequency_penalty != 0),
-                                         ("presence_penalty", s.presence_penalty != 0),
-                                         ("repetition_penalty", s.repetition_penalty != 1),
-                                         ("logit_bias", bool(s.logit_bias)), ("logprobs", s.top_logprobs is not None),
-                                         ("response_format", grammar is not None)) if on]
-        if missing:
-            raise UnsupportedParameterError(f"'{missing[0]}' is not supported by this runtime yet", param=missing[0])
-        self.model.set_sampling(s.temperature, s.top_p, s.seed)
+    def _apply_sampling(self, s: SamplingParams, grammar, ids: list[int]):
+        """Set the runtime's sampler for one generation (FORMAT.md, "Sampling"): uniform fields by
+        name, and the named buffers the flags turn on. Returns the mask callback for a grammar."""
+        from webllm.kernels import SAMPLE_FLAGS
 
-    def _truncate(self, past: int) -> None:
-        self.model.truncate(min(past, self.model.past))
+        model = self.model
+        fields = set(model.sampling)
+        if "sample_flags" not in fields:  # a format 1 package: temperature and top-p only
+            missing = [n for n, on in (("top_k", s.top_k > 0), ("min_p", s.min_p > 0), ("penalties", s.uses_penalties),
+                                       ("logit_bias", bool(s.logit_bias)), ("logprobs", s.top_logprobs is not None),
+                                       ("response_format", grammar is not None)) if on]
+            if missing:
+                raise UnsupportedParameterError(f"'{missing[0]}' needs a package compiled by this webllm",
+                                                param=missing[0])
+            model.set_sampling(s.temperature, s.top_p, s.seed)
+            return None
+        flags = 0
+        if s.uses_penalties:
+            flags |= SAMPLE_FLAGS["penalties"]
+            counts = np.zeros(self.vocab_size, np.uint32)
+            counts[np.asarray(ids, np.int64)] = 0x80000000  # seen in the prompt; generated counts start at 0
+            model.write_buffer("token_counts", counts)
+        if s.logit_bias:
+            flags |= SAMPLE_FLAGS["bias"]
+            bias = np.zeros(self.vocab_size, np.float32)
+            for tok, b in s.logit_bias.items():
+                bias[tok] = b
+            model.write_buffer("logit_bias", bias)
+        if grammar is not None:
+            flags |= SAMPLE_FLAGS["mask"]
+        if s.top_logprobs is not None:
+            flags |= SAMPLE_FLAGS["logprobs"]
+        model.set_sampling(s.temperature, s.top_p, s.seed, top_k=s.top_k, min_p=s.min_p,
+                           repetition_penalty=s.repetition_penalty, frequency_penalty=s.frequency_penalty,
+                           presence_penalty=s.presence_penalty, sample_flags=flags, n_logprobs=s.top_logprobs or 0)
+        if grammar is None:
+            return None
+
+        def mask(token: int | None) -> np.ndarray:
+            if token is not None and not grammar.accept(token):
+                raise WebLLMError(f"the sampler chose token {token}, which the grammar forbids")
+            return grammar.next_mask()
+
+        return mask
+
+    def _logprob(self, words: np.ndarray, n_top: int) -> TokenLogprob:
+        """The sampler's output words (FORMAT.md, "Sampling") as a TokenLogprob."""
+        from webllm.kernels import MAX_TOP_LOGPROBS
+
+        f = words.view(np.float32)
+        top = [(int(words[2 + i]), float(f[2 + MAX_TOP_LOGPROBS + i])) for i in range(n_top)]
+        return TokenLogprob(float(f[1]), top)
 
     # ---- the terminal chat's plain interface -------------------------------------------------------
     def stream_chat(self, messages: list[dict], max_tokens: int | None = 512, sampling: SamplingParams | None = None,

@@ -51,7 +51,25 @@ STEP_FIELDS: tuple[UniformField, ...] = (
     UniformField("seed", "u32", 0, "sampling seed"),
     UniformField("temperature", "f32", 0.0, "<= 0: greedy"),
     UniformField("top_p", "f32", 1.0, "nucleus mass, (0, 1]"),
+    UniformField("top_k", "u32", 0, "sample among the top_k largest logits (ties kept); 0: no limit"),
+    UniformField("min_p", "f32", 0.0, "drop tokens whose probability is below min_p times the largest"),
+    UniformField("repetition_penalty", "f32", 1.0, "seen tokens: positive logits divided, negative multiplied"),
+    UniformField("frequency_penalty", "f32", 0.0, "subtracted once per time a token was generated"),
+    UniformField("presence_penalty", "f32", 0.0, "subtracted once if a token was generated"),
+    UniformField("sample_flags", "u32", 0, "1 penalties, 2 logit_bias, 4 token_mask, 8 logprobs"),
+    UniformField("n_logprobs", "u32", 0, "top logprobs to write to sample_out (<= MAX_TOP_LOGPROBS)"),
+    UniformField("emit", "u32", 1, "0: a prefill chunk before the prompt's last; the sampler does nothing"),
 )
+
+# The sampler's buffers (FORMAT.md, "Sampling"): what the runtime writes and reads by name.
+MAX_TOP_LOGPROBS = 20
+SAMPLE_FLAGS = {"penalties": 1, "bias": 2, "mask": 4, "logprobs": 8}
+
+
+def sampler_buffers(vocab: int) -> dict[str, int]:
+    """Name -> bytes of the buffers the sample kernel binds besides logits and token_ids."""
+    return {"logit_bias": 4 * vocab, "token_counts": 4 * vocab, "token_mask": 4 * ((vocab + 31) // 32),
+            "sample_out": 4 * (2 + 2 * MAX_TOP_LOGPROBS)}
 
 
 def uniform_table(fields: tuple[UniformField, ...] = STEP_FIELDS) -> dict:
@@ -213,6 +231,8 @@ def attention_tiled(profile: Profile, *, nq: int, nkv: int, hd: int, window: int
 
 
 def sample(profile: Profile, *, vocab: int) -> Kernel:
-    """Greedy or temperature / top-p sampling of the next token; see wgsl/sample.wgsl."""
-    src = _fill(_template("sample"), HEADER=_header(profile), V=vocab)
-    return _make("sample", src, (UNIFORM, READ, WRITE))
+    """The next token: greedy, or a seeded draw after penalties, bias, grammar mask, top-k, min-p and
+    top-p; plus logprobs. See wgsl/sample.wgsl and FORMAT.md ("Sampling").
+    Bindings: logits, token_ids, logit_bias, token_counts, token_mask, sample_out."""
+    src = _fill(_template("sample"), HEADER=_header(profile), V=vocab, MAX_TOP=MAX_TOP_LOGPROBS)
+    return _make("sample", src, (UNIFORM, READ, WRITE, READ, WRITE, READ, WRITE))

@@ -49,10 +49,16 @@ class Model:
         self._uniform = {f["name"]: f["default"] for f in self._fields}  # the values written each step
         self._counter = 0
         self.decode_variant = next(iter(plan["decode_variants"]))
+        # what each streamed step copies back: the sampler's output (token, logprobs) when the plan has
+        # one, else the token id alone
+        self._readback = "sample_out" if "sample_out" in buffers else "token_ids"
+        self._readback_bytes = buffers["sample_out"].size if "sample_out" in buffers else 4
         self._staging = [
-            device.create_buffer(size=16, usage=wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST)
+            device.create_buffer(size=max(16, self._readback_bytes),
+                                 usage=wgpu.BufferUsage.MAP_READ | wgpu.BufferUsage.COPY_DST)
             for _ in range(_STAGING)
         ]
+        self.last_sample = np.zeros(1, np.uint32)  # the sampler's output words of the last token read
 
     # ---- loading ---------------------------------------------------------------------------------
     @classmethod
@@ -211,7 +217,7 @@ class Model:
             cp.dispatch_workgroups(x, y if per is None else -(-n_tokens // per), z if kv_per is None else -(-kv_end // kv_per))
         cp.end()
         if staging is not None:
-            enc.copy_buffer_to_buffer(self._buffers["token_ids"], 0, self._staging[staging], 0, 4)
+            enc.copy_buffer_to_buffer(self._buffers[self._readback], 0, self._staging[staging], 0, self._readback_bytes)
         return enc.finish()
 
     def _submit(self, commands, n_tokens: int) -> None:
@@ -237,7 +243,11 @@ class Model:
             part = ids[s : s + self.chunk].astype(np.uint32)
             self.device.queue.write_buffer(self._buffers["token_ids"], 0, part.tobytes())
             last = s + self.chunk >= ids.size
+            if "emit" in self._uniform:  # only the last chunk's next token is wanted (FORMAT.md, "Sampling")
+                self._uniform["emit"] = int(last)
             self._step("prefill", int(part.size), staging if last else None)
+        if "emit" in self._uniform:
+            self._uniform["emit"] = 1
 
     def _check_ids(self, token_ids) -> np.ndarray:
         ids = np.asarray(token_ids, dtype=np.int64).reshape(-1)
@@ -284,12 +294,18 @@ class Model:
 
     def _read_staging(self, i: int) -> int:
         buf = self._staging[i]
-        buf.map_sync(self._wgpu.MapMode.READ, 0, 16)
-        v = struct.unpack("<I", bytes(buf.read_mapped(0, 4)))[0]
+        buf.map_sync(self._wgpu.MapMode.READ, 0, buf.size)
+        self.last_sample = np.frombuffer(bytes(buf.read_mapped(0, self._readback_bytes)), np.uint32)
         buf.unmap()
-        return v
+        return int(self.last_sample[0])
 
-    def generate(self, prompt_ids, max_new_tokens: int, stop_ids=()) -> Iterator[int]:
+    def write_buffer(self, name: str, data) -> None:
+        """Write a plan buffer by name from the start (the sampler's logit_bias, token_counts, token_mask)."""
+        if name not in self._buffers:
+            raise WebLLMError(f"this package's plan has no buffer {name!r}")
+        self.device.queue.write_buffer(self._buffers[name], 0, np.ascontiguousarray(data).tobytes())
+
+    def generate(self, prompt_ids, max_new_tokens: int, stop_ids=(), mask=None) -> Iterator[int]:
         """Generation after `prompt_ids` (appended to the cache), sampling as `set_sampling` says
         (greedy by default). Yields token ids as they come.
 
@@ -297,11 +313,18 @@ class Model:
         is back (wgpu-native's map waits for all submitted work, so submitting earlier would not
         overlap); the caller's work on token t then overlaps step t + 1. The KV cache ends up holding
         the prompt and every token fed back (not the stop token that ends the generation).
+
+        `mask(token)` (a grammar): called with None before the prefill and with each token before
+        the next step is submitted; it returns the `token_mask` words for the next draw, written
+        between reading token t and submitting step t + 1. After each yield, `last_sample` holds
+        the sampler's output words for that token (FORMAT.md, "Sampling": logprobs).
         """
         stop = set(int(s) for s in stop_ids)
         max_new_tokens = min(max_new_tokens, self.capacity - self.past - len(prompt_ids) + 1)
         if max_new_tokens <= 0:
             raise WebLLMError(f"context window full: {self.past} + {len(prompt_ids)} tokens, capacity {self.capacity}")
+        if mask is not None:
+            self.write_buffer("token_mask", mask(None))
         self.prefill(prompt_ids, staging=0)
         for i in range(max_new_tokens):
             more = i + 1 < max_new_tokens
@@ -313,6 +336,8 @@ class Model:
             if tok in stop or not more:
                 yield tok
                 return
+            if mask is not None:
+                self.write_buffer("token_mask", mask(tok))
             self._submit(commands, 1)
             yield tok
 
