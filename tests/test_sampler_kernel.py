@@ -35,7 +35,8 @@ class Sampler:
         btype = {"uniform": wgpu.BufferBindingType.uniform, "read-only-storage": wgpu.BufferBindingType.read_only_storage,
                  "storage": wgpu.BufferBindingType.storage}
         bgl = device.create_bind_group_layout(entries=[
-            {"binding": i, "visibility": wgpu.ShaderStage.COMPUTE, "buffer": {"type": btype[t]}} for i, t in enumerate(k.bindings)])
+            {"binding": i, "visibility": wgpu.ShaderStage.COMPUTE, "buffer": {"type": btype[t]}}
+            for i, t in enumerate(k.bindings)])
         self.pipeline = device.create_compute_pipeline(
             layout=device.create_pipeline_layout(bind_group_layouts=[bgl]),
             compute={"module": device.create_shader_module(code=k.source), "entry_point": "main"})

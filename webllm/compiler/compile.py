@@ -130,8 +130,9 @@ def compile_model(source: str | Path, output: str | Path, options: CompileOption
                         shards.add(p.bias, rows, [int(rows.size)])
                 else:
                     if v.nbytes > limit:
-                        raise UnsupportedModelError(
-                            f"tensor {name}: {v.nbytes} bytes exceed the binding limit {limit} (lower --context-window)")
+                        fix = ("lower --context-window" if name == "rope_table"  # the only one that grows with it
+                               else f"raise --max-binding-size to at least {v.nbytes}")
+                        raise UnsupportedModelError(f"tensor {name}: {v.nbytes} bytes exceed the binding limit {limit} ({fix})")
                     if base in matrices:
                         matrices[base].parts[0].bias = name
                     shards.add(name, v, [int(v.size)])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 from webllm.errors import AdapterError
@@ -16,7 +18,8 @@ def request_device(want_features: list[str] | None = None):
     if not os.environ.get("XDG_RUNTIME_DIR"):
         # Mesa's Vulkan drivers complain on stderr when it is unset (headless machines, containers);
         # compute needs no display, so point it at a private folder.
-        os.environ["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="webllm-xdg-")
+        os.environ["XDG_RUNTIME_DIR"] = path = tempfile.mkdtemp(prefix="webllm-xdg-")
+        atexit.register(shutil.rmtree, path, ignore_errors=True)  # leave no empty folder behind
     try:
         import wgpu
     except ImportError as e:  # pragma: no cover - wgpu is a dependency
