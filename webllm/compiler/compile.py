@@ -91,7 +91,7 @@ def compile_model(source: str | Path, output: str | Path, options: CompileOption
     mode = get_mode(options.quantization)
     imported = load_model(source)
     cfg = imported.config
-    ctx = options.context_window or min(cfg.max_position_embeddings, 4096)
+    ctx = options.context_window if options.context_window is not None else min(cfg.max_position_embeddings, 4096)
     if ctx < 1 or ctx > cfg.max_position_embeddings:
         raise UnsupportedModelError(
             f"--context-window {ctx}: must be between 1 and the model's max_position_embeddings ({cfg.max_position_embeddings})"
