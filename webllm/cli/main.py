@@ -64,9 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"webllm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
 
-    from webllm.cli import bench, chat, compile, generate, info, perplexity, serve
+    from webllm.cli import bench, chat, compile, export_web, generate, info, perplexity, serve
 
-    for mod in (compile, chat, generate, serve, bench, perplexity, info):
+    for mod in (compile, chat, generate, serve, export_web, bench, perplexity, info):
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
         if mod.USES_MODEL:
             _model_args(p, many=getattr(mod, "MANY_MODELS", False))
