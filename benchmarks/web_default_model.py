@@ -74,7 +74,9 @@ def main() -> None:
             page.wait_for_function("['ready', 'error'].includes(document.body.dataset.state)")
             dt = time.perf_counter() - t
             shards = sum(p.endswith(".bin") for p in log)
-            print(f"{label}: {dt:.1f} s to ready ({shards} shards fetched); {page.text_content('#stats')}")
+            phases = page.evaluate("webllmPage.loadPhases")
+            steps = ", ".join(f"{a['phase']} {(b['t'] - a['t']) / 1000:.1f} s" for a, b in zip(phases, phases[1:]))
+            print(f"{label}: {dt:.1f} s to ready ({shards} shards fetched); {page.text_content('#stats')}; {steps}")
             if page.evaluate("document.body.dataset.state") == "error":
                 print("error:", page.text_content("#error"))
                 return

@@ -54,6 +54,8 @@ const state = {
   /** @type {{id: string, name: string, url: string, bytes?: number}[]} */
   models: [],
   modelId: "",
+  /** @type {{t: number, phase: string}[]} when each load phase began (ms since the page started) */
+  loadPhases: [],
   /** @type {Turn[]} */
   turns: [],
   busy: false,
@@ -117,10 +119,12 @@ async function loadModel() {
   state.engine = null;
   state.worker = new Worker(new URL("worker.js", import.meta.url), { type: "module" });
   const t0 = performance.now();
+  state.loadPhases = [{ t: t0, phase: "start" }];
   try {
     state.engine = await createWorkerEngine(state.worker, entry.url, {
       modelId: entry.id,
       onProgress: (p) => {
+        if (state.loadPhases[state.loadPhases.length - 1]?.phase !== p.phase) state.loadPhases.push({ t: performance.now(), phase: p.phase });
         if (p.bytesTotal) {
           el.progress.max = p.bytesTotal;
           el.progress.value = p.bytesDone ?? 0;

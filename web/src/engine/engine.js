@@ -13,6 +13,7 @@ import {
   chatCompletion, chatCompletionChunk, completion, newId, parseChatRequest, parseCompletionRequest, usage,
 } from "./protocol.js";
 import { StopMatcher } from "./stop.js";
+import { cacheStorageTuningStore } from "./storage.js";
 import { ChatTemplate } from "./template.js";
 import { StreamDecoder, Tokenizer } from "./tokenizer.js";
 
@@ -64,6 +65,8 @@ export async function createEngine(packageUrl, options = {}) {
   const model = await Model.load(url.href, {
     device: options.device, profile: options.profile, contextWindow: options.contextWindow,
     onProgress: options.onProgress, decodeVariant: options.decodeVariant,
+    // in a Web Worker (no localStorage) the timing of decode variants is kept in Cache Storage
+    tuningStore: "localStorage" in globalThis ? undefined : cacheStorageTuningStore(),
   });
   let tokenizer;
   try {
