@@ -61,7 +61,7 @@ def main() -> None:
     bundle = sum((site / f).stat().st_size for f in BUNDLE_FILES)
     print(f"bundle (page + worker + service worker): {bundle / 1024:.0f} KiB")
     httpd, log = serve(site)
-    url = f"http://127.0.0.1:{httpd.server_port}/?max_tokens={args.max_tokens}"
+    url = f"http://127.0.0.1:{httpd.server_port}/?max_tokens={args.max_tokens}&temperature=0"
     with sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(tempfile.mkdtemp(), executable_path="/usr/bin/chromium",
                                                    headless=True, args=CHROMIUM_ARGS)
@@ -75,7 +75,7 @@ def main() -> None:
             dt = time.perf_counter() - t
             shards = sum(p.endswith(".bin") for p in log)
             phases = page.evaluate("webllmPage.loadPhases")
-            steps = ", ".join(f"{a['phase']} {(b['t'] - a['t']) / 1000:.1f} s" for a, b in zip(phases, phases[1:]))
+            steps = ", ".join(f"{a['phase']} {(b['t'] - a['t']) / 1000:.1f} s" for a, b in zip(phases, phases[1:], strict=False))
             print(f"{label}: {dt:.1f} s to ready ({shards} shards fetched); {page.text_content('#stats')}; {steps}")
             if page.evaluate("document.body.dataset.state") == "error":
                 print("error:", page.text_content("#error"))

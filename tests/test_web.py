@@ -227,6 +227,7 @@ def wait_ready(page, extra: str = "true") -> None:
 
 
 def chat(page, messages, **kw) -> dict:
+    kw.setdefault("temperature", 0)
     return page.evaluate("([messages, kw]) => engine.chat.completions.create({messages, ...kw})", [messages, kw])
 
 
@@ -244,7 +245,8 @@ def test_engine_chat_streaming_stop_and_cache(engine):
 
     chunks = engine.evaluate("""async (messages) => {
         const out = [];
-        for await (const c of await engine.chat.completions.create({messages, max_tokens: 12, stream: true})) out.push(c);
+        const req = {messages, max_tokens: 12, stream: true, temperature: 0};
+        for await (const c of await engine.chat.completions.create(req)) out.push(c);
         return out;
     }""", user)
     assert all(c["object"] == "chat.completion.chunk" and c["id"] == chunks[0]["id"] for c in chunks)
@@ -266,7 +268,7 @@ def test_engine_chat_streaming_stop_and_cache(engine):
     u = follow["usage"]
     assert u["prompt_tokens_details"]["cached_tokens"] > 10 and u["prompt_tokens"] > u["prompt_tokens_details"]["cached_tokens"]
 
-    completion = engine.evaluate("engine.completions.create({prompt: 't1 t2 t3', max_tokens: 5})")
+    completion = engine.evaluate("engine.completions.create({prompt: 't1 t2 t3', max_tokens: 5, seed: 1})")
     assert completion["object"] == "text_completion" and completion["choices"][0]["finish_reason"] == "length"
     assert completion["usage"]["completion_tokens"] == 5
 
@@ -275,6 +277,11 @@ def test_engine_chat_streaming_stop_and_cache(engine):
         catch (e) { return [e.name, e.param]; }
     }""")
     assert err == ["UnsupportedParameterError", "tools"]
+    err = engine.evaluate("""async () => {
+        try { await engine.chat.completions.create({messages: [{role: 'user', content: 'x'}], model: 'gpt-9'}); }
+        catch (e) { return [e.name, e.param]; }
+    }""")
+    assert err == ["ModelNotFoundError", "model"]
 
 
 def test_device_loss_recovered(engine):
@@ -331,7 +338,7 @@ def test_page_chat_in_worker(browser, server):
     # a main-thread timer from the very start: it must keep ticking while the worker loads the model
     # (kernels compile for seconds on SwiftShader) and while it generates
     page.add_init_script("window.ticks = []; setInterval(() => window.ticks.push(performance.now()), 20);")
-    page.goto(server.url + "?sw=0&max_tokens=64")
+    page.goto(server.url + "?sw=0&max_tokens=64&temperature=0")
     wait_ready(page)
     page.fill("#prompt", "t5 t6 t7")
     page.press("#prompt", "Enter")

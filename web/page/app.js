@@ -9,6 +9,8 @@ import { createWorkerEngine } from "../src/engine/worker_client.js";
 const STORE = "webllm.chat.v1";
 const params = new URLSearchParams(location.search);
 const MAX_TOKENS = Number(params.get("max_tokens")) || 512;
+// sampling: the package's generation defaults unless the address says (?temperature=0: greedy)
+const TEMPERATURE = params.has("temperature") ? Number(params.get("temperature")) : undefined;
 
 /** @param {string} id */
 const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
@@ -179,7 +181,7 @@ async function send(text) {
   };
   try {
     const stream = await engine.chat.completions.create({
-      messages: [...conversation], stream: true, max_tokens: MAX_TOKENS, truncation: "auto",
+      messages: [...conversation], stream: true, max_tokens: MAX_TOKENS, temperature: TEMPERATURE, truncation: "auto",
     });
     for await (const chunk of stream) {
       const delta = chunk.choices[0]?.delta?.content;

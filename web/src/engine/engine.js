@@ -8,7 +8,9 @@
 // reloads the package from the browser's weight cache by itself; the next request re-prefills the
 // conversation and answers exactly as it would have without the loss.
 import { Model } from "../runtime/model.js";
-import { ContextWindowExceededError, EngineUnloadedError, RequestError, WebLLMError } from "./errors.js";
+import {
+  ContextWindowExceededError, EngineUnloadedError, ModelNotFoundError, RequestError, WebLLMError,
+} from "./errors.js";
 import {
   chatCompletion, chatCompletionChunk, completion, newId, parseChatRequest, parseCompletionRequest, usage,
 } from "./protocol.js";
@@ -97,6 +99,8 @@ export class Engine {
     const m = model.manifest;
     this.template = new ChatTemplate(m.chat_template, tokenizer.bosToken, tokenizer.eosToken);
     this.stopIds = new Set(tokenizer.eosTokenIds);
+    /** @type {Record<string, number>} the package's generation defaults (temperature, top_p), as the Python engine */
+    this.generationDefaults = Object.fromEntries(Object.entries(m.generation ?? {}).filter(([, v]) => typeof v === "number"));
     /** @type {number[]} the tokens whose K/V sit in the cache, in order */
     this._cached = [];
     this._interrupted = false;
@@ -170,6 +174,7 @@ export class Engine {
   /** @param {any} request */
   async _chatCreate(request) {
     const { messages, params } = parseChatRequest(request);
+    this._checkModel(params);
     const truncation = request.truncation ?? "disabled";
     if (truncation !== "auto" && truncation !== "disabled")
       throw new RequestError("'truncation' must be \"auto\" or \"disabled\"", "truncation");
@@ -198,6 +203,7 @@ export class Engine {
   /** @param {any} request */
   async _completionCreate(request) {
     const { prompt, params } = parseCompletionRequest(request);
+    this._checkModel(params);
     const ids = () => {
       const t = this.tokenizer.encode(prompt);
       if (t.length === 0) throw new RequestError("the prompt is empty", "prompt");
@@ -221,6 +227,12 @@ export class Engine {
     }
     const { text, finish, usage: u } = await this._collect(this._generate(ids, params));
     return completion(id, model, text, finish, u);
+  }
+
+  /** @param {SamplingParams} params */
+  _checkModel(params) {
+    if (params.model !== null && params.model !== this.modelId)
+      throw new ModelNotFoundError(`the model '${params.model}' does not exist (this engine serves '${this.modelId}')`, "model");
   }
 
   /**
@@ -273,8 +285,11 @@ export class Engine {
       if (ids.length >= model.capacity)
         throw new ContextWindowExceededError(
           `the prompt has ${ids.length} tokens; this model's context window is ${model.capacity}`, "messages");
+      // the caller's value, else the package's generation default, else OpenAI's
+      const temperature = params.temperature ?? this.generationDefaults.temperature ?? 1;
+      const top_p = params.top_p ?? this.generationDefaults.top_p ?? 1;
       const seed = params.seed ?? Math.floor(Math.random() * 2 ** 32);
-      model.setSampling({ temperature: params.temperature, top_p: params.top_p, seed: seed >>> 0 });
+      model.setSampling({ temperature, top_p, seed: seed >>> 0 });
       let keep = 0;
       while (keep < this._cached.length && keep < ids.length && this._cached[keep] === ids[keep]) keep++;
       keep = Math.min(keep, ids.length - 1); // at least one token is prefilled, for its logits

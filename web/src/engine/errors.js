@@ -29,12 +29,15 @@ export class UnsupportedParameterError extends RequestError {}
 /** The prompt does not fit the model's context window. */
 export class ContextWindowExceededError extends RequestError {}
 
+/** The request names a model this engine does not serve. */
+export class ModelNotFoundError extends RequestError {}
+
 /** The engine was unloaded; create a new one. */
 export class EngineUnloadedError extends WebLLMError {}
 
 const CLASSES = {
   WebLLMError, RequestError, InvalidParameterError, ParameterTypeError, UnsupportedParameterError,
-  ContextWindowExceededError, PackageError, AdapterError, EngineUnloadedError, ContextWindowError, DeviceLostError,
+  ContextWindowExceededError, ModelNotFoundError, PackageError, AdapterError, EngineUnloadedError, ContextWindowError, DeviceLostError,
   InputError, OutOfMemoryError,
 };
 

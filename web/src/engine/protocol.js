@@ -48,8 +48,9 @@ export const MAX_STOP = 4;
 /**
  * @typedef {object} SamplingParams what both endpoints share, validated
  * @property {number | null} max_tokens null: until the context window is full
- * @property {number} temperature 0: greedy
- * @property {number} top_p
+ * @property {number | null} temperature 0: greedy; null: the package's default, else OpenAI's (1)
+ * @property {number | null} top_p null: the package's default, else 1
+ * @property {string | null} model the model the caller names (null: any)
  * @property {number | null} seed null: a random one
  * @property {string[]} stop
  * @property {boolean} stream
@@ -144,15 +145,18 @@ function sampling(body, maxTokens) {
   if (stop.some((s) => s === "")) throw new InvalidParameterError("'stop': empty strings cannot be matched", "stop");
   const seed = body.seed ?? null;
   if (seed !== null && !Number.isInteger(seed)) throw new ParameterTypeError("'seed' must be an integer", "seed");
+  if (body.model !== undefined && body.model !== null && typeof body.model !== "string")
+    throw new ParameterTypeError("'model' must be a string", "model");
   if (body.stream !== undefined && body.stream !== null && typeof body.stream !== "boolean")
     throw new ParameterTypeError("'stream' must be a boolean", "stream");
   return {
     max_tokens: maxTokens,
-    temperature: /** @type {number} */ (num(body.temperature, "temperature", 0, 2, false, 0)),
-    top_p: /** @type {number} */ (num(body.top_p, "top_p", 0, 1, true, 1)),
+    temperature: num(body.temperature, "temperature", 0, 2),
+    top_p: num(body.top_p, "top_p", 0, 1, true),
     seed,
     stop,
     stream: !!body.stream,
+    model: body.model ?? null,
   };
 }
 
