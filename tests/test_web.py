@@ -16,6 +16,7 @@ model load costs seconds: the tests share loads where they can.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import threading
@@ -87,6 +88,7 @@ def site(tmp_path_factory, bundle, package) -> Path:
 
     out = tmp_path_factory.mktemp("site")
     export_site(out, [str(package)], include_test_harness=True, progress=False)
+    shutil.copytree(ROOT / "tests" / "conformance", out / "conformance", ignore=shutil.ignore_patterns("checkpoint"))
     return out
 
 
@@ -205,6 +207,17 @@ def test_runtime_parity_with_native(harness, native, variant):
         assert err < TOL_F32, f"{name}: logits differ from the native runtime's by {err:.2e}"
         assert got[name]["ids"] == ids, f"{name}: browser ids {got[name]['ids']} != native {ids}"
     assert got["greedy"]["ids"] != got["seeded"]["ids"]
+
+
+def test_conformance_fixture_in_browser(harness):
+    """tests/conformance (docs/FORMAT.md) through the JavaScript runtime in Chromium, f32 profile: every
+    case passes (ids exact, logits within the fixture's tolerance)."""
+    results = harness.evaluate("""async () => {
+        const expected = await (await fetch('../conformance/expected.json')).json();
+        const m = await webllm.Model.load('../conformance/' + expected.package + '/', {profile: 'f32'});
+        try { return await webllm.runConformance(m, expected); } finally { m.destroy(); }
+    }""")
+    assert results and all(r["ok"] for r in results), [r for r in results if not r["ok"]]
 
 
 @pytest.fixture(scope="module")
