@@ -289,11 +289,15 @@ export class Model {
 
   /** @param {Uint32Array<ArrayBuffer>} ids @param {number | null} staging */
   _prefill(ids, staging) {
+    const hasEmit = 'emit' in this._values; // only the last chunk's next token is wanted (FORMAT.md, "Sampling")
     for (let s = 0; s < ids.length; s += this.chunk) {
       const part = ids.subarray(s, s + this.chunk);
+      const last = s + this.chunk >= ids.length;
+      if (hasEmit) this._values.emit = last ? 1 : 0;
       this.device.queue.writeBuffer(this._tokenIds, 0, part);
-      this._step('prefill', part.length, s + this.chunk >= ids.length ? staging : null);
+      this._step('prefill', part.length, last ? staging : null);
     }
+    if (hasEmit) this._values.emit = 1;
   }
 
   /** @param {ArrayLike<number>} ids @returns {Uint32Array<ArrayBuffer>} */
