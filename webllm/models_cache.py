@@ -40,6 +40,16 @@ def default_model_path() -> Path:
     raise InputError(f"{DEFAULT_MODEL_PACKAGE} is installed but {DEFAULT_MODEL_FILE} is missing from it")
 
 
+def _compiler_digest() -> str:
+    """A digest of what shapes a package besides its source: the kernel templates and the uniform
+    table, so a webllm whose kernels changed compiles afresh instead of reusing a stale package."""
+    h = hashlib.sha256()
+    kernels = Path(__file__).parent / "kernels"
+    for f in sorted(kernels.glob("wgsl/*.wgsl")) + [kernels / "__init__.py"]:
+        h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def _source_key(src: Path, quantization: str, extra: str) -> str:
     h = hashlib.sha256()
     if src.is_dir():  # a checkpoint folder: names, sizes and mtimes (hashing many GB on every start is too slow)
@@ -51,7 +61,7 @@ def _source_key(src: Path, quantization: str, extra: str) -> str:
         with open(src, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 22), b""):
                 h.update(block)
-    h.update(f"|{quantization}|{extra}|webllm {__version__}".encode())
+    h.update(f"|{quantization}|{extra}|webllm {__version__}|{_compiler_digest()}".encode())
     return h.hexdigest()[:24]
 
 
