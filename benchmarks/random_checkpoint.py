@@ -24,11 +24,13 @@ SHAPES = {
 }
 
 
-def write(shape: str, out: Path, seed: int = 0) -> None:
+def write(shape: str, out: Path, seed: int = 0, layers: int | None = None) -> None:
     from safetensors.numpy import save_file
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    s = SHAPES[shape]
+    s = dict(SHAPES[shape])
+    if layers is not None:  # fewer layers of the same shape: per-layer timings at a fraction of the build time
+        s["num_hidden_layers"] = layers
     cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_act": "silu",
            "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "max_position_embeddings": 8192,
            "bos_token_id": 0, "eos_token_id": 1, **s}
@@ -62,5 +64,6 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("shape", choices=sorted(SHAPES))
     ap.add_argument("output", type=Path)
+    ap.add_argument("--layers", type=int, help="number of layers (default: the model's)")
     a = ap.parse_args()
-    write(a.shape, a.output)
+    write(a.shape, a.output, layers=a.layers)

@@ -9,7 +9,7 @@ from webllm import kernels as K
 from webllm.compiler.memory_plan import plan_memory
 from webllm.errors import UnsupportedModelError
 
-PREFILL_TOKEN_TILE = 32  # tokens per matmul workgroup in prefill (matmul_tiled.wgsl)
+PREFILL_MIN_WORKGROUPS = 128  # a prefill matmul takes 128-token tiles only if a full chunk still gives this many
 KV_SPLIT = 128  # cache positions per workgroup in decode attention (flash-decoding)
 ATTENTION_QUERY_TILE = 16  # query tokens per workgroup in prefill attention (attention_tiled.wgsl)
 MAX_WORKGROUPS = 65535  # WebGPU's default maxComputeWorkgroupsPerDimension
@@ -56,6 +56,16 @@ def _check_grid(x: int, what: str) -> int:
     return x
 
 
+def prefill_token_tile(rows: int, pair: bool, chunk: int) -> int:
+    """Tokens per workgroup of a prefill matmul of `rows` output rows (matmul_tiled.wgsl): 128 (8 x 8
+    outputs per thread) where a full chunk still makes PREFILL_MIN_WORKGROUPS workgroups, else 32 (4 x 8
+    per thread, four times the workgroups). On an H200 at 512 tokens (benchmarks/matmul_bench.py) the
+    128 tile won on every Llama-8B matrix (gate_up 24 TFLOP/s against 18 with 32) and on Llama-1B's
+    gate_up, and lost on Llama-1B's qkv, o and down (64 or fewer tiles of 128: 6-13 against 11-15)."""
+    tiles = -(-rows // K.matmul_tile_rows(pair))
+    return 128 if chunk >= 128 and tiles * (chunk // 128) >= PREFILL_MIN_WORKGROUPS else 32
+
+
 def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int,
           gemv_lanes: tuple[int, ...] = (32, 4), max_binding_size: int | None = None) -> dict:
     """Build the plan of one profile (docs/FORMAT.md, "Plans"): the uniform table, kernels, buffers,
@@ -96,7 +106,7 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
             d["tokens_per_y"] = tokens_per_y
         return d
 
-    def phase(tt: int, ops: list = ops, lanes: int = gemv_lanes[0]) -> list[dict]:
+    def phase(tt: int, ops: list = ops, lanes: int = gemv_lanes[0]) -> list[dict]:  # tt: most tokens per step
         out = []
         for op in ops:
             if op.kind == "embed":
@@ -126,8 +136,9 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                               bias=p.bias is not None, x_type=profile.act,
                               y_type="f32" if y in ("h", "logits", "logits_all") else profile.act, rope=rope)
                     if tiled:
-                        kern = K.matmul_tiled(profile, m.part_view(p), **kw)
-                        rows_per_wg, per_y = 32, 32
+                        tokens = prefill_token_tile(p.rows, pair, tt)
+                        kern = K.matmul_tiled(profile, m.part_view(p), tokens=tokens, **kw)
+                        rows_per_wg, per_y = K.matmul_tile_rows(pair), tokens
                     else:  # one token: decode, or the output head on the last token's row
                         kw.pop("n_out")
                         kern = K.gemv(profile, m.part_view(p), lanes=lanes, **kw)
@@ -163,10 +174,10 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                 raise AssertionError(op.kind)
         return out
 
-    prefill = phase(PREFILL_TOKEN_TILE)
+    prefill = phase(chunk)
     variants = {f"gemv{lanes}": phase(1, lanes=lanes) for lanes in gemv_lanes}
     scoring = max_binding_size is None or max(optional.values()) <= max_binding_size
-    score = phase(PREFILL_TOKEN_TILE, score_ops) if scoring else None
+    score = phase(chunk, score_ops) if scoring else None
     uniform = K.uniform_table()
     storage = ["STORAGE", "COPY_SRC", "COPY_DST"]
     buffers = [{"name": "uniform", "size": uniform["size"], "usage": ["UNIFORM", "COPY_DST"]}]

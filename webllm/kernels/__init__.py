@@ -162,14 +162,23 @@ def _weights_and_bias(w: PackedWeight, bias: bool, rope: dict | None = None) -> 
 
 
 def matmul_tiled(profile: Profile, w: PackedWeight, *, n_rows: int, n_out: int, row0: int, x_type: str, y_type: str,
-                 pair: bool = False, add: bool = False, bias: bool = False, rope: dict | None = None) -> Kernel:
-    """The prefill matmul: 32-token x 32-row tiles through workgroup memory; see wgsl/matmul_tiled.wgsl."""
+                 pair: bool = False, add: bool = False, bias: bool = False, rope: dict | None = None,
+                 tokens: int = 64) -> Kernel:
+    """The prefill matmul: `tokens` (32, 64 or 128) x 128-row tiles (64 with `pair`), 4 (128: 8) tokens x 8
+    rows per thread; see wgsl/matmul_tiled.wgsl. Grid: x = ceil(n_rows / matmul_tile_rows(pair)),
+    y = ceil(T / tokens)."""
+    if tokens not in (32, 64, 128):
+        raise ValueError(f"matmul_tiled: tokens must be 32, 64 or 128, not {tokens}")
     params, bindings = _weights_and_bias(w, bias, rope)
-    wrows = 64 if pair else 32
     src = _fill(_template("matmul_tiled"), HEADER=_header(profile), N_ROWS=n_rows, N_OUT=n_out, ROW0=row0,
-                PAIR=str(pair).lower(), ADD=str(add).lower(), XT=x_type, YT=y_type, WROWS=wrows, WS=32 * wrows // 4,
-                **params)
+                PAIR=str(pair).lower(), ADD=str(add).lower(), XT=x_type, YT=y_type, BM=tokens, TPT=8 if tokens == 128 else 4,
+                TILE_ROWS=matmul_tile_rows(pair), **params)
     return _make("matmul_tiled", src, bindings)
+
+
+def matmul_tile_rows(pair: bool) -> int:
+    """Output rows per workgroup of matmul_tiled: 128 staged weight rows, half gate and half up with `pair`."""
+    return 64 if pair else 128
 
 
 def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: str, y_type: str, lanes: int = 32,

@@ -19,6 +19,15 @@ struct X8 { v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>,
 fn nib_lo(w: u32) -> vec4<f32> { return vec4<f32>(vec4<u32>(w, w >> 4u, w >> 8u, w >> 12u) & vec4<u32>(15u)); }
 fn nib_hi(w: u32) -> vec4<f32> { return vec4<f32>(vec4<u32>(w >> 16u, w >> 20u, w >> 24u, w >> 28u) & vec4<u32>(15u)); }
 
+// The same nibbles as the f32 1 + n/16, without an int-to-float conversion (a slow instruction on some
+// GPUs): n moved into mantissa bits 19..22 of 1.0.
+fn mant_lo(w: u32) -> vec4<f32> {
+    return bitcast<vec4<f32>>((vec4<u32>(w << 19u, w << 15u, w << 11u, w << 7u) & vec4<u32>(0x00780000u)) | vec4<u32>(0x3f800000u));
+}
+fn mant_hi(w: u32) -> vec4<f32> {
+    return bitcast<vec4<f32>>((vec4<u32>(w << 3u, w >> 1u, w >> 5u, w >> 9u) & vec4<u32>(0x00780000u)) | vec4<u32>(0x3f800000u));
+}
+
 // sum of nibble * x over one group of 32 (four words)
 fn nib_dot(q: vec4<u32>, x: X8) -> f32 {
     return dot(nib_lo(q.x), x.v0) + dot(nib_hi(q.x), x.v1) + dot(nib_lo(q.y), x.v2) + dot(nib_hi(q.y), x.v3)

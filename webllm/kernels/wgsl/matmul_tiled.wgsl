@@ -1,11 +1,18 @@
-// Tiled dequantizing matmul for prefill:  y[t, ROW0 + n] (op) sum_k W[n, k] * x[t, k]
+// Register-tiled dequantizing matmul for prefill:  y[t, ROW0 + n] (op) sum_k W[n, k] * x[t, k]
 //   (op) = store | ADD into y (the residual stream) | PAIR: y = silu(W[n]·x + b) * (W[n + N_ROWS]·x + b')
-// A workgroup computes a tile of 32 tokens x 32 rows, walking K in groups of 32: each step stages
-// x[32 tokens, 32] and the dequantized W[32 rows (x2 for PAIR), 32] in workgroup memory; each of the
-// 128 threads accumulates 2 tokens x 4 rows in vec4 registers. Weights are dequantized once per tile.
+// A workgroup computes BM tokens x 128 rows (PAIR: 64 rows, whose 64 gate and 64 up rows are staged),
+// walking K in groups of 32. For each group, threads 0..127 each read one staged row's 32 weights
+// (w_fetch: the raw words) and every thread reads XU vec4 of x; the group goes through workgroup
+// memory in two halves of 16 k (at most 16 KiB, WebGPU's default limit), each weight dequantized once
+// per tile as it is staged (w_half), and the next group is fetched into registers while the second
+// half is multiplied.
+// Thread (tx, ty) of 16 x 16 (BM 32: 16 x 8) accumulates TPT x 8 outputs: tokens 4ty..4ty+3 (and, with
+// TPT 8, BM/2 + 4ty..) x rows 4tx..4tx+3 and 64+4tx.. (PAIR: the gate and the up row of 4tx..4tx+3).
+// Per k, (TPT + 8) / 4 vec4 reads of workgroup memory feed 8 TPT FMAs; a warp covers 8 tx x 4 ty, so
+// each of its reads touches at most 128 bytes.
 // Bindings: 0 step; 1 x [T, K] (vec4 of {{XT}}); 2 y [T, N_OUT] ({{YT}}); 3.. weight arrays of format
 // {{FORMAT}}; then bias [rows] f32 (HAS_BIAS); with ROPE, y is q_out, then k_cache, v_cache, rope_table.
-// Grid: x = ceil(N_ROWS / 32), y = ceil(T / 32).
+// Grid: x = ceil(N_ROWS / TILE_ROWS), y = ceil(T / BM).
 {{HEADER}}
 const K: u32 = {{K}}u;
 const KV4: u32 = K / 4u;
@@ -17,7 +24,12 @@ const PAIR: bool = {{PAIR}};
 const ADD: bool = {{ADD}};
 const HAS_BIAS: bool = {{HAS_BIAS}};
 const ROPE: bool = {{ROPE}};  // y is q_out and rows come in rope pairs: see rope_store
-const WROWS: u32 = {{WROWS}}u;  // weight rows staged per tile: 32, or 64 with PAIR (gate then up)
+const BM: u32 = {{BM}}u;       // tokens per workgroup: 32, 64 or 128
+const BM4: u32 = BM / 4u;
+const TPT: u32 = {{TPT}}u;     // tokens per thread: 4, or 8 with BM 128
+const NT: u32 = 4u * BM / (TPT / 4u);  // threads: 128 or 256
+const XU: u32 = 8u * BM / NT;  // vec4 of x each thread stages per group: 2 or 4
+const TILE_ROWS: u32 = {{TILE_ROWS}}u;  // output rows per workgroup: 128, or 64 with PAIR
 
 @group(0) @binding(1) var<storage, read> x: array<vec4<{{XT}}>>;
 @group(0) @binding(2) var<storage, read_write> y: array<{{YT}}>;
@@ -25,105 +37,208 @@ const WROWS: u32 = {{WROWS}}u;  // weight rows staged per tile: 32, or 64 with P
 {{EXTRA_BINDINGS}}
 {{ROPE_STORE}}
 
-var<workgroup> xs: array<vec4<f32>, 256>;        // [32 tokens][8 vec4] of the current k-group
-var<workgroup> ws: array<vec4<f32>, {{WS}}>;     // [32 k][WROWS / 4 vec4]: transposed, 4 rows per vec4
+var<workgroup> xs: array<vec4<f32>, 16u * BM4>;  // [16 k][BM tokens], 4 tokens per vec4
+var<workgroup> ws: array<vec4<f32>, 512>;        // [16 k][128 staged rows], 4 rows per vec4
 
 fn bias_at(i: u32) -> f32 { {{BIAS_LOAD}} }
 
-@compute @workgroup_size(128)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let t0 = wid.y * 32u;
-    let n0 = wid.x * 32u;
-    let nt = min(32u, step.n_tokens - t0);
-    let tp = lid / 8u;        // token pair: tokens 2tp, 2tp + 1 of the tile
-    let rq = lid % 8u;        // row quad: rows 4rq .. 4rq + 3 of the tile
-    var a0 = vec4<f32>(0.0);  // token 2tp, rows 4rq..+3 (gate rows with PAIR)
-    var a1 = vec4<f32>(0.0);  // token 2tp + 1
-    var u0 = vec4<f32>(0.0);  // up rows (PAIR)
-    var u1 = vec4<f32>(0.0);
+// Accumulators of this thread: token 4ty + i (a, b) and, with TPT 8, BM/2 + 4ty + i (c, d), by rows
+// 4tx..+3 (a, c) and 64 + 4tx..+3 (b, d; PAIR: the up rows of 4tx..).
+var<private> a0: vec4<f32>;
+var<private> a1: vec4<f32>;
+var<private> a2: vec4<f32>;
+var<private> a3: vec4<f32>;
+var<private> b0: vec4<f32>;
+var<private> b1: vec4<f32>;
+var<private> b2: vec4<f32>;
+var<private> b3: vec4<f32>;
+var<private> c0: vec4<f32>;
+var<private> c1: vec4<f32>;
+var<private> c2: vec4<f32>;
+var<private> c3: vec4<f32>;
+var<private> d0: vec4<f32>;
+var<private> d1: vec4<f32>;
+var<private> d2: vec4<f32>;
+var<private> d3: vec4<f32>;
 
-    for (var g = 0u; g < w_KG; g++) {
-        // stage x: 32 tokens x 8 vec4 = 256 vec4, two per thread (zeros past the step's tokens)
-        for (var i = lid; i < 256u; i += 128u) {
-            let t = i / 8u;
-            var v = vec4<f32>(0.0);
-            if (t < nt) { v = vec4<f32>(x[(t0 + t) * KV4 + g * 8u + (i % 8u)]); }
-            xs[i] = v;
-        }
-        // stage W: one thread per staged row dequantizes its group of 32, stored transposed
-        if (lid < WROWS) {
-            var n = n0 + lid;
-            if (PAIR && lid >= 32u) { n = n0 + lid - 32u + N_ROWS; }
-            var w: array<vec4<f32>, 8>;
-            if ((n0 + (lid % 32u)) < N_ROWS) { w = w_load_group(n, g); }
-            let col = lid / 4u;   // which vec4 along the rows
-            let lane = lid % 4u;  // which component of it
-            for (var j = 0u; j < 8u; j++) {
-                for (var c = 0u; c < 4u; c++) {
-                    ws[(j * 4u + c) * (WROWS / 4u) + col][lane] = w[j][c];
-                }
-            }
-        }
-        workgroupBarrier();
-        for (var kq = 0u; kq < 8u; kq++) {
-            let xa = xs[(2u * tp) * 8u + kq];
-            let xb = xs[(2u * tp + 1u) * 8u + kq];
-            let base = (4u * kq) * (WROWS / 4u) + rq;
-            let w0 = ws[base];
-            let w1 = ws[base + WROWS / 4u];
-            let w2 = ws[base + 2u * (WROWS / 4u)];
-            let w3 = ws[base + 3u * (WROWS / 4u)];
-            a0 += xa.x * w0 + xa.y * w1 + xa.z * w2 + xa.w * w3;
-            a1 += xb.x * w0 + xb.y * w1 + xb.z * w2 + xb.w * w3;
-            if (PAIR) {
-                let v0 = ws[base + 8u];
-                let v1 = ws[base + 8u + WROWS / 4u];
-                let v2 = ws[base + 8u + 2u * (WROWS / 4u)];
-                let v3 = ws[base + 8u + 3u * (WROWS / 4u)];
-                u0 += xa.x * v0 + xa.y * v1 + xa.z * v2 + xa.w * v3;
-                u1 += xb.x * v0 + xb.y * v1 + xb.z * v2 + xb.w * v3;
-            }
-        }
-        workgroupBarrier();
+// x[t, 32g + 4kq .. + 3]. Loads are never skipped (a branch would make the warp wait for them before
+// the multiply that should hide them): rows and tokens past the end are clamped to the last, and
+// their sums are never stored.
+fn load_x(t: u32, g: u32, kq: u32) -> vec4<f32> {
+    return vec4<f32>(x[t * KV4 + g * 8u + kq]);
+}
+
+// staged row s (0..127) of the tile at row n0, clamped to the matrix
+fn staged_row(n0: u32, s: u32) -> u32 {
+    if (PAIR) {
+        let r = min(n0 + s % 64u, N_ROWS - 1u);
+        return select(r, r + N_ROWS, s >= 64u);
     }
+    return min(n0 + s, N_ROWS - 1u);
+}
 
-    if (ROPE) {  // rows 4rq.. are two rope pairs, both in this thread
+// one half (16 k) of a group into workgroup memory: v = W's k 0..15 or 16..31 of row lid (< 128),
+// xv, xw = x vec4 (token xt, half-local k 4xq.. and 4xq2..)
+fn stage(lid: u32, v: mat4x4<f32>, xt: u32, xq: u32, xq2: u32, xv: vec4<f32>, xw: vec4<f32>) {
+    if (lid < 128u) {  // stored transposed: [k][row]
+        let q = lid / 4u;
+        let wl = lid % 4u;
+        for (var c = 0u; c < 4u; c++) {
+            ws[c * 32u + q][wl] = v[0][c];
+            ws[(4u + c) * 32u + q][wl] = v[1][c];
+            ws[(8u + c) * 32u + q][wl] = v[2][c];
+            ws[(12u + c) * 32u + q][wl] = v[3][c];
+        }
+    }
+    for (var c = 0u; c < 4u; c++) {
+        xs[(4u * xq + c) * BM4 + xt / 4u][xt % 4u] = xv[c];
+        if (XU == 4u) { xs[(4u * xq2 + c) * BM4 + xt / 4u][xt % 4u] = xw[c]; }
+    }
+}
+
+// the staged 16 k into this thread's accumulators (fma: one instruction per product, never a multiply
+// and an add)
+fn multiply(tx: u32, ty: u32) {
+    for (var k = 0u; k < 16u; k++) {
+        let xk = xs[k * BM4 + ty];
+        let wa = ws[k * 32u + tx];
+        let wb = ws[k * 32u + 16u + tx];
+        a0 = fma(vec4<f32>(xk.x), wa, a0);
+        b0 = fma(vec4<f32>(xk.x), wb, b0);
+        a1 = fma(vec4<f32>(xk.y), wa, a1);
+        b1 = fma(vec4<f32>(xk.y), wb, b1);
+        a2 = fma(vec4<f32>(xk.z), wa, a2);
+        b2 = fma(vec4<f32>(xk.z), wb, b2);
+        a3 = fma(vec4<f32>(xk.w), wa, a3);
+        b3 = fma(vec4<f32>(xk.w), wb, b3);
+        if (TPT == 8u) {
+            let xl = xs[k * BM4 + BM4 / 2u + ty];
+            c0 = fma(vec4<f32>(xl.x), wa, c0);
+            d0 = fma(vec4<f32>(xl.x), wb, d0);
+            c1 = fma(vec4<f32>(xl.y), wa, c1);
+            d1 = fma(vec4<f32>(xl.y), wb, d1);
+            c2 = fma(vec4<f32>(xl.z), wa, c2);
+            d2 = fma(vec4<f32>(xl.z), wb, d2);
+            c3 = fma(vec4<f32>(xl.w), wa, c3);
+            d3 = fma(vec4<f32>(xl.w), wb, d3);
+        }
+    }
+}
+
+// The epilogue of one token and 4 consecutive rows: a = W x (+ bias); PAIR: b = the up rows.
+fn finish(t0: u32, t: u32, nt: u32, r0: u32, a: vec4<f32>, b: vec4<f32>) {
+    if (t >= nt) { return; }
+    if (ROPE) {  // rows r0.. are two rope pairs
         for (var c = 0u; c < 4u; c += 2u) {
-            let row = n0 + rq * 4u + c;
+            let row = r0 + c;
             if (row >= N_ROWS) { continue; }
-            for (var e = 0u; e < 2u; e++) {
-                let t = 2u * tp + e;
-                if (t >= nt) { continue; }
-                var a = select(a0[c], a1[c], e == 1u);
-                var b = select(a0[c + 1u], a1[c + 1u], e == 1u);
-                if (HAS_BIAS) {
-                    a += bias_at(row);
-                    b += bias_at(row + 1u);
-                }
-                rope_store(t0 + t, step.past + t0 + t, ROW0 + row, a, b);
+            var u = a[c];
+            var v = a[c + 1u];
+            if (HAS_BIAS) {
+                u += bias_at(row);
+                v += bias_at(row + 1u);
             }
+            rope_store(t0 + t, step.past + t0 + t, ROW0 + row, u, v);
         }
         return;
     }
     for (var c = 0u; c < 4u; c++) {
-        let row = n0 + rq * 4u + c;
+        let row = r0 + c;
         if (row >= N_ROWS) { continue; }
-        for (var e = 0u; e < 2u; e++) {
-            let t = 2u * tp + e;
-            if (t >= nt) { continue; }
-            var a = select(a0[c], a1[c], e == 1u);
-            var b = select(u0[c], u1[c], e == 1u);
-            if (HAS_BIAS) {
-                a += bias_at(row);
-                if (PAIR) { b += bias_at(row + N_ROWS); }
-            }
-            if (PAIR) { a = a / (1.0 + exp(-a)) * b; }
-            let o = (t0 + t) * N_OUT + ROW0 + row;
-            if (ADD) {
-                y[o] = {{YT}}(f32(y[o]) + a);
-            } else {
-                y[o] = {{YT}}(a);
-            }
+        var u = a[c];
+        if (HAS_BIAS) { u += bias_at(row); }
+        if (PAIR) {
+            var v = b[c];
+            if (HAS_BIAS) { v += bias_at(row + N_ROWS); }
+            u = u / (1.0 + exp(-u)) * v;
         }
+        let o = (t0 + t) * N_OUT + ROW0 + row;
+        if (ADD) {
+            y[o] = {{YT}}(f32(y[o]) + u);
+        } else {
+            y[o] = {{YT}}(u);
+        }
+    }
+}
+
+@compute @workgroup_size(NT)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t0 = wid.y * BM;
+    let n0 = wid.x * TILE_ROWS;
+    let nt = min(BM, step.n_tokens - t0);
+    let warp = lid / 32u;
+    let lane = lid % 32u;
+    let tx = lane % 8u + 8u * (warp % 2u);  // row quads 4tx.. and 64 + 4tx..
+    let ty = lane / 8u + 4u * (warp / 2u);  // tokens 4ty.. (and BM/2 + 4ty.. with TPT 8)
+    // staging roles: x vec4 of token xt, half-local k 4xq.. (and 4xq2.. with XU 4); W row lid % 128
+    let xt = lid % BM;
+    let xq = lid / BM;
+    let xq2 = xq + NT / BM;
+    let xrow = t0 + min(xt, nt - 1u);
+    let wn = staged_row(n0, lid % 128u);
+
+    var wr = w_fetch(wn, 0u);
+    var x0 = load_x(xrow, 0u, xq);
+    var x1 = load_x(xrow, 0u, xq + 4u);
+    var x2 = vec4<f32>(0.0);
+    var x3 = vec4<f32>(0.0);
+    if (XU == 4u) {
+        x2 = load_x(xrow, 0u, xq2);
+        x3 = load_x(xrow, 0u, xq2 + 4u);
+    }
+    for (var g = 0u; g < w_KG; g++) {
+        stage(lid, w_half(wr, 0u), xt, xq, xq2, x0, x2);
+        workgroupBarrier();
+        multiply(tx, ty);
+        workgroupBarrier();
+        stage(lid, w_half(wr, 1u), xt, xq, xq2, x1, x3);
+        workgroupBarrier();
+        // fetch the next group (the last one again at the end) while this half is multiplied
+        let gn = min(g + 1u, w_KG - 1u);
+        wr = w_fetch(wn, gn);
+        x0 = load_x(xrow, gn, xq);
+        x1 = load_x(xrow, gn, xq + 4u);
+        if (XU == 4u) {
+            x2 = load_x(xrow, gn, xq2);
+            x3 = load_x(xrow, gn, xq2 + 4u);
+        }
+        multiply(tx, ty);
+        workgroupBarrier();
+    }
+
+    let ra = n0 + 4u * tx;
+    let rb = select(ra + 64u, ra, PAIR);
+    let t = 4u * ty;
+    let u = t + BM / 2u;
+    if (PAIR) {
+        finish(t0, t, nt, ra, a0, b0);
+        finish(t0, t + 1u, nt, ra, a1, b1);
+        finish(t0, t + 2u, nt, ra, a2, b2);
+        finish(t0, t + 3u, nt, ra, a3, b3);
+        if (TPT == 8u) {
+            finish(t0, u, nt, ra, c0, d0);
+            finish(t0, u + 1u, nt, ra, c1, d1);
+            finish(t0, u + 2u, nt, ra, c2, d2);
+            finish(t0, u + 3u, nt, ra, c3, d3);
+        }
+        return;
+    }
+    finish(t0, t, nt, ra, a0, a0);
+    finish(t0, t + 1u, nt, ra, a1, a1);
+    finish(t0, t + 2u, nt, ra, a2, a2);
+    finish(t0, t + 3u, nt, ra, a3, a3);
+    finish(t0, t, nt, rb, b0, b0);
+    finish(t0, t + 1u, nt, rb, b1, b1);
+    finish(t0, t + 2u, nt, rb, b2, b2);
+    finish(t0, t + 3u, nt, rb, b3, b3);
+    if (TPT == 8u) {
+        finish(t0, u, nt, ra, c0, c0);
+        finish(t0, u + 1u, nt, ra, c1, c1);
+        finish(t0, u + 2u, nt, ra, c2, c2);
+        finish(t0, u + 3u, nt, ra, c3, c3);
+        finish(t0, u, nt, rb, d0, d0);
+        finish(t0, u + 1u, nt, rb, d1, d1);
+        finish(t0, u + 2u, nt, rb, d2, d2);
+        finish(t0, u + 3u, nt, rb, d3, d3);
     }
 }

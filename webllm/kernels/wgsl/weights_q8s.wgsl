@@ -8,6 +8,20 @@ fn {{P}}i8x4(w: u32) -> vec4<f32> {
     return vec4<f32>(vec4<i32>(bitcast<i32>(w << 24u), bitcast<i32>(w << 16u), bitcast<i32>(w << 8u), bitcast<i32>(w)) >> vec4<u32>(24u));
 }
 
+// Prefill (matmul_tiled): a group's words fetched ahead, dequantized a half (16) at a time when staged.
+struct {{P}}Raw { a: vec4<u32>, b: vec4<u32>, s: f32 }
+
+fn {{P}}fetch(row: u32, g: u32) -> {{P}}Raw {
+    let i = row * {{P}}KG + g;
+    let p = unpack2x16float({{P}}s[i >> 1u]);
+    return {{P}}Raw({{P}}q[i * 2u], {{P}}q[i * 2u + 1u], select(p.x, p.y, (i & 1u) == 1u));
+}
+
+fn {{P}}half(r: {{P}}Raw, h: u32) -> mat4x4<f32> {
+    let v = select(r.a, r.b, h == 1u);
+    return mat4x4<f32>({{P}}i8x4(v.x) * r.s, {{P}}i8x4(v.y) * r.s, {{P}}i8x4(v.z) * r.s, {{P}}i8x4(v.w) * r.s);
+}
+
 fn {{P}}load_group(row: u32, g: u32) -> array<vec4<f32>, 8> {
     let i = row * {{P}}KG + g;
     let p = unpack2x16float({{P}}s[i >> 1u]);

@@ -1,0 +1,149 @@
+"""The prefill matmul alone (wgsl/matmul_tiled.wgsl) on this adapter: TFLOP/s and GB/s of weights.
+
+    python benchmarks/matmul_bench.py [--tokens 512] [--tile 64 32] [--quick] [--json out.json]
+                                      [--template OLD.wgsl] [--profile f32]
+
+Cold weights: each shape rotates through copies of its 4-bit matrix (q4s, f16 scales) totalling at
+least 512 MiB, so each dispatch reads its weights from memory, not from the 50 MiB L2; x stays hot
+(as in a model step, where the previous kernel just wrote it). `reps` dispatches go into one compute
+pass (as in a prefill step; they write the same y, so they run one after the other) and are timed
+by a readback. FLOPs = 2 * T * K * N (both halves of a pair). The first dispatch's output is checked
+against numpy on the dequantized weights for a few tokens. `--template` times another matmul_tiled
+template (e.g. `git show <rev>:webllm/kernels/wgsl/matmul_tiled.wgsl`) of the 32 x 32 tile generation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import struct
+import time
+from pathlib import Path
+
+import numpy as np
+
+from webllm import kernels as K
+from webllm.quantization.formats import dequantize, quantize_q4s
+from webllm.runtime.device import adapter_name, request_device
+
+SHAPES = {  # name: (K, N, pair)
+    "1b.qkv 2048x3072": (2048, 3072, False),
+    "1b.o   2048x2048": (2048, 2048, False),
+    "1b.gu  2048x2x8192": (2048, 8192, True),
+    "1b.dn  8192x2048": (8192, 2048, False),
+    "8b.qkv 4096x6144": (4096, 6144, False),
+    "8b.o   4096x4096": (4096, 4096, False),
+    "8b.gu  4096x2x14336": (4096, 14336, True),
+    "8b.dn  14336x4096": (14336, 4096, False),
+}
+QUICK = {"small 256x512": (256, 512, False), "small pair 256x2x384": (256, 384, True)}
+
+
+def legacy_kernel(template: str, prof: K.Profile, w, n: int, pair: bool) -> K.Kernel:
+    """A kernel from the 32-token x 32-row template generation (WROWS / WS parameters)."""
+    params, bindings = K._weights_and_bias(w, False)
+    wrows = 64 if pair else 32
+    src = K._fill(template, HEADER=K._header(prof), N_ROWS=n, N_OUT=n, ROW0=0, PAIR=str(pair).lower(), ADD="false",
+                  XT=prof.act, YT=prof.act, WROWS=wrows, WS=32 * wrows // 4, **params)
+    return K._make("matmul_tiled", src, bindings)
+
+
+def main() -> None:
+    import wgpu
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tokens", type=int, default=512)
+    ap.add_argument("--tile", type=int, nargs="+", default=[128, 64, 32], help="tokens per workgroup to time")
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--quick", action="store_true", help="small shapes (software adapters)")
+    ap.add_argument("--template", type=Path, help="also time this older matmul_tiled.wgsl (32 x 32 tiles)")
+    ap.add_argument("--cold-bytes", type=int, default=512 << 20)
+    ap.add_argument("--profile", choices=["f16", "f32"], help="activation type (default: f16 where the device has it)")
+    ap.add_argument("--ablate", action="store_true",
+                    help="also time the kernel without its in-loop global loads, and without its barriers "
+                         "(wrong results: for finding what bounds it)")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    adapter, dev = request_device()
+    name = adapter_name(adapter)
+    print(name)
+    prof = K.Profile(args.profile or ("f16" if "shader-f16" in dev.features else "f32"))
+    xdt = np.float16 if prof.name == "f16" else np.float32
+    BU = wgpu.BufferUsage
+    rng = np.random.default_rng(0)
+    T = args.tokens
+    uni = dev.create_buffer(size=32, usage=BU.UNIFORM | BU.COPY_DST)
+    dev.queue.write_buffer(uni, 0, struct.pack("<8I", T, 0, 0, 0, 0, 0, 0, 0))
+    results = []
+    for label, (k, n, pair) in (QUICK if args.quick else SHAPES).items():
+        rows = 2 * n if pair else n
+        w = quantize_q4s(rng.standard_normal((rows, k), dtype=np.float32) * 0.02, "f16")
+        xv = rng.standard_normal((T, k), dtype=np.float32).astype(xdt)
+        check = sorted({t for t in (0, 3, 37, 70, 101, T // 2, T - 2, T - 1) if 0 <= t < T})
+        ref = xv[check].astype(np.float32) @ dequantize(w).T
+        if pair:
+            g, u = ref[:, :n], ref[:, n:]
+            ref = g / (1 + np.exp(-g)) * u
+        xb = dev.create_buffer_with_data(data=xv.tobytes(), usage=BU.STORAGE)
+        yb = dev.create_buffer(size=T * n * prof.act_bytes, usage=BU.STORAGE | BU.COPY_SRC)
+        copies = max(1, min(16, -(-args.cold_bytes // w.nbytes)))
+        wsets = [[dev.create_buffer_with_data(data=np.ascontiguousarray(w.arrays[a]).tobytes(), usage=BU.STORAGE)
+                  for a in K.WEIGHT_ARRAYS["q4s"]] for _ in range(copies)]
+        variants = {f"tile {tm}x{K.matmul_tile_rows(pair)}": (
+            K.matmul_tiled(prof, w, n_rows=n, n_out=n, row0=0, x_type=prof.act, y_type=prof.act, pair=pair,
+                           tokens=tm), tm, K.matmul_tile_rows(pair)) for tm in args.tile}
+        if args.ablate:
+            kern, tm, tn = variants[f"tile {args.tile[0]}x{K.matmul_tile_rows(pair)}"]
+            cut = {"no loads": [("wr = w_fetch(wn, gn);", ""), ("x0 = load_x(xrow, gn, xq);", ""),
+                                ("x1 = load_x(xrow, gn, xq + 4u);", "")],
+                   "no barriers": [("workgroupBarrier();", "")]}
+            for what, edits in cut.items():
+                src = kern.source
+                for a, b in edits:
+                    assert a in src, a
+                    src = src.replace(a, b)
+                variants[f"{tm} {what}"] = (K.Kernel(kern.name, src, kern.bindings), tm, tn)
+        if args.template:
+            variants["old 32x32"] = (legacy_kernel(args.template.read_text(), prof, w, n, pair), 32, 32)
+        for vname, (kern, tm, tn) in variants.items():
+            bgl = dev.create_bind_group_layout(entries=[
+                {"binding": i, "visibility": wgpu.ShaderStage.COMPUTE, "buffer": {"type": t}}
+                for i, t in enumerate(kern.bindings)])
+            pipe = dev.create_compute_pipeline(layout=dev.create_pipeline_layout(bind_group_layouts=[bgl]),
+                                               compute={"module": dev.create_shader_module(code=kern.source),
+                                                        "entry_point": "main"})
+            groups = [dev.create_bind_group(layout=bgl, entries=[
+                {"binding": i, "resource": {"buffer": b, "offset": 0, "size": b.size}}
+                for i, b in enumerate([uni, xb, yb] + ws)]) for ws in wsets]
+            grid = (-(-n // tn), -(-T // tm), 1)
+
+            def run(reps, pipe=pipe, groups=groups, grid=grid, yb=yb):
+                enc = dev.create_command_encoder()
+                cp = enc.begin_compute_pass()
+                cp.set_pipeline(pipe)
+                for r in range(reps):
+                    cp.set_bind_group(0, groups[r % len(groups)])
+                    cp.dispatch_workgroups(*grid)
+                cp.end()
+                dev.queue.submit([enc.finish()])
+                dev.queue.read_buffer(yb, 0, 16)
+
+            run(1)
+            got = np.frombuffer(dev.queue.read_buffer(yb), xdt).reshape(T, n)[check].astype(np.float32)
+            err = float(np.abs(got - ref).max() / np.abs(ref).max())
+            run(max(len(groups), args.reps // 4))  # touches every copy once: first use costs extra
+            t = time.perf_counter()
+            run(args.reps)
+            dt = (time.perf_counter() - t) / args.reps
+            tflops = 2 * T * k * rows / dt / 1e12
+            gbs = w.nbytes / dt / 1e9
+            print(f"{label:22s} {vname:14s} {dt * 1e6:9.1f} us  {tflops:6.2f} TFLOP/s  {gbs:7.1f} GB/s  err {err:.1e}",
+                  flush=True)
+            results.append(dict(shape=label.split()[0], K=k, N=n, pair=pair, tokens=T, variant=vname, us=dt * 1e6,
+                                tflops=tflops, gbs=gbs, err=err))
+    if args.json:
+        args.json.write_text(json.dumps({"adapter": name, "profile": prof.name, "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
