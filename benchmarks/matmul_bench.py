@@ -72,8 +72,9 @@ def main() -> None:
     BU = wgpu.BufferUsage
     rng = np.random.default_rng(0)
     T = args.tokens
-    uni = dev.create_buffer(size=32, usage=BU.UNIFORM | BU.COPY_DST)
-    dev.queue.write_buffer(uni, 0, struct.pack("<8I", T, 0, 0, 0, 0, 0, 0, 0))
+    size = K.uniform_table()["size"]  # n_tokens first; the other fields do not matter to a matmul
+    uni = dev.create_buffer(size=size, usage=BU.UNIFORM | BU.COPY_DST)
+    dev.queue.write_buffer(uni, 0, struct.pack("<I", T) + bytes(size - 4))
     results = []
     for label, (k, n, pair) in (QUICK if args.quick else SHAPES).items():
         rows = 2 * n if pair else n

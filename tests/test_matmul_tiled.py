@@ -39,8 +39,8 @@ def run_kernel(gpu, kern: K.Kernel, buffers: list[np.ndarray], n_tokens: int, gr
 
     _, dev = gpu
     BU = wgpu.BufferUsage
-    uni = dev.create_buffer_with_data(data=struct.pack("<8I", n_tokens, 0, 0, 0, 0, 0, 0, 0),
-                                      usage=BU.UNIFORM)
+    size = K.uniform_table()["size"]  # n_tokens first; past 0; the sampling fields do not matter here
+    uni = dev.create_buffer_with_data(data=struct.pack("<I", n_tokens) + bytes(size - 4), usage=BU.UNIFORM)
     bufs = [uni] + [dev.create_buffer_with_data(data=np.ascontiguousarray(b).tobytes() + bytes(16),
                                                 usage=BU.STORAGE | BU.COPY_SRC) for b in buffers]
     bgl = dev.create_bind_group_layout(entries=[
