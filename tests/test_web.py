@@ -375,6 +375,17 @@ def test_page_chat_in_worker(browser, server):
     page.reload()
     wait_ready(page)
     assert page.locator(".msg").count() == n and page.locator(".msg.assistant").last.text_content() == text
+
+    # Stop: clicked as soon as the reply starts streaming, the reply ends well before its 64 tokens
+    page.evaluate("""() => new MutationObserver((_, obs) => {
+        const b = document.querySelector('.msg.assistant.pending');
+        if (b && b.textContent.length > 0) { obs.disconnect(); document.getElementById('stop').click(); }
+    }).observe(document.getElementById('messages'), {subtree: true, childList: true, characterData: true})""")
+    page.fill("#prompt", "t9")
+    page.press("#prompt", "Enter")
+    wait_ready(page, "document.querySelectorAll('.msg.assistant:not(.pending)').length === 2")
+    assert len(page.locator(".msg.assistant").last.text_content().split()) < 48
+
     page.click("#new-chat")
     assert page.locator(".msg").count() == 0
     assert errors == []

@@ -149,10 +149,16 @@ export class Engine {
     this._interrupted = true;
   }
 
-  /** Forget the conversation: the next request prefills from scratch. */
-  resetChat() {
-    this._cached = [];
-    if (!this._reloading && !this._unloaded) this.model.truncate(0);
+  /** Forget the conversation: the next request prefills from scratch. Waits for a generation in
+   * progress to end (call `interrupt()` first to end it now), so its KV cache is never rewound under it. */
+  async resetChat() {
+    const release = await this._acquire();
+    try {
+      this._cached = [];
+      if (!this._reloading && !this._unloaded) this.model.truncate(0);
+    } finally {
+      release();
+    }
   }
 
   /** Release the GPU. The engine answers no request afterwards. */
