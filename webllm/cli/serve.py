@@ -51,6 +51,9 @@ def run(args) -> int:
     if len(set(names)) != len(names):
         raise InputError(f"two models would have the same name ({', '.join(names)}); serve them from differently named folders")
     app = create_app(engines, api_key=args.api_key, max_body=args.max_body, max_queue=args.max_queue, web_dir=web)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.api_key:
+        print(f"webllm: warning: listening on {args.host} without --api-key: anyone who can reach this machine "
+              "can use the models", file=sys.stderr)
     if not args.quiet:
         base = f"http://{args.host}:{args.port}"
         print(f"serving {', '.join(names)} at {base}/v1{' (bearer token required)' if args.api_key else ''}"
