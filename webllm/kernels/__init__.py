@@ -142,9 +142,11 @@ def weight_snippet(fmt: str, scale_dtype: str, first_binding: int) -> tuple[str,
     return _fill(_template(f"weights_{fmt}"), **params), len(WEIGHT_ARRAYS[fmt])
 
 
-def _weights_and_bias(w: PackedWeight, bias: bool, rope: dict | None = None) -> tuple[dict, tuple[str, ...]]:
+def _weights_and_bias(w: PackedWeight, bias: bool, rope: dict | None = None,
+                      norm_eps: float | None = None) -> tuple[dict, tuple[str, ...]]:
     """Template parameters declaring a matmul's weight arrays (from binding 3), optional bias and rope
-    epilogue (`rope`: nq, nkv, hd; see wgsl/rope_store.wgsl), and the kernel's binding types."""
+    epilogue (`rope`: nq, nkv, hd; see wgsl/rope_store.wgsl), optional RMSNorm of x folded in
+    (`norm_eps`; its weight is the last binding), and the kernel's binding types."""
     weights, nw = weight_snippet(w.format, w.scale_dtype, 3)
     params = {"WEIGHTS": weights, "EXTRA_BINDINGS": "", "BIAS_LOAD": "return 0.0;", "HAS_BIAS": str(bias).lower(),
               "FORMAT": w.format, "K": w.shape[1], "ROPE": str(rope is not None).lower(),
@@ -158,6 +160,12 @@ def _weights_and_bias(w: PackedWeight, bias: bool, rope: dict | None = None) -> 
         params["ROPE_STORE"] = _fill(_template("rope_store"), B=b, B1=b + 1, B2=b + 2, NQ=rope["nq"], NKV=rope["nkv"],
                                      HD=rope["hd"])
         bindings += (WRITE, WRITE, READ)
+    params.update(NORM=str(norm_eps is not None).lower(), EPS=_f32(norm_eps or 0.0),
+                  NORM_DECL="fn norm_weight(i: u32) -> vec4<f32> { return vec4<f32>(1.0); }")
+    if norm_eps is not None:
+        params["NORM_DECL"] = (f"@group(0) @binding({len(bindings)}) var<storage, read> norm_w: array<vec4<f32>>;\n"
+                               "fn norm_weight(i: u32) -> vec4<f32> { return norm_w[i]; }")
+        bindings += (READ,)
     return params, bindings
 
 
@@ -182,10 +190,35 @@ def matmul_tile_rows(pair: bool) -> int:
 
 
 def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: str, y_type: str, lanes: int = 32,
-         pair: bool = False, add: bool = False, bias: bool = False, rope: dict | None = None) -> Kernel:
-    """The decode matmul (one token); see wgsl/gemv.wgsl. 256 // lanes rows per workgroup."""
-    params, bindings = _weights_and_bias(w, bias, rope)
+         pair: bool = False, add: bool = False, bias: bool = False, rope: dict | None = None,
+         norm_eps: float | None = None, x_last: bool = False, norm_in: int = 0, norm_out_offset: int | None = None,
+         eps: float = 0.0) -> Kernel:
+    """The decode matmul (one token); see wgsl/gemv.wgsl. 256 // lanes rows per workgroup. `norm_eps`:
+    x is the residual stream, RMSNormed in the kernel; `x_last`: x is the step's last token's row.
+    `norm_in` > 0: x is x * norm weight and its sum of squares is that many partials (binding after the
+    weights); `norm_out_offset`: also write the next norm's x * weight and this workgroup's partial at
+    that offset (bindings: norm weight, xo, ssq). `eps`: the norm's epsilon for norm_in."""
+    assert not (norm_in and norm_eps is not None)
+    params, bindings = _weights_and_bias(w, bias, rope, norm_eps)
+    decl = ["fn ssq_at(i: u32) -> f32 { return 0.0; }", "fn xo_store(o: u32, h: f32) {}", "fn ssq_store(i: u32, v: f32) {}"]
+    if norm_in:
+        params["EPS"] = _f32(eps)
+        decl[0] = (f"@group(0) @binding({len(bindings)}) var<storage, read> ssq_in: array<f32>;\n"
+                   "fn ssq_at(i: u32) -> f32 { return ssq_in[i]; }")
+        bindings += (READ,)
+    if norm_out_offset is not None:
+        b = len(bindings)
+        decl[1] = (f"@group(0) @binding({b}) var<storage, read> nw_out: array<f32>;\n"
+                   f"@group(0) @binding({b + 1}) var<storage, read_write> xo: array<act>;\n"
+                   "fn xo_store(o: u32, h: f32) { xo[o] = act(h * nw_out[o]); }")
+        decl[2] = (f"@group(0) @binding({b + 2}) var<storage, read_write> ssq_out: array<f32>;\n"
+                   "fn ssq_store(i: u32, v: f32) { ssq_out[i] = v; }")
+        bindings += (READ, WRITE, WRITE)
+    params["NORM_DECL"] += "\n" + "\n".join(decl)
+    params.update(NORM_IN=str(bool(norm_in)).lower(), NSSQ=norm_in, NORM_OUT=str(norm_out_offset is not None).lower(),
+                  SSQ_OFF=norm_out_offset or 0)
     src = _fill(_template("gemv"), HEADER=_header(profile), N_ROWS=n_rows, ROW0=row0, LANES=lanes,
+                X_LAST=str(x_last).lower(),
                 PAIR=str(pair).lower(), ADD=str(add).lower(), XT=x_type, YT=y_type, **params)
     return _make("gemv", src, bindings)
 
@@ -225,6 +258,21 @@ def attention(profile: Profile, *, nq: int, nkv: int, hd: int, window: int, scal
     src = _fill(_template("attention"), HEADER=_header(profile), NQ=nq, NKV=nkv, HD=hd, WINDOW=window,
                 SCALE=_f32(scale), SPLIT=split, OUT_DECL=out_decl, WRITE_OUT=write_out)
     return _make("attention", src, bindings)
+
+
+def attention_decode_fits(*, nq: int, nkv: int, hd: int, split: int) -> bool:
+    """Whether attention_decode serves this shape: head_dim divides its 256 threads and its workgroup
+    memory stays within WebGPU's default 16 KiB."""
+    g = nq // nkv
+    return 256 % hd == 0 and g * (2 * split + 256 + hd) * 4 <= 16384
+
+
+def attention_decode(profile: Profile, *, nq: int, nkv: int, hd: int, window: int, scale: float, split: int) -> Kernel:
+    """Decode attention, one workgroup per (KV head, split of `split` positions) for all the query heads
+    sharing that KV head, writing partials for attention_combine; see wgsl/attention_decode.wgsl."""
+    src = _fill(_template("attention_decode"), HEADER=_header(profile), NQ=nq, NKV=nkv, HD=hd, WINDOW=window,
+                SCALE=_f32(scale), SPLIT=split)
+    return _make("attention_decode", src, (UNIFORM, READ, READ, READ, WRITE, WRITE))
 
 
 def attention_combine(profile: Profile, *, nq: int, hd: int, split: int) -> Kernel:

@@ -1,35 +1,76 @@
 // Decode matmul (one token):  y[ROW0 + n] (op) sum_k W[n, k] * x[k]
 //   (op) = store | ADD into y (the residual stream) | PAIR: y = silu(W[n]·x + b) * (W[n + N_ROWS]·x + b')
-// LANES threads share a row, each walking groups of 32 inputs g = lane, lane + LANES, ...; the
-// format's w_dot does dequantization and the 32 products in straight-line code (no arrays, so
-// nothing spills). A workgroup of 256 threads holds 256 / LANES rows; partial sums meet in
+// A workgroup computes RW = 256 / LANES consecutive rows. Its T threads form S row sets of L threads
+// (L = 32: one warp on NVIDIA); a set owns R consecutive rows and its threads walk the groups of 32
+// inputs g = lane, lane + L, ... (a constant trip count, so the driver can unroll and issue the
+// loads of several groups at once). Each thread loads a group of x once and multiplies it with the
+// same group of its R rows (x is read R times less than with one row per thread: with f32
+// activations x is 7x the bytes of a q4 group). The format's w_dot does the dequantization and the
+// 32 products in straight-line code (no indexed arrays, so nothing spills). Partial sums meet in
 // workgroup memory.
+// NORM: x is the residual stream and the kernel applies the RMSNorm before the matmul:
+//   y = (W (x * norm_w)) / sqrt(mean_k x[k]^2 + EPS)  (+ bias): each thread also sums the squares of the
+//   x it loads, the row set's reduction gives the whole row's, and the scalar scales the row sums.
+// NORM_IN: the same RMSNorm, with its pieces made by the matmul that wrote the residual (NORM_OUT):
+//   x is already x * norm_w (the activation type), and the sum of squares is the sum of the NSSQ
+//   per-workgroup partials ssq_in[] (summed by each row set before the usual reduction).
+// NORM_OUT (with ADD, into the residual stream): the epilogue also writes the next RMSNorm's pieces:
+//   xo[o] = act(h[o] * nw_out[o]) for the rows it wrote, and its workgroup's sum of h[o]^2 over those
+//   rows into ssq_out[SSQ_OFF + workgroup], so that the next matmul (NORM_IN) needs no norm dispatch.
+// X_LAST: x is the step's last token's row (the output head after a prefill).
 // Bindings: 0 step; 1 x [K] (vec4 of {{XT}}); 2 y [N_OUT] ({{YT}}); 3.. weight arrays of format
-// {{FORMAT}}; then bias [rows] f32 (HAS_BIAS); with ROPE, y is q_out, then k_cache, v_cache, rope_table.
-// Grid: x = ceil(N_ROWS / (256 / LANES)), y = 1.
+// {{FORMAT}}; then bias [rows] f32 (HAS_BIAS); with ROPE, y is q_out, then k_cache, v_cache, rope_table;
+// last, with NORM: norm_w [K] f32; with NORM_IN: ssq_in [NSSQ] f32; with NORM_OUT: nw_out [N_OUT] f32,
+// xo [N_OUT] act, ssq_out [..] f32.
+// Grid: x = ceil(N_ROWS / RW), y = 1; T = S * L <= 256 threads per workgroup.
 {{HEADER}}
 const K: u32 = {{K}}u;
 const w_KG: u32 = K / 32u;
 const N_ROWS: u32 = {{N_ROWS}}u;
 const ROW0: u32 = {{ROW0}}u;
 const LANES: u32 = {{LANES}}u;
+const RW: u32 = 256u / LANES;  // rows per workgroup
+const R: u32 = min(4u, RW);     // rows per thread (1, 2 or 4)
+const S: u32 = RW / R;          // row sets
+// Threads per row set, a power of two in 32..128 (capped by the 256 threads of a workgroup and by the
+// groups along K): enough in all for ~128k threads on the whole matrix (a large GPU's worth of
+// memory requests in flight), so few-row matrices (an 8B's down and o: 4096 rows) spread K over
+// more threads while many-row ones (gate_up, the output head) keep one warp per row set and reduce
+// less. Measured per shape on an H100: docs/PERFORMANCE.md.
+const WANT: u32 = min(131072u * R / N_ROWS, w_KG);
+const L: u32 = min(32u + 32u * min(1u, WANT / 64u) + 64u * min(1u, WANT / 128u), 256u / S);
+const T: u32 = S * L;           // threads per workgroup
+const ITERS: u32 = w_KG / L;     // groups every thread of a set walks
+const TAIL: u32 = w_KG % L;      // lanes below TAIL walk one group more
 const PAIR: bool = {{PAIR}};
 const ADD: bool = {{ADD}};
 const HAS_BIAS: bool = {{HAS_BIAS}};
 const ROPE: bool = {{ROPE}};  // y is q_out and rows come in rope pairs: see rope_store
+const NORM: bool = {{NORM}};
+const NORM_IN: bool = {{NORM_IN}};
+const NSSQ: u32 = {{NSSQ}}u;
+const NORM_OUT: bool = {{NORM_OUT}};
+const SSQ_OFF: u32 = {{SSQ_OFF}}u;
+const EPS: f32 = {{EPS}};
+const X_LAST: bool = {{X_LAST}};
 
 @group(0) @binding(1) var<storage, read> x: array<vec4<{{XT}}>>;
 @group(0) @binding(2) var<storage, read_write> y: array<{{YT}}>;
 {{WEIGHTS}}
 {{EXTRA_BINDINGS}}
 {{ROPE_STORE}}
+{{NORM_DECL}}
 
-var<workgroup> red: array<vec2<f32>, 256>;
+var<workgroup> red_s: array<f32, T>;          // sums of squares of x (NORM, NORM_IN)
+var<workgroup> red_q: array<f32, RW>;         // squares of the rows written (NORM_OUT)
+var<workgroup> red_a: array<vec4<f32>, T>;  // partial sums of the R rows (gate rows with PAIR)
+var<workgroup> red_b: array<vec4<f32>, T>;  // up rows (PAIR)
 
 fn bias_at(i: u32) -> f32 { {{BIAS_LOAD}} }
 
 fn load_x(g: u32) -> X8 {
-    let b = g * 8u;
+    var b = g * 8u;
+    if (X_LAST) { b += (step.n_tokens - 1u) * (K / 4u); }
     var r: X8;
     r.v0 = vec4<f32>(x[b]);
     r.v1 = vec4<f32>(x[b + 1u]);
@@ -43,39 +84,101 @@ fn load_x(g: u32) -> X8 {
     return r;
 }
 
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let lane = lid % LANES;
-    let row = wid.x * (256u / LANES) + lid / LANES;
-    var a = 0.0;
-    var b = 0.0;
-    if (row < N_ROWS) {
-        for (var g = lane; g < w_KG; g += LANES) {
-            let xg = load_x(g);
-            a += w_dot(row, g, xg);
-            if (PAIR) { b += w_dot(row + N_ROWS, g, xg); }
+// y value of the workgroup's row j after the reduction: (W·x, W_up·x)
+fn row_sum(j: u32) -> vec2<f32> {
+    let slot = (j / R) * L;
+    var v = vec2<f32>(red_a[slot][j % R], red_b[slot][j % R]);
+    if (NORM || NORM_IN) { v *= inverseSqrt(red_s[slot] / f32(K) + EPS); }
+    return v;
+}
+
+// x * norm_w over group g, and the squares of x into *ss
+fn normed(g: u32, r: X8, ss: ptr<function, f32>) -> X8 {
+    *ss += dot(r.v0, r.v0) + dot(r.v1, r.v1) + dot(r.v2, r.v2) + dot(r.v3, r.v3)
+         + dot(r.v4, r.v4) + dot(r.v5, r.v5) + dot(r.v6, r.v6) + dot(r.v7, r.v7);
+    let b = g * 8u;
+    var o: X8;
+    o.v0 = r.v0 * norm_weight(b);
+    o.v1 = r.v1 * norm_weight(b + 1u);
+    o.v2 = r.v2 * norm_weight(b + 2u);
+    o.v3 = r.v3 * norm_weight(b + 3u);
+    o.v4 = r.v4 * norm_weight(b + 4u);
+    o.v5 = r.v5 * norm_weight(b + 5u);
+    o.v6 = r.v6 * norm_weight(b + 6u);
+    o.v7 = r.v7 * norm_weight(b + 7u);
+    o.sum = dot((o.v0 + o.v1) + (o.v2 + o.v3) + (o.v4 + o.v5) + (o.v6 + o.v7), vec4<f32>(1.0));
+    return o;
+}
+
+fn accumulate(g: u32, rows: vec4<u32>, a: ptr<function, vec4<f32>>, b: ptr<function, vec4<f32>>,
+              ss: ptr<function, f32>) {
+    var xg = load_x(g);
+    if (NORM) { xg = normed(g, xg, ss); }
+    (*a).x += w_dot(rows.x, g, xg);
+    if (R > 1u) { (*a).y += w_dot(rows.y, g, xg); }
+    if (R > 2u) {
+        (*a).z += w_dot(rows.z, g, xg);
+        (*a).w += w_dot(rows.w, g, xg);
+    }
+    if (PAIR) {
+        (*b).x += w_dot(rows.x + N_ROWS, g, xg);
+        if (R > 1u) { (*b).y += w_dot(rows.y + N_ROWS, g, xg); }
+        if (R > 2u) {
+            (*b).z += w_dot(rows.z + N_ROWS, g, xg);
+            (*b).w += w_dot(rows.w + N_ROWS, g, xg);
         }
     }
-    red[lid] = vec2<f32>(a, b);
+}
+
+@compute @workgroup_size(T)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let lane = lid % L;
+    let first = wid.x * RW + (lid / L) * R;  // this thread's first row
+    // rows past the end read the last row (their sums are never stored)
+    let rows = min(vec4<u32>(first) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(N_ROWS - 1u));
+    var a = vec4<f32>(0.0);
+    var b = vec4<f32>(0.0);
+    var ss = 0.0;
+    if (NORM_IN) {
+        for (var i = lane; i < NSSQ; i += L) { ss += ssq_at(i); }
+    }
+    for (var i = 0u; i < ITERS; i++) {
+        accumulate(lane + i * L, rows, &a, &b, &ss);
+    }
+    if (TAIL > 0u && lane < TAIL) {
+        accumulate(lane + ITERS * L, rows, &a, &b, &ss);
+    }
+    red_a[lid] = a;
+    if (PAIR) { red_b[lid] = b; }
+    if (NORM || NORM_IN) { red_s[lid] = ss; }
     workgroupBarrier();
-    for (var s = LANES / 2u; s > 0u; s >>= 1u) {
-        if (lane < s) { red[lid] += red[lid + s]; }
+    for (var s = L / 2u; s > 0u; s >>= 1u) {
+        if (lane < s) {
+            red_a[lid] += red_a[lid + s];
+            if (PAIR) { red_b[lid] += red_b[lid + s]; }
+            if (NORM || NORM_IN) { red_s[lid] += red_s[lid + s]; }
+        }
         workgroupBarrier();
     }
+    // epilogue: thread j < RW finishes the workgroup's row j
+    let j = lid;
+    let row = wid.x * RW + j;
+    let live = j < RW && row < N_ROWS;
     if (ROPE) {
-        if (lane == 0u && row < N_ROWS && (row & 1u) == 0u) {
-            var a = red[lid].x;
-            var b = red[lid + LANES].x;  // the pair's second row, next in this workgroup
+        if (live && (row & 1u) == 0u) {  // the pair's second row is the next one, in this workgroup (RW is even)
+            var p = row_sum(j).x;
+            var q = row_sum(j + 1u).x;
             if (HAS_BIAS) {
-                a += bias_at(row);
-                b += bias_at(row + 1u);
+                p += bias_at(row);
+                q += bias_at(row + 1u);
             }
-            rope_store(0u, step.past, ROW0 + row, a, b);
+            rope_store(0u, step.past, ROW0 + row, p, q);
         }
         return;
     }
-    if (lane == 0u && row < N_ROWS) {
-        var v = red[lid];
+    var sq = 0.0;
+    if (live) {
+        var v = row_sum(j);
         if (HAS_BIAS) {
             v.x += bias_at(row);
             if (PAIR) { v.y += bias_at(row + N_ROWS); }
@@ -83,9 +186,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         if (PAIR) { v.x = v.x / (1.0 + exp(-v.x)) * v.y; }
         let o = ROW0 + row;
         if (ADD) {
-            y[o] = {{YT}}(f32(y[o]) + v.x);
+            let h = f32(y[o]) + v.x;
+            y[o] = {{YT}}(h);
+            if (NORM_OUT) {
+                xo_store(o, h);
+                sq = h * h;
+            }
         } else {
             y[o] = {{YT}}(v.x);
+        }
+    }
+    if (NORM_OUT) {
+        if (j < RW) { red_q[j] = sq; }
+        workgroupBarrier();
+        if (lid == 0u) {
+            var total = 0.0;
+            for (var i = 0u; i < RW; i++) { total += red_q[i]; }
+            ssq_store(SSQ_OFF + wid.x, total);
         }
     }
 }

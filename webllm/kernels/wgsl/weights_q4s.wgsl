@@ -35,8 +35,12 @@ fn {{P}}load_group(row: u32, g: u32) -> array<vec4<f32>, 8> {
     return o;
 }
 
-// sum_k W[row, k] x[k] over group g: (sum q x - 8 sum x) * scale
+// sum_k W[row, k] x[k] over group g (decode): sum (n - 8) x * scale = (16 sum (1 + n/16) x - 24 sum x) * scale,
+// with the nibbles as 1 + n/16 (mant_lo/hi, header.wgsl)
 fn {{P}}dot(row: u32, g: u32, x: X8) -> f32 {
     let i = row * {{P}}KG + g;
-    return (nib_dot({{P}}q[i], x) - 8.0 * x.sum) * {{P}}scale(i);
+    let q = {{P}}q[i];
+    let m = dot(mant_lo(q.x), x.v0) + dot(mant_hi(q.x), x.v1) + dot(mant_lo(q.y), x.v2) + dot(mant_hi(q.y), x.v3)
+          + dot(mant_lo(q.z), x.v4) + dot(mant_hi(q.z), x.v5) + dot(mant_lo(q.w), x.v6) + dot(mant_hi(q.w), x.v7);
+    return (16.0 * m - 24.0 * x.sum) * {{P}}scale(i);
 }

@@ -1,0 +1,118 @@
+"""Where a decode step's time goes, on this adapter: GPU time of each dispatch of the plan.
+
+    python benchmarks/profile_decode.py PACKAGE [--profile f16] [--context 0] [--json out.json]
+
+Three figures per step:
+- `wall`: decode steps back to back as `webllm bench` runs them (one compute pass each);
+- `pass`: GPU timestamps around that one pass (the GPU's own time for the step);
+- `kernels`: the sum of every dispatch's GPU time, each dispatch recorded in a pass of its own with
+  timestamps (needs timestamp-query). pass - kernels is what the chain of dependent dispatches
+  costs beyond the kernels themselves (barriers, launch, ramp-up and tail of each dispatch).
+Per-dispatch times are summed by what the dispatch does (kernel kind + the matrix it multiplies).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from collections import defaultdict
+
+import numpy as np
+
+from webllm.runtime import Model
+from webllm.runtime.device import adapter_name, request_device
+
+
+def label(d: dict, plan: dict) -> str:
+    kind = d["kernel"].rsplit("_", 1)[0]
+    names = d["bindings"] if "bindings" in d else plan["bind_groups"][d["bind_group"]]["buffers"]
+    mats = sorted({re.sub(r"^layers\.\d+\.", "", b).rsplit(".", 1)[0] for b in names
+                   if b.endswith((".qweight", ".weight")) and not b.endswith("norm")})
+    return kind + (f" {','.join(mats)}" if mats else "")
+
+
+def main() -> None:
+    import wgpu
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("package")
+    ap.add_argument("--profile", default=None)
+    ap.add_argument("--context", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=64)
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    adapter, device = request_device(want_features=["timestamp-query"])
+    model = Model.load(a.package, profile=a.profile, progress=False, adapter=adapter, device=device)
+    plan_list = (model.plan.get("decode_variants") or {}).get(model.decode_variant) or model.plan["decode"]
+    dispatches = model._dispatch["decode"]
+    assert len(plan_list) == len(dispatches)
+    vocab = model.config["vocab_size"]
+    model.reset()
+    model.prefill(np.random.default_rng(0).integers(0, vocab, size=max(1, a.context)))
+    ctx = model.past
+
+    def step_commands(per_dispatch: bool, qs) -> object:
+        enc = device.create_command_encoder()
+        kv_end = ctx + 1
+        cp = None
+        if not per_dispatch:
+            cp = enc.begin_compute_pass(timestamp_writes={"query_set": qs, "beginning_of_pass_write_index": 0,
+                                                          "end_of_pass_write_index": 1})
+        for i, (pipeline, bg, x, y, z, per, kv_per) in enumerate(dispatches):
+            if per_dispatch:
+                cp = enc.begin_compute_pass(timestamp_writes={"query_set": qs, "beginning_of_pass_write_index": 2 * i,
+                                                              "end_of_pass_write_index": 2 * i + 1})
+            cp.set_pipeline(pipeline)
+            cp.set_bind_group(0, bg)
+            cp.dispatch_workgroups(x, y if per is None else 1, z if kv_per is None else -(-kv_end // kv_per))
+            if per_dispatch:
+                cp.end()
+        if not per_dispatch:
+            cp.end()
+        return enc
+
+    def timed(per_dispatch: bool, reps: int = 8) -> np.ndarray:
+        n = len(dispatches) if per_dispatch else 1
+        qs = device.create_query_set(type=wgpu.QueryType.timestamp, count=2 * n)
+        qb = device.create_buffer(size=16 * n, usage=wgpu.BufferUsage.QUERY_RESOLVE | wgpu.BufferUsage.COPY_SRC)
+        best = None
+        for _ in range(reps):
+            enc = step_commands(per_dispatch, qs)
+            enc.resolve_query_set(qs, 0, 2 * n, qb, 0)
+            model.truncate(ctx)
+            model._submit(enc.finish(), 1)
+            ts = np.frombuffer(device.queue.read_buffer(qb), np.uint64).reshape(n, 2).astype(np.int64)
+            dt = (ts[:, 1] - ts[:, 0]) * 1e-9
+            best = dt if best is None else np.minimum(best, dt)
+        return best
+
+    model.truncate(ctx)
+    model.next_token()
+    t = time.perf_counter()
+    for _ in range(a.steps):
+        model.truncate(ctx)
+        model.decode()
+    model.next_token()
+    wall = (time.perf_counter() - t) / a.steps
+    one_pass = float(timed(False)[0])
+    per = timed(True)
+    by = defaultdict(lambda: [0, 0.0])
+    for d, s in zip(plan_list, per, strict=True):
+        by[label(d, model.plan)][0] += 1
+        by[label(d, model.plan)][1] += float(s)
+    res = {"adapter": adapter_name(adapter), "profile": model.profile, "context": ctx, "dispatches": len(dispatches),
+           "wall_ms": wall * 1e3, "pass_ms": one_pass * 1e3, "kernels_ms": float(per.sum()) * 1e3,
+           "by_kind": {k: {"count": c, "ms": s * 1e3} for k, (c, s) in sorted(by.items(), key=lambda kv: -kv[1][1])}}
+    print(f"{res['adapter']} {res['profile']} ctx {ctx}: {len(dispatches)} dispatches; wall {res['wall_ms']:.2f} ms/step, "
+          f"one pass (GPU) {res['pass_ms']:.2f} ms, sum of kernels {res['kernels_ms']:.2f} ms")
+    for k, v in res["by_kind"].items():
+        print(f"  {k:40s} x{v['count']:4d}  {v['ms']:7.3f} ms  ({v['ms'] / v['count'] * 1e3:6.1f} us each)")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
