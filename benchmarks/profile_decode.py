@@ -1,6 +1,7 @@
-"""Where a decode step's time goes, on this adapter: GPU time of each dispatch of the plan.
+"""Where a decode (or prefill) step's time goes, on this adapter: GPU time of each dispatch of the plan.
 
     python benchmarks/profile_decode.py PACKAGE [--profile f16] [--context 0] [--json out.json]
+    python benchmarks/profile_decode.py PACKAGE --prefill 512     # one prefill step of 512 tokens
 
 Three figures per step:
 - `wall`: decode steps back to back as `webllm bench` runs them (one compute pass each);
@@ -41,12 +42,18 @@ def main() -> None:
     ap.add_argument("--profile", default=None)
     ap.add_argument("--context", type=int, default=0)
     ap.add_argument("--steps", type=int, default=64)
+    ap.add_argument("--prefill", type=int, default=0, help="profile a prefill step of this many tokens instead")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     adapter, device = request_device(want_features=["timestamp-query"])
     model = Model.load(a.package, profile=a.profile, progress=False, adapter=adapter, device=device)
-    plan_list = (model.plan.get("decode_variants") or {}).get(model.decode_variant) or model.plan["decode"]
-    dispatches = model._dispatch["decode"]
+    phase = "prefill" if a.prefill else "decode"
+    n_tok = max(1, min(a.prefill, model.chunk))
+    if a.prefill:
+        plan_list = model.plan["prefill"]
+    else:
+        plan_list = (model.plan.get("decode_variants") or {}).get(model.decode_variant) or model.plan["decode"]
+    dispatches = model._dispatch[phase]
     assert len(plan_list) == len(dispatches)
     vocab = model.config["vocab_size"]
     model.reset()
@@ -55,7 +62,7 @@ def main() -> None:
 
     def step_commands(per_dispatch: bool, qs) -> object:
         enc = device.create_command_encoder()
-        kv_end = ctx + 1
+        kv_end = ctx + n_tok
         cp = None
         if not per_dispatch:
             cp = enc.begin_compute_pass(timestamp_writes={"query_set": qs, "beginning_of_pass_write_index": 0,
@@ -66,7 +73,7 @@ def main() -> None:
                                                               "end_of_pass_write_index": 2 * i + 1})
             cp.set_pipeline(pipeline)
             cp.set_bind_group(0, bg)
-            cp.dispatch_workgroups(x, y if per is None else 1, z if kv_per is None else -(-kv_end // kv_per))
+            cp.dispatch_workgroups(x, y if per is None else -(-n_tok // per), z if kv_per is None else -(-kv_end // kv_per))
             if per_dispatch:
                 cp.end()
         if not per_dispatch:
@@ -82,7 +89,7 @@ def main() -> None:
             enc = step_commands(per_dispatch, qs)
             enc.resolve_query_set(qs, 0, 2 * n, qb, 0)
             model.truncate(ctx)
-            model._submit(enc.finish(), 1)
+            model._submit(enc.finish(), n_tok)
             ts = np.frombuffer(device.queue.read_buffer(qb), np.uint64).reshape(n, 2).astype(np.int64)
             dt = (ts[:, 1] - ts[:, 0]) * 1e-9
             best = dt if best is None else np.minimum(best, dt)
@@ -93,7 +100,10 @@ def main() -> None:
     t = time.perf_counter()
     for _ in range(a.steps):
         model.truncate(ctx)
-        model.decode()
+        if a.prefill:
+            model._step("prefill", n_tok)
+        else:
+            model.decode()
     model.next_token()
     wall = (time.perf_counter() - t) / a.steps
     one_pass = float(timed(False)[0])
@@ -102,10 +112,12 @@ def main() -> None:
     for d, s in zip(plan_list, per, strict=True):
         by[label(d, model.plan)][0] += 1
         by[label(d, model.plan)][1] += float(s)
-    res = {"adapter": adapter_name(adapter), "profile": model.profile, "context": ctx, "dispatches": len(dispatches),
+    res = {"adapter": adapter_name(adapter), "profile": model.profile, "context": ctx, "phase": phase, "tokens": n_tok,
+           "dispatches": len(dispatches),
            "wall_ms": wall * 1e3, "pass_ms": one_pass * 1e3, "kernels_ms": float(per.sum()) * 1e3,
            "by_kind": {k: {"count": c, "ms": s * 1e3} for k, (c, s) in sorted(by.items(), key=lambda kv: -kv[1][1])}}
-    print(f"{res['adapter']} {res['profile']} ctx {ctx}: {len(dispatches)} dispatches; wall {res['wall_ms']:.2f} ms/step, "
+    print(f"{res['adapter']} {res['profile']} {phase} of {n_tok} after {ctx}: {len(dispatches)} dispatches; "
+          f"wall {res['wall_ms']:.2f} ms/step, "
           f"one pass (GPU) {res['pass_ms']:.2f} ms, sum of kernels {res['kernels_ms']:.2f} ms")
     for k, v in res["by_kind"].items():
         print(f"  {k:40s} x{v['count']:4d}  {v['ms']:7.3f} ms  ({v['ms'] / v['count'] * 1e3:6.1f} us each)")
