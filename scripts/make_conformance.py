@@ -99,12 +99,12 @@ class Reference:
         with torch.no_grad():
             return self.model(torch.tensor([list(ids)])).logits[0, -1].double().numpy()
 
-    def generate(self, prompt: list[int], n: int, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0,
-                 chunk: int = OPTIONS["prefill_chunk"]) -> tuple[list[int], float]:
-        """n ids after `prompt` by the sampling rule, and the smallest margin met on the way. The step
-        counter: one per prefill chunk of the prompt, then one per decode step."""
+    def generate(self, prompt: list[int], n: int, temperature: float = 0.0, top_p: float = 1.0,
+                 seed: int = 0) -> tuple[list[int], float]:
+        """n ids after `prompt` by the sampling rule, and the smallest margin met on the way. The counter
+        numbers the draws: 0 for the token after the prompt (whatever its chunking), then 1, 2, ..."""
         seq, out, worst = list(prompt), [], 1.0
-        counter = -(-len(prompt) // chunk) - 1
+        counter = 0
         for _ in range(n):
             lg = self.logits(seq)
             if temperature <= 0:

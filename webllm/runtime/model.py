@@ -230,7 +230,8 @@ class Model:
         self.device.queue.write_buffer(self._buffers["uniform"], 0, data)
         self.device.queue.submit([commands])
         self.past += n_tokens
-        self._counter += 1
+        if self._uniform.get("emit", 1):  # the counter numbers the draws: steps that sample nothing don't count
+            self._counter += 1
 
     def _step(self, phase: str, n_tokens: int, staging: int | None = None) -> None:
         self._submit(self._encode(phase, n_tokens, staging), n_tokens)

@@ -47,12 +47,14 @@ def choose_decode_variant(model) -> str:
 
 def time_decode_variants(model, names: list[str]) -> dict[str, float]:
     """Seconds per decode step of each variant, best of several rounds taken in turn, so that a GPU
-    still raising its clocks (or compiling pipelines on first use) favours none of them. Software
-    adapters (steps over 10 ms) get one short round. Leaves the model reset."""
+    still raising its clocks (or compiling pipelines on first use) favours none of them. Round 0 (one
+    step each) is warm-up; when its fastest step took over 0.1 s (a software adapter, where one slow
+    variant can cost seconds a step and the gaps are large) it decides alone. Leaves the model reset."""
     model.reset()
     model.prefill([0])
     best = dict.fromkeys(names, float("inf"))
-    for rnd, n in enumerate((2, 4, 16, 16, 16)):  # round 0 is warm-up only
+    warm = {}
+    for rnd, n in enumerate((1, 4, 16, 16, 16)):
         for name in names:
             model.use_decode_variant(name)
             model.truncate(1)
@@ -61,8 +63,14 @@ def time_decode_variants(model, names: list[str]) -> dict[str, float]:
             for _ in range(n):
                 model.decode()
             model.next_token()
-            if rnd > 0:
-                best[name] = min(best[name], (time.perf_counter() - t) / n)
+            seconds = (time.perf_counter() - t) / n
+            if rnd == 0:
+                warm[name] = seconds
+            else:
+                best[name] = min(best[name], seconds)
+        if rnd == 0 and min(warm.values()) > 0.1:
+            model.reset()
+            return warm
         if rnd == 1 and min(best.values()) > 0.01:
             break
     model.reset()

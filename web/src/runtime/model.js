@@ -270,7 +270,7 @@ export class Model {
     this.device.queue.writeBuffer(this._uniform, 0, this._uniformBytes);
     this.device.queue.submit([commands]);
     this.past += nTokens;
-    this._counter += 1;
+    if (this._values.emit ?? 1) this._counter += 1; // the counter numbers the draws: steps that sample nothing don't count
   }
 
   /** @param {string} phase @param {number} nTokens @param {number | null} [staging] */
@@ -405,7 +405,7 @@ export class Model {
     const prompt = this._checkIds(promptIds);
     const lastChunk = prompt.subarray(Math.floor((prompt.length - 1) / this.chunk) * this.chunk);
     /** Step k produces token k: its uniform state and its input (for a replay). */
-    const steps = [{ past: this.past + prompt.length - lastChunk.length, counter: this._counter + Math.ceil(prompt.length / this.chunk) - 1 }];
+    const steps = [{ past: this.past + prompt.length - lastChunk.length, counter: this._counter }];
     this._prefill(prompt, 0);
     /** @type {Promise<void>[]} */
     const maps = [];

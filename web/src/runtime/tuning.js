@@ -57,8 +57,9 @@ export async function chooseDecodeVariant(model, store, report) {
 
 /**
  * Seconds per decode step of each variant, best of several rounds taken in turn, so that a GPU still
- * raising its clocks (or compiling pipelines on first use) favours none of them. Software adapters
- * (steps over 10 ms) get one short round. Leaves the model reset.
+ * raising its clocks (or compiling pipelines on first use) favours none of them. Round 0 (one step
+ * each) is warm-up; when its fastest step took over 0.1 s (a software adapter, where one slow variant
+ * can cost seconds a step and the gaps are large) it decides alone. Leaves the model reset.
  * @param {import('./model.js').Model} model @param {string[]} names
  * @returns {Promise<Record<string, number>>}
  */
@@ -67,7 +68,9 @@ export async function timeDecodeVariants(model, names) {
   await model.prefill([0]);
   /** @type {Record<string, number>} */
   const best = Object.fromEntries(names.map((n) => [n, Infinity]));
-  const rounds = [2, 4, 16, 16, 16]; // round 0 is warm-up only
+  /** @type {Record<string, number>} */
+  const warm = {};
+  const rounds = [1, 4, 16, 16, 16];
   for (let rnd = 0; rnd < rounds.length; rnd++) {
     for (const name of names) {
       model.useDecodeVariant(name);
@@ -76,7 +79,13 @@ export async function timeDecodeVariants(model, names) {
       const t = performance.now();
       for (let i = 0; i < rounds[rnd]; i++) model.decode();
       await model.nextToken();
-      if (rnd > 0) best[name] = Math.min(best[name], (performance.now() - t) / 1000 / rounds[rnd]);
+      const seconds = (performance.now() - t) / 1000 / rounds[rnd];
+      if (rnd === 0) warm[name] = seconds;
+      else best[name] = Math.min(best[name], seconds);
+    }
+    if (rnd === 0 && Math.min(...Object.values(warm)) > 0.1) {
+      model.reset();
+      return warm;
     }
     if (rnd === 1 && Math.min(...Object.values(best)) > 0.01) break;
   }
