@@ -146,6 +146,19 @@ def test_cli_generates_and_reports_speed(node, reference, tmp_path):
     assert res["prefill_tok_s"] > 0 and res["decode_tok_s"] > 0 and res["generate_tok_s_with_readback"] > 0
 
 
+def test_cli_prompt_text(node, tmp_path):
+    """--prompt "text" goes through the package's tokenizer (the JS engine's) and prints the reply as text."""
+    r = subprocess.run([node, "web/src/node/cli.js", str(ROOT / "tests" / "conformance" / "package"), "--prompt", "t1 t2 t3",
+                        "--max-tokens", "4", "--prompt-tokens", "8", "--decode-tokens", "2", "--repeat", "1"],
+                       cwd=ROOT, env=node_env(tmp_path) | {"WEBLLM_DAWN": "enable-dawn-features=disable_workgroup_init"},
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = (r.stderr + r.stdout).splitlines()  # the generation is logged, the speed printed
+    assert "prompt 1,2,3" in lines  # the word-level tokenizer of the fixture: "tN" is id N
+    generated = next(line for line in lines if line.startswith("generated ")).split()[1].split(",")
+    assert len(generated) == 4 and " ".join(f"t{i}" for i in generated) in lines
+
+
 def test_cli_refuses_a_missing_package_in_one_line(node, tmp_path):
     r = subprocess.run([node, "web/src/node/cli.js", str(tmp_path / "nope")], cwd=ROOT, env=node_env(tmp_path),
                        capture_output=True, text=True, timeout=120)

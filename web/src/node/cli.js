@@ -7,15 +7,15 @@
 //   streaming  `generate` with every id read back, clock from the first token (prefill excluded).
 
 import { parseArgs } from 'node:util';
-import { pathToFileURL } from 'node:url';
-import { existsSync } from 'node:fs';
 import { dawnOptions, loadModel, nodeGpu, releaseGpu } from './index.js';
 import { adapterName } from '../runtime/device.js';
 import { WebLLMError } from '../runtime/errors.js';
+import { Tokenizer } from '../engine/tokenizer.js';
+import { nodeFetch } from './files.js';
 
 const USAGE = `usage: node web/src/node/cli.js <package-dir-or-url> [options]
   --prompt-ids 1,2,3     generate after these token ids (default: random ids)
-  --prompt "text"        generate after this text (needs web/src/engine/tokenizer.js)
+  --prompt "text"        generate after this text (with the package's tokenizer; prints the reply)
   --max-tokens N         tokens to generate and print (default 32)
   --prompt-tokens N      prompt length of the prefill figure (default 128)
   --decode-tokens N      decode steps of the decode figures (default 128)
@@ -70,10 +70,10 @@ async function main() {
     /** @type {((ids: number[]) => string) | null} */
     let detok = null;
     if (a.prompt !== undefined) {
-      const path = new URL('../engine/tokenizer.js', import.meta.url);
-      if (!existsSync(path)) throw new WebLLMError('--prompt needs web/src/engine/tokenizer.js; use --prompt-ids');
-      const mod = await import(pathToFileURL(path.pathname).href);
-      const tok = await mod.loadTokenizer(model.url, {});
+      const meta = /** @type {import('../engine/tokenizer.js').TokenizerMeta} */ (model.manifest.tokenizer);
+      const res = await nodeFetch(new URL(meta.file, model.url));
+      if (!res.ok) throw new WebLLMError(`${meta.file}: HTTP ${res.status} for the tokenizer`);
+      const tok = new Tokenizer(await res.json(), meta);
       prompt = tok.encode(a.prompt);
       detok = (ids) => tok.decode(ids);
     } else if (a['prompt-ids']) {
