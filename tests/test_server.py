@@ -5,17 +5,14 @@ with real token boundaries). Greedy outputs are deterministic, so the tests comp
 from __future__ import annotations
 
 import json
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 
 import httpx
 import numpy as np
 import pytest
+from serving import webllm_serve
 
 openai = pytest.importorskip("openai")
 
@@ -23,38 +20,10 @@ KEY = "test-key"
 MODEL = "bpe_chat"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(bpe_package):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "webllm", "serve", str(bpe_package), "--port", str(port), "--quiet",
-                             "--api-key", KEY, "--max-body", "65536"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"webllm serve exited: {proc.stdout.read()}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("webllm serve did not come up")
-        time.sleep(0.3)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with webllm_serve(bpe_package, "--api-key", KEY, "--max-body", "65536") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

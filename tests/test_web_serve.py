@@ -4,38 +4,16 @@ own JavaScript engine in a Web Worker), while the native engine answers behind /
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-
 import httpx
 import pytest
-from test_server import free_port
+from serving import webllm_serve
 from test_web import browser, bundle, package, wait_ready  # noqa: F401  (fixtures shared with test_web)
 
 
 @pytest.fixture(scope="module")
 def served(bundle, package):  # noqa: F811
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "webllm", "serve", str(package), "--port", str(port), "--quiet",
-                             "--web", str(bundle), "--profile", "f32"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 300
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"webllm serve exited: {proc.stdout.read()}")
-        try:
-            if httpx.get(f"{url}health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "webllm serve did not come up"
-        time.sleep(0.3)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=20)
+    with webllm_serve(package, "--web", str(bundle), "--profile", "f32") as url:
+        yield url + "/"
 
 
 def test_the_page_served_by_webllm_serve_chats_like_the_api(browser, served, package):  # noqa: F811
