@@ -11,7 +11,6 @@ from webllm.errors import UnsupportedModelError
 
 PREFILL_MIN_WORKGROUPS = 128  # a prefill matmul takes 128-token tiles only if a full chunk still gives this many
 KV_SPLIT = 64  # cache positions per workgroup in decode attention (flash-decoding)
-ATTENTION_QUERY_TILE = 16  # query tokens per workgroup in prefill attention (attention_tiled.wgsl)
 FOLD_NORM_MAX_EXTRA = 32 << 20  # bytes of extra reads a decode matmul may take on to absorb its RMSNorm
 MAX_WORKGROUPS = 65535  # WebGPU's default maxComputeWorkgroupsPerDimension
 
@@ -238,11 +237,12 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                     out.append(emit(kern, ["attn_part_acc", "attn_part_ml", buf(op.outputs[0])],
                                     [cfg.num_attention_heads, 1, 1], None))
                     continue
-                if cfg.head_dim % 16 == 0:  # prefill: 16 queries share each K/V block
-                    kern, per_y = K.attention_tiled(profile, **kw), ATTENTION_QUERY_TILE
+                if K.attention_tiled_fits(nq=kw["nq"], nkv=kw["nkv"], hd=kw["hd"]):
+                    # prefill: 64 query rows (tokens x the heads sharing a KV head) share each K/V block
+                    kern, per_y, gx = K.attention_tiled(profile, **kw), K.attention_tiled_tokens(nq=kw["nq"], nkv=kw["nkv"]), kw["nkv"]
                 else:
-                    kern, per_y = K.attention(profile, **kw), 1
-                out.append(emit(kern, binds + [buf(op.outputs[0])], [cfg.num_attention_heads, 1, 1], per_y))
+                    kern, per_y, gx = K.attention(profile, **kw), 1, cfg.num_attention_heads
+                out.append(emit(kern, binds + [buf(op.outputs[0])], [gx, 1, 1], per_y))
             elif op.kind == "sample":
                 kern = K.sample(profile, vocab=cfg.vocab_size)
                 out.append(emit(kern, [buf("logits"), buf("token_ids"), *K.sampler_buffers(cfg.vocab_size)],

@@ -280,10 +280,23 @@ def attention_combine(profile: Profile, *, nq: int, hd: int, split: int) -> Kern
     return _make("attention_combine", src, (UNIFORM, READ, READ, WRITE))
 
 
+def attention_tiled_tokens(*, nq: int, nkv: int) -> int:
+    """Query tokens per workgroup of attention_tiled: 64 query rows of the nq / nkv heads sharing a KV head."""
+    return max(1, 64 // (nq // nkv))
+
+
+def attention_tiled_fits(*, nq: int, nkv: int, hd: int) -> bool:
+    """Whether attention_tiled serves this shape: head_dim splits into 4 vec4 quarters, at most 64 query
+    heads share a KV head."""
+    return hd % 16 == 0 and nq // nkv <= 64
+
+
 def attention_tiled(profile: Profile, *, nq: int, nkv: int, hd: int, window: int, scale: float) -> Kernel:
-    """Prefill attention, 16 queries per workgroup; needs head_dim % 16 == 0."""
+    """Prefill attention, one workgroup per (KV head, attention_tiled_tokens query tokens); see
+    wgsl/attention_tiled.wgsl. Blocks of 8 positions (4 with head_dim > 128) keep its workgroup memory
+    within 16 KiB."""
     src = _fill(_template("attention_tiled"), HEADER=_header(profile), NQ=nq, NKV=nkv, HD=hd, WINDOW=window,
-                SCALE=_f32(scale), BK=16 if hd <= 64 else 8)
+                SCALE=_f32(scale), QT=attention_tiled_tokens(nq=nq, nkv=nkv), BK=8 if hd <= 128 else 4)
     return _make("attention_tiled", src, (UNIFORM, READ, READ, READ, WRITE))
 
 
