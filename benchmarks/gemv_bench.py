@@ -102,8 +102,9 @@ def main() -> None:
             shapes[f"custom {c}"] = (int(f[0]), int(f[1]), len(f) > 2)
     variants = [tuple(int(v) for v in s.split("x")) for s in args.variants.split(",")]
     variants = [v + (None,) * (3 - len(v)) for v in variants]
-    uni = dev.create_buffer(size=32, usage=BU.UNIFORM | BU.COPY_DST)
-    dev.queue.write_buffer(uni, 0, struct.pack("<4I2f2I", 1, 0, 0, 0, 0.0, 1.0, 0, 0))
+    size = K.uniform_table()["size"]  # n_tokens 1, past 0; the sampling fields do not matter here
+    uni = dev.create_buffer(size=size, usage=BU.UNIFORM | BU.COPY_DST)
+    dev.queue.write_buffer(uni, 0, struct.pack("<I", 1) + bytes(size - 4))
     results = []
     for label, (k, n, pair) in shapes.items():
         rows = 2 * n if pair else n
