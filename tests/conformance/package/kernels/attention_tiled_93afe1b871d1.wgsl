@@ -1,11 +1,17 @@
-// Causal attention for prefill: one workgroup per (head, tile of 16 query tokens), so each K/V block
-// is read once for 16 queries.
-//   out[t, h, :] = sum_j softmax_j(q[t, h, :] . k[j, kh, :] * SCALE) v[j, kh, :],  kh = h / (NQ/NKV)
+// Causal attention for prefill (flash-attention style, online softmax): one workgroup per (KV head kh,
+// tile of QT query tokens) computes the QT x G query rows of the G = NQ/NKV query heads that share kh,
+// so each K/V block is read from memory once for all of them (GQA), and each block staged in
+// workgroup memory serves 64 query rows.
+//   out[t, h, :] = sum_j softmax_j(q[t, h, :] . k[j, kh, :] * SCALE) v[j, kh, :],  kh = h / G
 //   over cache positions j in [max(0, p + 1 - WINDOW), p], p = step.past + t (WINDOW 0: no window).
-// Per block of BK positions: stage K in workgroup memory, score (4 threads per query, BK/4 positions
-// each), stage V in the same memory, then online-softmax update (each thread owns HD/4 output dims).
+// 256 threads: query row r = (token r / G, head kh*G + r % G) of the tile has 4 threads; the thread of
+// quarter c keeps its row's q and output dims [c*HD/4, (c+1)*HD/4) in registers.
+// Per block of BK positions: K and V rows staged (one barrier); each thread dots its quarter of q with
+// the BK staged K rows and leaves the partial sums in workgroup memory (a barrier); each thread adds its
+// row's 4 partials (the scores), updates the row's running max and sum, and accumulates p * V over its
+// quarter of the dims; a barrier before the next block is staged.
 // Bindings: 0 step; 1 q [T, NQ*HD] act; 2 k_cache [capacity, NKV, HD] act (position-major); 3 v_cache; 4 out [T, NQ*HD] act.
-// Grid: x = NQ, y = ceil(T / 16).
+// Grid: x = NKV, y = ceil(T / QT). Needs HD % 16 == 0.
 // Shared prelude of every kernel. `act` is the activation storage type of the device profile
 // (f32, or f16 with shader-f16); arithmetic is always done in f32.
 enable f16;
@@ -63,85 +69,85 @@ const HD: u32 = 16u;
 const HD4: u32 = HD / 4u;
 const WINDOW: u32 = 0u;
 const SCALE: f32 = 0.25;
-const BQ: u32 = 16u;
-const BK: u32 = 16u;        // positions per block (16, or 8 for head_dim > 64: workgroup memory)
-const KPT: u32 = BK / 4u;       // positions scored per thread
-const DQ4: u32 = HD4 / 4u;      // vec4 of output dims per thread
+const G: u32 = NQ / NKV;
+const QT: u32 = 32u;        // query tokens per workgroup: 64 / G rows of G heads (at least 1)
+const ROWS: u32 = QT * G;       // query rows, <= 64
+const BK: u32 = 8u;         // positions per block: 8 (4 with HD > 128), 16 KiB of workgroup memory at most
+const DQ4: u32 = HD4 / 4u;      // vec4 of q and output dims per thread
+const NEG: f32 = -1e30;
 
 @group(0) @binding(1) var<storage, read> q: array<vec4<act>>;
 @group(0) @binding(2) var<storage, read> k_cache: array<vec4<act>>;
 @group(0) @binding(3) var<storage, read> v_cache: array<vec4<act>>;
 @group(0) @binding(4) var<storage, read_write> out: array<vec4<act>>;
 
-var<workgroup> qs: array<vec4<f32>, BQ * HD4>;
-var<workgroup> kv: array<vec4<f32>, BK * HD4>;
-var<workgroup> s: array<f32, BQ * BK>;
+var<workgroup> ks: array<vec4<f32>, BK * HD4>;
+var<workgroup> vs: array<vec4<f32>, BK * HD4>;
+var<workgroup> part: array<vec4<f32>, 64u * BK>;  // [row][position]: the 4 quarters' partial dots
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let h = wid.x;
-    let t0 = wid.y * BQ;
-    let kh = h / (NQ / NKV);
-    let nt = min(BQ, step.n_tokens - t0);
-    let qi = lid / 4u;
-    let quarter = lid % 4u;
-    let valid = qi < nt;
-    let p = step.past + t0 + qi;  // this thread's query position
-    for (var i = lid; i < BQ * HD4; i += 64u) {
-        var v = vec4<f32>(0.0);
-        if (i / HD4 < nt) { v = vec4<f32>(q[((t0 + i / HD4) * NQ + h) * HD4 + i % HD4]) * SCALE; }
-        qs[i] = v;
+    let kh = wid.x;
+    let t0 = wid.y * QT;
+    let nt = min(QT, step.n_tokens - t0);
+    let row = lid / 4u;
+    let c = lid % 4u;
+    let tq = row / G;
+    let h = kh * G + row % G;
+    let valid = row < ROWS && tq < nt;
+    let p = step.past + t0 + tq;  // this row's query position
+    var qr: array<vec4<f32>, DQ4>;
+    var acc: array<vec4<f32>, DQ4>;
+    if (valid) {
+        let qb = ((t0 + tq) * NQ + h) * HD4 + c * DQ4;
+        for (var e = 0u; e < DQ4; e++) { qr[e] = vec4<f32>(q[qb + e]) * SCALE; }
     }
     let kv_end = step.past + t0 + nt;  // one past the last query's position
     var kv_start = 0u;
     if (WINDOW > 0u && step.past + t0 + 1u > WINDOW) { kv_start = step.past + t0 + 1u - WINDOW; }
     let cache = kh * HD4;  // K/V of position j, head kh: (j * NKV + kh) * HD4
-    var m = -1e30;
+    var m = NEG;
     var l = 0.0;
-    var acc: array<vec4<f32>, DQ4>;
-    workgroupBarrier();
     for (var j0 = kv_start; j0 < kv_end; j0 += BK) {
-        for (var i = lid; i < BK * HD4; i += 64u) {
-            var v = vec4<f32>(0.0);
-            if (j0 + i / HD4 < kv_end) { v = vec4<f32>(k_cache[cache + (j0 + i / HD4) * NKV * HD4 + i % HD4]); }
-            kv[i] = v;
+        for (var i = lid; i < BK * HD4; i += 256u) {
+            let j = min(j0 + i / HD4, kv_end - 1u);  // past the end: a real row, masked below
+            let o = cache + j * NKV * HD4 + i % HD4;
+            ks[i] = vec4<f32>(k_cache[o]);
+            vs[i] = vec4<f32>(v_cache[o]);
         }
         workgroupBarrier();
-        for (var c = 0u; c < KPT; c++) {
-            let jj = quarter * KPT + c;
+        for (var jj = 0u; jj < BK; jj++) {
+            var d = vec4<f32>(0.0);
+            for (var e = 0u; e < DQ4; e++) { d = fma(qr[e], ks[jj * HD4 + c * DQ4 + e], d); }
+            part[row * BK + jj][c] = d.x + d.y + d.z + d.w;
+        }
+        workgroupBarrier();
+        var s: array<f32, BK>;
+        var bm = NEG;
+        for (var jj = 0u; jj < BK; jj++) {
             let j = j0 + jj;
-            var sc = -1e30;
+            var sc = NEG;
             if (valid && j <= p && (WINDOW == 0u || j + WINDOW > p)) {
-                sc = 0.0;
-                for (var d = 0u; d < HD4; d++) { sc += dot(qs[qi * HD4 + d], kv[jj * HD4 + d]); }
+                sc = dot(part[row * BK + jj], vec4<f32>(1.0));
             }
-            s[qi * BK + jj] = sc;
+            s[jj] = sc;
+            bm = max(bm, sc);
         }
-        workgroupBarrier();
-        for (var i = lid; i < BK * HD4; i += 64u) {
-            var v = vec4<f32>(0.0);
-            if (j0 + i / HD4 < kv_end) { v = vec4<f32>(v_cache[cache + (j0 + i / HD4) * NKV * HD4 + i % HD4]); }
-            kv[i] = v;
-        }
-        var bm = -1e30;
-        for (var jj = 0u; jj < BK; jj++) { bm = max(bm, s[qi * BK + jj]); }
         let nm = max(m, bm);
         let alpha = exp(m - nm);
-        workgroupBarrier();
         for (var e = 0u; e < DQ4; e++) { acc[e] *= alpha; }
         var bl = 0.0;
         for (var jj = 0u; jj < BK; jj++) {
-            let sc = s[qi * BK + jj];
-            let pj = select(0.0, exp(sc - nm), sc > -1e29);  // masked positions weigh nothing
+            let pj = select(0.0, exp(s[jj] - nm), s[jj] > -1e29);  // masked positions weigh nothing
             bl += pj;
-            for (var e = 0u; e < DQ4; e++) { acc[e] += pj * kv[jj * HD4 + quarter * DQ4 + e]; }
+            for (var e = 0u; e < DQ4; e++) { acc[e] = fma(vec4<f32>(pj), vs[jj * HD4 + c * DQ4 + e], acc[e]); }
         }
         l = l * alpha + bl;
         m = nm;
         workgroupBarrier();
     }
     if (valid) {
-        let o = ((t0 + qi) * NQ + h) * HD4 + quarter * DQ4;
+        let o = ((t0 + tq) * NQ + h) * HD4 + c * DQ4;
         for (var e = 0u; e < DQ4; e++) { out[o + e] = vec4<act>(acc[e] / l); }
     }
 }
