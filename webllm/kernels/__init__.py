@@ -295,8 +295,16 @@ def attention_tiled(profile: Profile, *, nq: int, nkv: int, hd: int, window: int
     """Prefill attention, one workgroup per (KV head, attention_tiled_tokens query tokens); see
     wgsl/attention_tiled.wgsl. Blocks of 8 positions (4 with head_dim > 128) keep its workgroup memory
     within 16 KiB."""
+    n = hd // 16  # vec4 of q and of output sums per thread
+    lines = lambda fmt, ind: "\n".join(" " * ind + fmt.format(e=e) for e in range(n))  # noqa: E731
     src = _fill(_template("attention_tiled"), HEADER=_header(profile), NQ=nq, NKV=nkv, HD=hd, WINDOW=window,
-                SCALE=_f32(scale), QT=attention_tiled_tokens(nq=nq, nkv=nkv), BK=8 if hd <= 128 else 4)
+                SCALE=_f32(scale), QT=attention_tiled_tokens(nq=nq, nkv=nkv), BK=8 if hd <= 128 else 4,
+                DECLS=lines("var q{e} = vec4<f32>(0.0);\n    var a{e} = vec4<f32>(0.0);", 4),
+                QLOAD=lines("q{e} = vec4<f32>(q[qb + {e}u]) * SCALE;", 8),
+                QK=lines("d = fma(q{e}, ks[kb + {e}u], d);", 12),
+                RESCALE=lines("a{e} *= alpha;", 8),
+                PV=lines("a{e} = fma(pv, vs[vb + {e}u], a{e});", 12),
+                STORE=lines("out[o + {e}u] = vec4<act>(a{e} * inv);", 8))
     return _make("attention_tiled", src, (UNIFORM, READ, READ, READ, WRITE))
 
 
