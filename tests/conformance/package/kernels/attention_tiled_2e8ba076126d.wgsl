@@ -14,8 +14,8 @@
 // Grid: x = NKV, y = ceil(T / QT). Needs HD % 16 == 0.
 // Shared prelude of every kernel. `act` is the activation storage type of the device profile
 // (f32, or f16 with shader-f16); arithmetic is always done in f32.
-enable f16;
-alias act = f16;
+
+alias act = f32;
 
 // The per-step uniform, written once per step by the runtime; its fields are generated from
 // STEP_FIELDS (webllm/kernels/__init__.py), the same table the plan's `uniform` entry gives runtimes.
@@ -83,7 +83,14 @@ const NEG: f32 = -1e30;
 
 var<workgroup> ks: array<vec4<f32>, BK * HD4>;
 var<workgroup> vs: array<vec4<f32>, BK * HD4>;
-var<workgroup> part: array<vec4<f32>, 64u * BK>;  // [row][position]: the 4 quarters' partial dots
+var<workgroup> part: array<f32, 256u * BK>;  // [row][position][quarter]: the partial dots
+
+// the score of block position jj for query row `row` at position p (NEG where masked)
+fn score(row: u32, jj: u32, j: u32, p: u32, valid: bool) -> f32 {
+    let i = 4u * (row * BK + jj);
+    if (valid && j <= p && (WINDOW == 0u || j + WINDOW > p)) { return (part[i] + part[i + 1u]) + (part[i + 2u] + part[i + 3u]); }
+    return NEG;
+}
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -96,11 +103,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let h = kh * G + row % G;
     let valid = row < ROWS && tq < nt;
     let p = step.past + t0 + tq;  // this row's query position
-    var qr: array<vec4<f32>, DQ4>;
-    var acc: array<vec4<f32>, DQ4>;
+    // q and the output sums as named vec4 (q0.., a0..; DQ4 of each, generated): no indexed array, so
+    // they stay in registers (a dynamically indexed private array may live in memory)
+    var q0 = vec4<f32>(0.0);
+    var a0 = vec4<f32>(0.0);
     if (valid) {
         let qb = ((t0 + tq) * NQ + h) * HD4 + c * DQ4;
-        for (var e = 0u; e < DQ4; e++) { qr[e] = vec4<f32>(q[qb + e]) * SCALE; }
+        q0 = vec4<f32>(q[qb + 0u]) * SCALE;
     }
     let kv_end = step.past + t0 + nt;  // one past the last query's position
     var kv_start = 0u;
@@ -117,30 +126,27 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         workgroupBarrier();
         for (var jj = 0u; jj < BK; jj++) {
+            let kb = jj * HD4 + c * DQ4;
             var d = vec4<f32>(0.0);
-            for (var e = 0u; e < DQ4; e++) { d = fma(qr[e], ks[jj * HD4 + c * DQ4 + e], d); }
-            part[row * BK + jj][c] = d.x + d.y + d.z + d.w;
+            d = fma(q0, ks[kb + 0u], d);
+            part[4u * (row * BK + jj) + c] = (d.x + d.y) + (d.z + d.w);
         }
         workgroupBarrier();
-        var s: array<f32, BK>;
+        // the block's scores: the 4 partials of each position (masked ones NEG), read twice rather than
+        // kept in an indexed array
         var bm = NEG;
-        for (var jj = 0u; jj < BK; jj++) {
-            let j = j0 + jj;
-            var sc = NEG;
-            if (valid && j <= p && (WINDOW == 0u || j + WINDOW > p)) {
-                sc = dot(part[row * BK + jj], vec4<f32>(1.0));
-            }
-            s[jj] = sc;
-            bm = max(bm, sc);
-        }
+        for (var jj = 0u; jj < BK; jj++) { bm = max(bm, score(row, jj, j0 + jj, p, valid)); }
         let nm = max(m, bm);
         let alpha = exp(m - nm);
-        for (var e = 0u; e < DQ4; e++) { acc[e] *= alpha; }
+        a0 *= alpha;
         var bl = 0.0;
         for (var jj = 0u; jj < BK; jj++) {
-            let pj = select(0.0, exp(s[jj] - nm), s[jj] > -1e29);  // masked positions weigh nothing
+            let sc = score(row, jj, j0 + jj, p, valid);
+            let pj = select(0.0, exp(sc - nm), sc > -1e29);  // masked positions weigh nothing
             bl += pj;
-            for (var e = 0u; e < DQ4; e++) { acc[e] = fma(vec4<f32>(pj), vs[jj * HD4 + c * DQ4 + e], acc[e]); }
+            let vb = jj * HD4 + c * DQ4;
+            let pv = vec4<f32>(pj);
+            a0 = fma(pv, vs[vb + 0u], a0);
         }
         l = l * alpha + bl;
         m = nm;
@@ -148,6 +154,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     if (valid) {
         let o = ((t0 + tq) * NQ + h) * HD4 + c * DQ4;
-        for (var e = 0u; e < DQ4; e++) { out[o + e] = vec4<act>(acc[e] / l); }
+        let inv = 1.0 / l;
+        out[o + 0u] = vec4<act>(a0 * inv);
     }
 }
