@@ -67,10 +67,10 @@ fn nib_dot(q: vec4<u32>, x: X8) -> f32 {
 const K: u32 = 64u;
 const KV4: u32 = K / 4u;
 const w_KG: u32 = K / 32u;
-const N_ROWS: u32 = 128u;
-const N_OUT: u32 = 128u;
+const N_ROWS: u32 = 256u;
+const N_OUT: u32 = 256u;
 const ROW0: u32 = 0u;
-const PAIR: bool = true;
+const PAIR: bool = false;
 const ADD: bool = false;
 const HAS_BIAS: bool = false;
 const ROPE: bool = false;  // y is q_out and rows come in rope pairs: see rope_store
@@ -79,7 +79,7 @@ const BM4: u32 = BM / 4u;
 const TPT: u32 = 4u;     // tokens per thread: 4, or 8 with BM 128
 const NT: u32 = 4u * BM / (TPT / 4u);  // threads: 128 or 256
 const XU: u32 = 8u * BM / NT;  // vec4 of x each thread stages per group: 2 or 4
-const TILE_ROWS: u32 = 64u;  // output rows per workgroup: 128, or 64 with PAIR
+const TILE_ROWS: u32 = 128u;  // output rows per workgroup: 128, or 64 with PAIR
 
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
@@ -176,19 +176,36 @@ fn staged_row(n0: u32, s: u32) -> u32 {
 // one half (16 k) of a group into workgroup memory: v = W's k 0..15 or 16..31 of row lid (< 128),
 // xv, xw = x vec4 (token xt, half-local k 4xq.. and 4xq2..)
 fn stage(lid: u32, v: mat4x4<f32>, xt: u32, xq: u32, xq2: u32, xv: vec4<f32>, xw: vec4<f32>) {
-    if (lid < 128u) {  // stored transposed: [k][row]
+    // straight-line stores (no loop indexing v or xv: a dynamically indexed local may live in memory)
+    if (lid < 128u) {  // stored transposed: [k][row]; v[i] holds k 4i..4i+3
         let q = lid / 4u;
         let wl = lid % 4u;
-        for (var c = 0u; c < 4u; c++) {
-            ws[c * 32u + q][wl] = v[0][c];
-            ws[(4u + c) * 32u + q][wl] = v[1][c];
-            ws[(8u + c) * 32u + q][wl] = v[2][c];
-            ws[(12u + c) * 32u + q][wl] = v[3][c];
-        }
+        ws[0u * 32u + q][wl] = v[0].x;
+        ws[1u * 32u + q][wl] = v[0].y;
+        ws[2u * 32u + q][wl] = v[0].z;
+        ws[3u * 32u + q][wl] = v[0].w;
+        ws[4u * 32u + q][wl] = v[1].x;
+        ws[5u * 32u + q][wl] = v[1].y;
+        ws[6u * 32u + q][wl] = v[1].z;
+        ws[7u * 32u + q][wl] = v[1].w;
+        ws[8u * 32u + q][wl] = v[2].x;
+        ws[9u * 32u + q][wl] = v[2].y;
+        ws[10u * 32u + q][wl] = v[2].z;
+        ws[11u * 32u + q][wl] = v[2].w;
+        ws[12u * 32u + q][wl] = v[3].x;
+        ws[13u * 32u + q][wl] = v[3].y;
+        ws[14u * 32u + q][wl] = v[3].z;
+        ws[15u * 32u + q][wl] = v[3].w;
     }
-    for (var c = 0u; c < 4u; c++) {
-        xs[(4u * xq + c) * BM4 + xt / 4u][xt % 4u] = xv[c];
-        if (XU == 4u) { xs[(4u * xq2 + c) * BM4 + xt / 4u][xt % 4u] = xw[c]; }
+    xs[(4u * xq + 0u) * BM4 + xt / 4u][xt % 4u] = xv.x;
+    xs[(4u * xq + 1u) * BM4 + xt / 4u][xt % 4u] = xv.y;
+    xs[(4u * xq + 2u) * BM4 + xt / 4u][xt % 4u] = xv.z;
+    xs[(4u * xq + 3u) * BM4 + xt / 4u][xt % 4u] = xv.w;
+    if (XU == 4u) {
+        xs[(4u * xq2 + 0u) * BM4 + xt / 4u][xt % 4u] = xw.x;
+        xs[(4u * xq2 + 1u) * BM4 + xt / 4u][xt % 4u] = xw.y;
+        xs[(4u * xq2 + 2u) * BM4 + xt / 4u][xt % 4u] = xw.z;
+        xs[(4u * xq2 + 3u) * BM4 + xt / 4u][xt % 4u] = xw.w;
     }
 }
 

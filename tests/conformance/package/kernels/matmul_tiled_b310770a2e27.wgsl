@@ -10,7 +10,7 @@
 // TPT 8, BM/2 + 4ty..) x rows 4tx..4tx+3 and 64+4tx.. (PAIR: the gate and the up row of 4tx..4tx+3).
 // Per k, (TPT + 8) / 4 vec4 reads of workgroup memory feed 8 TPT FMAs; a warp covers 8 tx x 4 ty, so
 // each of its reads touches at most 128 bytes.
-// Bindings: 0 step; 1 x [T, K] (vec4 of f16); 2 y [T, N_OUT] (f16); 3.. weight arrays of format
+// Bindings: 0 step; 1 x [T, K] (vec4 of f16); 2 y [T, N_OUT] (f32); 3.. weight arrays of format
 // q4s; then bias [rows] f32 (HAS_BIAS); with ROPE, y is q_out, then k_cache, v_cache, rope_table.
 // Grid: x = ceil(N_ROWS / TILE_ROWS), y = ceil(T / BM).
 // Shared prelude of every kernel. `act` is the activation storage type of the device profile
@@ -67,11 +67,11 @@ fn nib_dot(q: vec4<u32>, x: X8) -> f32 {
 const K: u32 = 64u;
 const KV4: u32 = K / 4u;
 const w_KG: u32 = K / 32u;
-const N_ROWS: u32 = 128u;
-const N_OUT: u32 = 128u;
+const N_ROWS: u32 = 64u;
+const N_OUT: u32 = 64u;
 const ROW0: u32 = 0u;
-const PAIR: bool = true;
-const ADD: bool = false;
+const PAIR: bool = false;
+const ADD: bool = true;
 const HAS_BIAS: bool = false;
 const ROPE: bool = false;  // y is q_out and rows come in rope pairs: see rope_store
 const BM: u32 = 32u;       // tokens per workgroup: 32, 64 or 128
@@ -79,10 +79,10 @@ const BM4: u32 = BM / 4u;
 const TPT: u32 = 4u;     // tokens per thread: 4, or 8 with BM 128
 const NT: u32 = 4u * BM / (TPT / 4u);  // threads: 128 or 256
 const XU: u32 = 8u * BM / NT;  // vec4 of x each thread stages per group: 2 or 4
-const TILE_ROWS: u32 = 64u;  // output rows per workgroup: 128, or 64 with PAIR
+const TILE_ROWS: u32 = 128u;  // output rows per workgroup: 128, or 64 with PAIR
 
 @group(0) @binding(1) var<storage, read> x: array<vec4<f16>>;
-@group(0) @binding(2) var<storage, read_write> y: array<f16>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
 // Weight format q4s: symmetric 4-bit, group 32. q [N, K/32] vec4<u32> (nibble i of word j = element
 // 8j+i of the group); scales [N*K/32] (f16 pairs in u32). W[n, k] = (nibble - 8) * scale[n*K/32 + k/32].
 @group(0) @binding(3) var<storage, read> w_q: array<vec4<u32>>;
@@ -176,19 +176,36 @@ fn staged_row(n0: u32, s: u32) -> u32 {
 // one half (16 k) of a group into workgroup memory: v = W's k 0..15 or 16..31 of row lid (< 128),
 // xv, xw = x vec4 (token xt, half-local k 4xq.. and 4xq2..)
 fn stage(lid: u32, v: mat4x4<f32>, xt: u32, xq: u32, xq2: u32, xv: vec4<f32>, xw: vec4<f32>) {
-    if (lid < 128u) {  // stored transposed: [k][row]
+    // straight-line stores (no loop indexing v or xv: a dynamically indexed local may live in memory)
+    if (lid < 128u) {  // stored transposed: [k][row]; v[i] holds k 4i..4i+3
         let q = lid / 4u;
         let wl = lid % 4u;
-        for (var c = 0u; c < 4u; c++) {
-            ws[c * 32u + q][wl] = v[0][c];
-            ws[(4u + c) * 32u + q][wl] = v[1][c];
-            ws[(8u + c) * 32u + q][wl] = v[2][c];
-            ws[(12u + c) * 32u + q][wl] = v[3][c];
-        }
+        ws[0u * 32u + q][wl] = v[0].x;
+        ws[1u * 32u + q][wl] = v[0].y;
+        ws[2u * 32u + q][wl] = v[0].z;
+        ws[3u * 32u + q][wl] = v[0].w;
+        ws[4u * 32u + q][wl] = v[1].x;
+        ws[5u * 32u + q][wl] = v[1].y;
+        ws[6u * 32u + q][wl] = v[1].z;
+        ws[7u * 32u + q][wl] = v[1].w;
+        ws[8u * 32u + q][wl] = v[2].x;
+        ws[9u * 32u + q][wl] = v[2].y;
+        ws[10u * 32u + q][wl] = v[2].z;
+        ws[11u * 32u + q][wl] = v[2].w;
+        ws[12u * 32u + q][wl] = v[3].x;
+        ws[13u * 32u + q][wl] = v[3].y;
+        ws[14u * 32u + q][wl] = v[3].z;
+        ws[15u * 32u + q][wl] = v[3].w;
     }
-    for (var c = 0u; c < 4u; c++) {
-        xs[(4u * xq + c) * BM4 + xt / 4u][xt % 4u] = xv[c];
-        if (XU == 4u) { xs[(4u * xq2 + c) * BM4 + xt / 4u][xt % 4u] = xw[c]; }
+    xs[(4u * xq + 0u) * BM4 + xt / 4u][xt % 4u] = xv.x;
+    xs[(4u * xq + 1u) * BM4 + xt / 4u][xt % 4u] = xv.y;
+    xs[(4u * xq + 2u) * BM4 + xt / 4u][xt % 4u] = xv.z;
+    xs[(4u * xq + 3u) * BM4 + xt / 4u][xt % 4u] = xv.w;
+    if (XU == 4u) {
+        xs[(4u * xq2 + 0u) * BM4 + xt / 4u][xt % 4u] = xw.x;
+        xs[(4u * xq2 + 1u) * BM4 + xt / 4u][xt % 4u] = xw.y;
+        xs[(4u * xq2 + 2u) * BM4 + xt / 4u][xt % 4u] = xw.z;
+        xs[(4u * xq2 + 3u) * BM4 + xt / 4u][xt % 4u] = xw.w;
     }
 }
 
@@ -250,9 +267,9 @@ fn finish(t0: u32, t: u32, nt: u32, r0: u32, a: vec4<f32>, b: vec4<f32>) {
         }
         let o = (t0 + t) * N_OUT + ROW0 + row;
         if (ADD) {
-            y[o] = f16(f32(y[o]) + u);
+            y[o] = f32(f32(y[o]) + u);
         } else {
-            y[o] = f16(u);
+            y[o] = f32(u);
         }
     }
 }
