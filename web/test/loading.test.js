@@ -128,6 +128,10 @@ test('the KV capacity is lowered to fit the binding limit, a budget, or an expli
 
   const small = await load(toUrl(pkg), { contextWindow: 64 });
   assert.equal(small.capacity, 64);
+  // every byte allocated: the tensors, and each plan buffer at its size for 64 tokens
+  const tensorBytes = Object.values(manifest.tensors).reduce((/** @type {number} */ s, /** @type {any} */ t) => s + t.size, 0);
+  assert.equal(small.gpuMemoryBytes, tensorBytes + buffers.reduce((/** @type {number} */ s, /** @type {any} */ b) => s + contextSize(b, 64), 0));
+  assert.ok(small.gpuMemoryBytes < manifest.profiles.f32.memory_bytes);
   assert.deepEqual(await collect(small.generate(ref.prompt, 8)), ref.greedy.slice(0, 8));
   small.destroy();
   await assert.rejects(load(toUrl(pkg), { contextWindow: manifest.context_window + 1 }), ContextWindowError);

@@ -175,6 +175,11 @@ class Model:
         self.decode_variant = name
         self._dispatch["decode"] = self._dispatch[f"decode.{name}"]
 
+    @property
+    def gpu_memory_bytes(self) -> int:
+        """Bytes of every GPU buffer the model allocated: weights, the plan's buffers, KV caches at `capacity`."""
+        return int(sum(b.size for b in self._buffers.values()))
+
     # ---- stepping --------------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget the conversation: the KV cache is simply overwritten from position 0."""

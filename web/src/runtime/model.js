@@ -189,6 +189,13 @@ export class Model {
     }
   }
 
+  /** Bytes of every GPU buffer the model allocated: weights, the plan's buffers, KV caches at `capacity`. */
+  get gpuMemoryBytes() {
+    let n = 0;
+    for (const b of this._buffers.values()) n += b.size;
+    return n;
+  }
+
   /** Decode with the plan's variant `name` from now on. @param {string} name */
   useDecodeVariant(name) {
     if (!this._phases[`decode.${name}`]) throw new InputError(`no decode variant "${name}"`);
