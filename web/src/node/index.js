@@ -2,14 +2,27 @@
 // The Node entry: the same runtime modules on Dawn (npm package `webgpu`); only the WebGPU object and
 // file loading differ from the browser.
 
-import { create, globals } from 'webgpu';
 import { mkdtempSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Model } from '../runtime/model.js';
 import { requestDevice } from '../runtime/device.js';
 import { FolderCache, fileTuningStore, nodeFetch, toUrl } from './files.js';
 
+/**
+ * The npm package `webgpu` (Dawn): from $WEBLLM_NODE_MODULES when set (a node_modules folder kept
+ * outside the checkout, e.g. carried to a GPU machine; ES modules ignore NODE_PATH), else as usual.
+ * @returns {Promise<typeof import('webgpu')>}
+ */
+async function importWebgpu() {
+  const dir = process.env.WEBLLM_NODE_MODULES;
+  if (!dir) return import('webgpu');
+  return import(pathToFileURL(createRequire(join(dir, 'x.js')).resolve('webgpu')).href);
+}
+
+const { create, globals } = await importWebgpu();
 Object.assign(globalThis, globals); // GPUBufferUsage, GPUMapMode, GPUShaderStage
 
 if (!process.env.XDG_RUNTIME_DIR) {
