@@ -182,3 +182,72 @@ def test_reference_is_not_trivial(reference):
     assert len(ref["stop"]["ids"]) == 6 and ref["stop"]["past"] == 6 + 5
     assert len(ref["long_prompt"]) > 2 * 16
     assert np.isfinite(ref["long"]["logits"]).all()
+
+
+# ---- webllm bench --dawn: the same figures through the Node entry, beside the native ones -----------
+
+CONFORMANCE_PACKAGE = ROOT / "tests" / "conformance" / "package"
+
+
+def _bench_dawn(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
+    """`webllm bench --dawn` on the conformance package with token counts small enough for software
+    adapters: lavapipe natively, SwiftShader through Dawn (WEBLLM_DAWN_ICD: for Dawn alone)."""
+    env = node_env(tmp_path)
+    del env["VK_ICD_FILENAMES"]  # the native side keeps the session's lavapipe
+    env.update(WEBLLM_DAWN_ICD=SWIFTSHADER, WEBLLM_DAWN="enable-dawn-features=disable_workgroup_init")
+    return subprocess.run(
+        [sys.executable, "-m", "webllm", "bench", str(CONFORMANCE_PACKAGE), "--dawn", "--quiet", "--prompt-tokens",
+         "16,40", "--context", "0,24", "--decode-tokens", "4", "--repeat", "1", "--stream-read-mib", "16", *flags],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_bench_dawn_reports_both_hosts(node, tmp_path):
+    """`webllm bench --dawn --json`: one object with both hosts' figures, measured alike. The same
+    package, profile and forced decode variant give equal dispatch counts, GPU memory (the manifest's
+    figure for the full context) and bytes per step; every speed is a positive number (no timings)."""
+    manifest = json.loads((CONFORMANCE_PACKAGE / "manifest.json").read_text())
+    plan = json.loads((CONFORMANCE_PACKAGE / manifest["profiles"]["f32"]["plan"]).read_text())
+    variant = next(iter(plan["decode_variants"]))
+    r = _bench_dawn(tmp_path, "--json", "--profile", "f32", "--decode-variant", variant)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout)
+    native, dawn = res["hosts"]["native"], res["hosts"]["dawn"]
+    assert native["host"] == "native" and dawn["host"] == "dawn"
+    assert dawn["adapter"].startswith("SwiftShader") and not native["adapter"].startswith("SwiftShader")
+    for key in ("profile", "decode_variant", "dispatches_per_decode_step", "layers", "context_window",
+                "prefill_chunk", "quantization"):
+        assert native[key] == dawn[key], key
+    assert native["decode_variant"] == variant
+    assert native["dispatches_per_decode_step"] == len(plan["decode_variants"][variant])
+    assert native["gpu_memory_bytes"] == dawn["gpu_memory_bytes"] == manifest["profiles"]["f32"]["memory_bytes"]
+    for h in (native, dawn):
+        assert h["load_s"] > 0 and h["stream_read_gb_s"] > 0
+        assert [p["tokens"] for p in h["prefill"]] == [16, 40]
+        assert all(p["tok_s"] > 0 and p["ttft_ms"] > 0 for p in h["prefill"])
+        assert [d["context"] for d in h["decode"]] == [1, 24]  # context 0 decodes after one token
+        assert all(d["tok_s"] > 0 and d["streaming_tok_s"] > 0 and d["roofline_ratio"] > 0 for d in h["decode"])
+    for dn, dd in zip(native["decode"], dawn["decode"], strict=True):
+        assert (dn["weight_bytes"], dn["kv_bytes"]) == (dd["weight_bytes"], dd["kv_bytes"])
+
+
+def test_bench_dawn_profile_unavailable_on_one_host(node, tmp_path):
+    """A profile one host lacks (f16: SwiftShader has no shader-f16) reads 'unavailable' in that
+    column; the other host's figures are still printed and the run succeeds."""
+    r = _bench_dawn(tmp_path, "--profile", "f16", "--no-bandwidth")
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.splitlines()
+    assert any(line.startswith("| profile | f16, ") and line.endswith("| unavailable |") for line in lines), r.stdout
+    assert any(line.startswith("| decode after 24: tok/s, GPU only | ") for line in lines), r.stdout
+    assert any(line.startswith("Dawn (Node): unavailable on SwiftShader") and "shader-f16" in line for line in lines)
+
+
+@pytest.mark.parametrize("flag, needle", [
+    ("--node", "node binary"),
+    ("--node-modules", "the npm package webgpu"),
+])
+def test_bench_dawn_names_what_is_missing(node, flag, needle, tmp_path):
+    """Without node or the webgpu package, one line names what is missing, before anything is measured."""
+    r = subprocess.run([sys.executable, "-m", "webllm", "bench", str(CONFORMANCE_PACKAGE), "--dawn", flag,
+                        str(tmp_path / "nothing")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("webllm: error: --dawn") and needle in r.stderr, r.stderr

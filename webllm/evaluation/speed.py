@@ -93,14 +93,6 @@ def dispatches_per_decode_step(model: Model) -> int:
     return len(model.plan["decode"])
 
 
-def gpu_memory_bytes(model: Model) -> int:
-    """Bytes of every GPU buffer the model allocated (weights, activations, KV cache)."""
-    bufs = getattr(model, "_buffers", None)
-    if bufs:
-        return int(sum(b.size for b in bufs.values()))
-    return int(model.manifest["profiles"][model.profile]["memory_bytes"])
-
-
 @dataclass
 class BenchOptions:
     prompt_tokens: tuple[int, ...] = (512, 1024)
@@ -108,21 +100,23 @@ class BenchOptions:
     decode_tokens: int = 128
     repeat: int = 3
     bandwidth: bool = True
+    stream_read_bytes: int = 1 << 30  # capped by the adapter's binding limit
 
 
 def bench(package: str | Path, *, profile: str | None = None, options: BenchOptions | None = None,
-          progress: bool = False) -> dict:
-    """Load `package` and measure it (see the module docstring). Returns a JSON-ready dict."""
+          decode_variant: str | None = None, progress: bool = False) -> dict:
+    """Load `package` and measure it (see the module docstring). `decode_variant` forces one of the
+    plan's decode variants (default: the fastest, timed once and cached). Returns a JSON-ready dict."""
     o = options or BenchOptions()
     t = time.perf_counter()
-    model = Model.load(package, profile=profile, progress=progress)
+    model = Model.load(package, profile=profile, progress=progress, decode_variant=decode_variant)
     load_s = time.perf_counter() - t
     res: dict = {"adapter": adapter_name(model.adapter), "driver": model.adapter.info.get("description", ""),
                  "profile": model.profile, "quantization": model.manifest["quantization"],
                  "layers": model.config["num_hidden_layers"], "context_window": model.capacity,
                  "prefill_chunk": model.chunk, "load_s": load_s, "decode_variant": model.decode_variant,
                  "dispatches_per_decode_step": dispatches_per_decode_step(model),
-                 "gpu_memory_bytes": gpu_memory_bytes(model)}
+                 "gpu_memory_bytes": model.gpu_memory_bytes}
     res["dispatches_per_layer"] = res["dispatches_per_decode_step"] / res["layers"]
     rng = np.random.default_rng(0)
     vocab = model.config["vocab_size"]
@@ -177,7 +171,7 @@ def bench(package: str | Path, *, profile: str | None = None, options: BenchOpti
                               "weight_bytes": by["weights"], "kv_bytes": by["kv"],
                               "read_gb_s": (by["weights"] + by["kv"]) / gpu / 1e9})
     if o.bandwidth:
-        bw = stream_read_bandwidth(model.device)
+        bw = stream_read_bandwidth(model.device, o.stream_read_bytes)
         res["stream_read_gb_s"] = bw["bytes_per_s"] / 1e9
         for d in res["decode"]:
             d["roofline_ratio"] = (d["weight_bytes"] + d["kv_bytes"]) / bw["bytes_per_s"] * d["tok_s"]
