@@ -10,8 +10,9 @@
 writes random-weight F16 GGUFs of the Llama-3.2-1B and Llama-3.1-8B shapes; quantizes them to Q4_0
 with `llama-quantize --pure` (every matrix Q4_0, embeddings and output head included, so both sides
 read the same bytes: our GGUF import keeps Q4_0 blocks as they are); runs `llama-bench` (flash
-attention, all layers on the GPU) and `webllm bench` (both profiles) on those files; writes one JSON
-and prints a markdown table. Every step's output goes to --work/logs.
+attention, all layers on the GPU) and `webllm bench` (both profiles; with --dawn also through the Node
+entry on Dawn, `webllm bench --dawn`) on those files; writes one JSON and prints a markdown table.
+Every step's output goes to --work/logs.
 """
 
 from __future__ import annotations
@@ -202,10 +203,10 @@ def write_q4_0_gguf(shape: str, path: Path, seed: int = 0) -> None:
 
 # ---- measuring -----------------------------------------------------------------------------------
 
-def run(cmd: list[str] | str, logfile: Path, **kw) -> subprocess.CompletedProcess:
+def run(cmd: list[str] | str, logfile: Path, check: bool = True, **kw) -> subprocess.CompletedProcess:
     with open(logfile, "w") as f:
         r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=f, text=True, shell=isinstance(cmd, str), **kw)
-    if r.returncode != 0:
+    if check and r.returncode != 0:
         raise RuntimeError(f"{cmd} failed ({r.returncode}); see {logfile}")
     return r
 
@@ -217,10 +218,15 @@ def llama_bench(bindir: Path, gguf: Path, logs: Path, repeat: int) -> list[dict]
     return json.loads(r.stdout)
 
 
-def webllm_bench(pkg: Path, profile: str, logs: Path, repeat: int) -> dict:
+def webllm_bench(pkg: Path, profile: str, logs: Path, repeat: int, dawn: bool = False) -> dict:
+    """`webllm bench` of one profile; with `dawn` also through the Node entry on Dawn (`--dawn`):
+    then {"hosts": {"native": ..., "dawn": ...}}, the Dawn side "unavailable" for a profile it lacks."""
     r = run([sys.executable, "-m", "webllm", "bench", str(pkg), "--quiet", "--json", "--profile", profile,
              "--prompt-tokens", ",".join(map(str, PROMPTS)), "--context", ",".join(map(str, CONTEXTS)),
-             "--decode-tokens", str(DECODE), "--repeat", str(repeat)], logs / f"webllm-bench-{pkg.name}-{profile}.log")
+             "--decode-tokens", str(DECODE), "--repeat", str(repeat), *(["--dawn"] if dawn else [])],
+            logs / f"webllm-bench-{pkg.name}-{profile}.log", check=not dawn)
+    if dawn and not r.stdout.strip():  # a failed Dawn side still prints both columns (exit status 1)
+        raise RuntimeError(f"webllm bench --dawn failed ({r.returncode}); see {logs}")
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
@@ -232,14 +238,17 @@ def table(res: dict) -> str:
         lc = {(e["n_prompt"], e["n_gen"], e.get("n_depth", 0)): e["avg_ts"] for e in r.get("llama.cpp", [])}
         out.append(f"| {shape} | llama.cpp CUDA | {lc.get((0, DECODE, 0), 0):,.0f} | {lc.get((0, DECODE, 4096), 0):,.0f} | "
                    f"{lc.get((512, 0, 0), 0):,.0f} | {lc.get((1024, 0, 0), 0):,.0f} |")
-        for prof in ("f16", "f32"):
-            w = r.get(f"webllm {prof}")
+        for key in ("webllm f16", "webllm f32", "webllm f16 dawn", "webllm f32 dawn"):
+            w = r.get(key)
             if not w:
+                continue
+            if "unavailable" in w or "error" in w:
+                out.append(f"| | {key} | {w.get('unavailable') or w.get('error')} | | | |")
                 continue
             dec = {d["context"] if d["context"] > 1 else 0: d for d in w["decode"]}
             pre = {p["tokens"]: p["tok_s"] for p in w["prefill"]}
             d0, d4 = dec.get(0, {}), dec.get(4096, {})
-            out.append(f"| | webllm {prof} | {d0.get('tok_s', 0):,.0f} (roofline {d0.get('roofline_ratio', 0):.2f}) | "
+            out.append(f"| | {key} | {d0.get('tok_s', 0):,.0f} (roofline {d0.get('roofline_ratio', 0):.2f}) | "
                        f"{d4.get('tok_s', 0):,.0f} | {pre.get(512, 0):,.0f} | {pre.get(1024, 0):,.0f} |")
     return "\n".join(out)
 
@@ -264,6 +273,9 @@ def main() -> int:
     a.add_argument("--repeat", type=int, default=2)
     a.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     a.add_argument("--skip-llamacpp", action="store_true")
+    a.add_argument("--dawn", action="store_true",
+                   help="webllm also through the Node entry on Dawn (webllm bench --dawn; needs node and the npm "
+                        "package webgpu: WEBLLM_NODE, WEBLLM_NODE_MODULES)")
     args = ap.parse_args()
     if args.cmd == "slim":
         slim(args.sdist, args.out)
@@ -329,9 +341,11 @@ def main() -> int:
             res["shapes"][shape]["compile_s_concurrent"] = time.perf_counter() - t0
         for prof in args.profiles.split(","):
             log(f"webllm bench {shape} {prof}")
-            r = webllm_bench(work / f"{shape}-pkg", prof, work / "logs", args.repeat)
-            res["shapes"][shape][f"webllm {prof}"] = r
-            log(f"  {json.dumps({k: v for k, v in r.items() if k not in ('driver',)})}")
+            r = webllm_bench(work / f"{shape}-pkg", prof, work / "logs", args.repeat, dawn=args.dawn)
+            for host, h in (r["hosts"] if args.dawn else {"native": r}).items():
+                key = f"webllm {prof}" + (" dawn" if host == "dawn" else "")
+                res["shapes"][shape][key] = h
+                log(f"  {key}: {json.dumps({k: v for k, v in h.items() if k not in ('driver',)})}")
     if args.out:
         args.out.write_text(json.dumps(res, indent=1))
     print(table(res))
