@@ -6,7 +6,8 @@ beside the native runtime (wgpu-py), in the same run on the same adapter; and th
 Writes a random checkpoint of the shape (benchmarks/random_checkpoint.py), compiles it (q4f16_1),
 then runs `webllm bench` (native, each profile the adapter has) and `node web/src/node/cli.js` (Dawn;
 f32 when Dawn exposes no shader-f16), both measuring as `webllm bench` does: best of 3; prefill of
-128 tokens; decode of 128 steps GPU-only, and streaming with every id read back.
+128 tokens; decode of 128 steps GPU-only, and streaming with every id read back. (`webllm bench
+--dawn` gives every figure of both hosts in one table; this script adds greedy parity and conformance.)
 """
 
 from __future__ import annotations
@@ -85,8 +86,13 @@ def main() -> int:
         if "error" in r:
             print(f"| {key} | error: {r['error'][-120:]} |")
             continue
-        print(f"| {key} | {r['adapter']} | {r['profile']} | {r['decode_variant']} | {r['prefill_tok_s']:.0f} | "
-              f"{r['decode_tok_s']:.1f} | {r['generate_tok_s_with_readback']:.1f} |")
+        if "prefill" in r:  # webllm bench's fields (lists per prompt length and context)
+            pre, dec = r["prefill"][0]["tok_s"], r["decode"][0]
+            gpu, streaming = dec["tok_s"], dec["streaming_tok_s"]
+        else:  # cli.js's
+            pre, gpu, streaming = r["prefill_tok_s"], r["decode_tok_s"], r["generate_tok_s_with_readback"]
+        print(f"| {key} | {r['adapter']} | {r['profile']} | {r['decode_variant']} | {pre:.0f} | {gpu:.1f} | "
+              f"{streaming:.1f} |")
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=1))
     return 0

@@ -9,6 +9,9 @@ dispatches per decode step, GPU memory, and the roofline ratio:
 
 where the bytes are every weight a decode step reads (all layer matrices and norms, the output head)
 plus the KV cache up to the context. 1.0 would be a decode as fast as the memory allows.
+
+web/src/evaluation/speed.js is the JavaScript twin (same definitions, same JSON fields); `webllm bench
+--dawn` (hosts.py) runs it on Dawn beside this one.
 """
 
 from __future__ import annotations
