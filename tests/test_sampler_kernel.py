@@ -1,7 +1,10 @@
-"""The `sample` kernel alone, on fixed logits, against a numpy statement of the rule in
-docs/FORMAT.md ("Sampling"): which tokens each filter keeps (top-k, min-p, top-p, mask), what the
-penalties and the bias do, that seeded draws follow the kept probabilities, that logprobs are the
-log-softmax of the raw logits, and that the penalty counts advance."""
+"""The sampler alone, on fixed logits, against a numpy statement of the rule in docs/FORMAT.md
+("Sampling"): which tokens each filter keeps (top-k, min-p, top-p, mask), what the penalties and the
+bias do, that seeded draws follow the kept probabilities, that logprobs are the log-softmax of the raw
+logits, and that the penalty counts advance. And that the split sampler the plans run (sample_chunks,
+sample_mass, sample_draw) writes exactly what the rule's one-workgroup statement (sample_single)
+writes on the same device: the same token and the same sample_out bits, for every filter, across
+chunk boundaries, on vocabularies that are not a multiple of the chunk."""
 
 from __future__ import annotations
 
@@ -10,39 +13,46 @@ import struct
 import numpy as np
 import pytest
 
-from webllm.kernels import Profile, sample, uniform_table
+from webllm.kernels import (MAX_TOP_LOGPROBS, SAMPLE_CAP, Profile, sample, sample_scratch_buffers, sample_single,
+                            uniform_table)
 
 V = 1000
 FLAGS = {"penalties": 1, "bias": 2, "mask": 4, "logprobs": 8}
-MAX_TOP = 20
+MAX_TOP = MAX_TOP_LOGPROBS
 
 
 class Sampler:
-    """The sample kernel with its own buffers on the session's device."""
+    """The split sampler (or, single=True, the one-workgroup statement of the rule) with its own
+    buffers on the session's device."""
 
-    def __init__(self, device):
+    def __init__(self, device, vocab: int = V, single: bool = False):
         import wgpu
 
-        self.device = device
-        k = sample(Profile("f32"), vocab=V)
+        self.device, self.V = device, vocab
+        stages = [(sample_single(Profile("f32"), vocab=vocab), [1, 1, 1])] if single else sample(Profile("f32"), vocab=vocab)
         self.table = uniform_table()
         BU = wgpu.BufferUsage
-        sizes = {"uniform": self.table["size"], "logits": V * 4, "token_ids": 16, "logit_bias": V * 4,
-                 "token_counts": V * 4, "token_mask": (V + 31) // 32 * 4, "sample_out": (2 + 2 * MAX_TOP) * 4}
-        self.names = ["uniform", "logits", "token_ids", "logit_bias", "token_counts", "token_mask", "sample_out"]
+        sizes = {"uniform": self.table["size"], "logits": vocab * 4, "token_ids": 16, "logit_bias": vocab * 4,
+                 "token_counts": vocab * 4, "token_mask": (vocab + 31) // 32 * 4, "sample_out": (2 + 2 * MAX_TOP) * 4,
+                 **sample_scratch_buffers(vocab)}
+        names = ["uniform", "logits", "token_ids", "logit_bias", "token_counts", "token_mask", "sample_out",
+                 "sample_adjusted", "sample_chunks"]
         self.buf = {n: device.create_buffer(size=(s + 15) // 16 * 16, usage=(BU.UNIFORM if n == "uniform" else BU.STORAGE)
                                             | BU.COPY_DST | BU.COPY_SRC) for n, s in sizes.items()}
         btype = {"uniform": wgpu.BufferBindingType.uniform, "read-only-storage": wgpu.BufferBindingType.read_only_storage,
                  "storage": wgpu.BufferBindingType.storage}
-        bgl = device.create_bind_group_layout(entries=[
-            {"binding": i, "visibility": wgpu.ShaderStage.COMPUTE, "buffer": {"type": btype[t]}}
-            for i, t in enumerate(k.bindings)])
-        self.pipeline = device.create_compute_pipeline(
-            layout=device.create_pipeline_layout(bind_group_layouts=[bgl]),
-            compute={"module": device.create_shader_module(code=k.source), "entry_point": "main"})
-        self.bg = device.create_bind_group(layout=bgl, entries=[
-            {"binding": i, "resource": {"buffer": self.buf[n], "offset": 0, "size": self.buf[n].size}}
-            for i, n in enumerate(self.names)])
+        self.stages = []
+        for k, grid in stages:
+            bgl = device.create_bind_group_layout(entries=[
+                {"binding": i, "visibility": wgpu.ShaderStage.COMPUTE, "buffer": {"type": btype[t]}}
+                for i, t in enumerate(k.bindings)])
+            pipeline = device.create_compute_pipeline(
+                layout=device.create_pipeline_layout(bind_group_layouts=[bgl]),
+                compute={"module": device.create_shader_module(code=k.source), "entry_point": "main"})
+            bg = device.create_bind_group(layout=bgl, entries=[
+                {"binding": i, "resource": {"buffer": self.buf[n], "offset": 0, "size": self.buf[n].size}}
+                for i, n in enumerate(names[:len(k.bindings)])])
+            self.stages.append((pipeline, bg, grid))
 
     def write(self, name: str, arr: np.ndarray) -> None:
         self.device.queue.write_buffer(self.buf[name], 0, np.ascontiguousarray(arr).tobytes())
@@ -57,21 +67,24 @@ class Sampler:
         self.write("logits", np.asarray(logits, np.float32))
         enc = self.device.create_command_encoder()
         cp = enc.begin_compute_pass()
-        cp.set_pipeline(self.pipeline)
-        cp.set_bind_group(0, self.bg)
-        cp.dispatch_workgroups(1, 1, 1)
+        for pipeline, bg, grid in self.stages:
+            cp.set_pipeline(pipeline)
+            cp.set_bind_group(0, bg)
+            cp.dispatch_workgroups(*grid)
         cp.end()
         self.device.queue.submit([enc.finish()])
         out = np.frombuffer(self.device.queue.read_buffer(self.buf["sample_out"]), np.uint32)
         return int(out[0]), out
 
     def counts(self) -> np.ndarray:
-        return np.frombuffer(self.device.queue.read_buffer(self.buf["token_counts"]), np.uint32)[:V].copy()
+        return np.frombuffer(self.device.queue.read_buffer(self.buf["token_counts"]), np.uint32)[:self.V].copy()
 
 
 @pytest.fixture(scope="module")
 def sampler(gpu):
-    return Sampler(gpu[1])
+    """The statement of the rule (what the plans run at this vocabulary): the distribution tests
+    draw hundreds of times, and the split sampler is held to its output bit for bit below."""
+    return Sampler(gpu[1], single=True)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +124,7 @@ def kept_probs(l, temperature=1.0, top_k=0, min_p=0.0, top_p=1.0):
 
 
 def bits(mask: np.ndarray) -> np.ndarray:
-    words = np.zeros((V + 31) // 32, np.uint32)
+    words = np.zeros((mask.size + 31) // 32, np.uint32)
     for v in np.flatnonzero(mask):
         words[v // 32] |= np.uint32(1 << (v % 32))
     return words
@@ -189,3 +202,92 @@ def test_emit_zero_samples_nothing(sampler, logits):
     before = sampler.run(logits, temperature=0)[1].copy()
     tok, out = sampler.run(-logits, temperature=0, emit=0)
     assert np.array_equal(out, before)
+
+
+# ---- the split sampler against the one-workgroup statement of the rule, bit for bit ----------------
+SPLIT_CASES = [
+    dict(temperature=0),
+    dict(temperature=0.7),
+    dict(temperature=0.7, top_p=0.9),
+    dict(temperature=1.0, top_k=40),
+    dict(temperature=1.0, top_k=1),
+    dict(temperature=0.8, top_k=SAMPLE_CAP),
+    dict(temperature=0.8, top_k=SAMPLE_CAP + 1),  # beyond the lists: the select scans the vocabulary
+    dict(temperature=1.3, top_k=40, min_p=0.02, top_p=0.9),
+    dict(temperature=0.9, min_p=0.3),
+    dict(temperature=2.0, top_p=0.5),
+    dict(temperature=0.7, top_p=0.9, n_logprobs=MAX_TOP, sample_flags=FLAGS["logprobs"]),
+]
+
+
+def split_logits(vocab: int, kind: str, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if kind == "peaked":  # an LLM-like spread: a few tokens far above the crowd
+        x = rng.standard_normal(vocab) * 2.0
+        x[rng.choice(vocab, 30, replace=False)] += rng.uniform(4, 12, 30)
+    elif kind == "flat":  # every token nearly as likely: every list overflows, the kernels scan chunks
+        x = rng.standard_normal(vocab) * 0.05
+    else:  # "ties": few distinct values, equal maxima in different chunks, equal keys at every list edge
+        x = rng.integers(0, 6, vocab).astype(np.float64)
+    return x.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def pair(gpu):
+    """A vocabulary of 20,011 tokens: chunks of 79 (more than a list holds; the last chunk shorter)."""
+    return Sampler(gpu[1], vocab=20011), Sampler(gpu[1], vocab=20011, single=True)
+
+
+def same(pair, logits, **fields) -> int:
+    split, single = pair
+    tok, out = split.run(logits, **fields)
+    ref_tok, ref = single.run(logits, **fields)
+    assert tok == ref_tok and np.array_equal(out, ref), (fields, tok, ref_tok)
+    return tok
+
+
+@pytest.mark.parametrize("kind", ["peaked", "flat", "ties"])
+def test_split_sampler_writes_what_the_rule_writes(pair, kind):
+    logits = split_logits(pair[0].V, kind, seed=3)
+    toks = [same(pair, logits, seed=s, counter=s, **case) for s, case in enumerate(SPLIT_CASES)]
+    assert len(set(toks)) > 1
+
+
+def test_split_sampler_on_vocabulary_edges(gpu):
+    """Greedy ties across chunk boundaries take the lowest index; masks that empty whole chunks (and
+    all but one token); logprobs with penalties and bias; a vocabulary smaller than the 256 chunks."""
+    for vocab in (20011, 300):
+        pair = Sampler(gpu[1], vocab=vocab), Sampler(gpu[1], vocab=vocab, single=True)
+        ch = -(-vocab // 256)
+        logits = split_logits(vocab, "peaked", seed=vocab)
+        top = logits.max() + 1
+        tie = logits.copy()
+        tie[[5 * ch - 1, 5 * ch, 9 * ch]] = top  # the last of chunk 4, the first of chunk 5, chunk 9
+        assert same(pair, tie, temperature=0) == 5 * ch - 1
+        for split_or_single in pair:
+            split_or_single.write("token_mask", bits(np.arange(vocab) >= 5 * ch))
+        assert same(pair, tie, temperature=0, sample_flags=FLAGS["mask"]) == 5 * ch
+        mask = np.zeros(vocab, bool)
+        mask[: ch * 100] = True
+        mask[np.arange(vocab) % 7 == 0] = False
+        for split_or_single in pair:
+            split_or_single.write("token_mask", bits(mask))
+            split_or_single.write("logit_bias", np.where(np.arange(vocab) % 11 == 0, 2.0, 0.0).astype(np.float32))
+            split_or_single.write("token_counts", np.where(np.arange(vocab) % 13 == 0, 0x80000001, 0).astype(np.uint32))
+        flags = FLAGS["mask"] | FLAGS["bias"] | FLAGS["penalties"] | FLAGS["logprobs"]
+        for s, case in enumerate(SPLIT_CASES[1:6]):
+            tok = same(pair, logits, seed=s, sample_flags=flags, n_logprobs=7, repetition_penalty=1.2,
+                       frequency_penalty=0.1, **case)
+            assert mask[tok]
+        assert np.array_equal(pair[0].counts(), pair[1].counts())  # both counted the same draws
+        only = np.zeros(vocab, bool)
+        only[vocab - 1] = True  # one allowed token, in the last (short) chunk
+        for split_or_single in pair:
+            split_or_single.write("token_mask", bits(only))
+        assert same(pair, logits, temperature=1.0, top_k=3, top_p=0.5, sample_flags=FLAGS["mask"]) == vocab - 1
+
+
+def test_split_sampler_emit_zero_samples_nothing(pair):
+    logits = split_logits(pair[0].V, "peaked", seed=1)
+    before = pair[0].run(logits, temperature=0)[1].copy()
+    assert np.array_equal(pair[0].run(-logits, temperature=0.7, top_p=0.9, emit=0)[1], before)

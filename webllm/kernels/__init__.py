@@ -308,9 +308,44 @@ def attention_tiled(profile: Profile, *, nq: int, nkv: int, hd: int, window: int
     return _make("attention_tiled", src, (UNIFORM, READ, READ, READ, WRITE))
 
 
-def sample(profile: Profile, *, vocab: int) -> Kernel:
+SAMPLE_CAP = 64  # tokens listed per vocabulary chunk by sample_chunks (top_k up to this needs no full pass)
+SAMPLE_STAGES = ("sample_chunks", "sample_mass", "sample_draw")
+# Below this vocabulary the plans sample with the one-workgroup kernel: a thread's scan covers at most
+# 32 tokens there, and the split's 256-workgroup stages would be mostly idle (software adapters, which
+# run the tests' tiny models, pay for every workgroup: 30-100 ms a step on lavapipe at 1,000 tokens).
+SAMPLE_SPLIT_MIN_VOCAB = 8192
+
+
+def sample_scratch_buffers(vocab: int) -> dict[str, int]:
+    """Name -> bytes of the split sampler's own buffers (sample.wgsl): the adjusted logits and the
+    per-chunk results (stats, lists, top raw logits)."""
+    words = 2048 + 2 * SAMPLE_CAP * 256 + 2 * MAX_TOP_LOGPROBS * 256
+    return {"sample_adjusted": 4 * vocab, "sample_chunks": 4 * words}
+
+
+def sample_dispatches(profile: Profile, *, vocab: int) -> list[tuple[Kernel, list[int]]]:
+    """The sampler as the plans run it: (kernel, grid) in dispatch order, all bound alike (logits,
+    token_ids, the sampler's buffers, its scratch buffers)."""
+    if vocab < SAMPLE_SPLIT_MIN_VOCAB:
+        return [(sample_single(profile, vocab=vocab), [1, 1, 1])]
+    return sample(profile, vocab=vocab)
+
+
+def sample(profile: Profile, *, vocab: int) -> list[tuple[Kernel, list[int]]]:
     """The next token: greedy, or a seeded draw after penalties, bias, grammar mask, top-k, min-p and
-    top-p; plus logprobs. See wgsl/sample.wgsl and FORMAT.md ("Sampling").
-    Bindings: logits, token_ids, logit_bias, token_counts, token_mask, sample_out."""
-    src = _fill(_template("sample"), HEADER=_header(profile), V=vocab, MAX_TOP=MAX_TOP_LOGPROBS)
-    return _make("sample", src, (UNIFORM, READ, WRITE, READ, WRITE, READ, WRITE))
+    top-p; plus logprobs. See wgsl/sample.wgsl and FORMAT.md ("Sampling"). Three kernels, dispatched
+    in order with the returned grids: per-chunk work over 256 workgroups twice, then one workgroup.
+    Bindings: logits, token_ids, logit_bias, token_counts, token_mask, sample_out, sample_adjusted,
+    sample_chunks."""
+    prelude = _fill(_template("sample"), HEADER=_header(profile), V=vocab, MAX_TOP=MAX_TOP_LOGPROBS, CAP=SAMPLE_CAP)
+    bindings = (UNIFORM, READ, WRITE, READ, WRITE, READ, WRITE, WRITE, WRITE)
+    grids = {"sample_chunks": [256, 1, 1], "sample_mass": [256, 1, 1], "sample_draw": [1, 1, 1]}
+    return [(_make(stage, _fill(_template(stage), PRELUDE=prelude), bindings), grids[stage]) for stage in SAMPLE_STAGES]
+
+
+def sample_single(profile: Profile, *, vocab: int) -> Kernel:
+    """The sampling rule stated by one workgroup (wgsl/sample_single.wgsl): slow, kept as the reference
+    the split sampler is tested and benchmarked against, and the plans' sampler for small vocabularies.
+    Bindings: as the split sampler's (it ignores the last two, the split's scratch buffers)."""
+    src = _fill(_template("sample_single"), HEADER=_header(profile), V=vocab, MAX_TOP=MAX_TOP_LOGPROBS)
+    return _make("sample_single", src, (UNIFORM, READ, WRITE, READ, WRITE, READ, WRITE, WRITE, WRITE))

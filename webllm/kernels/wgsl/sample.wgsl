@@ -1,40 +1,61 @@
-// Sampling on the GPU: token_ids[0] = the next token, which stays on the GPU as the next decode
-// step's input; sample_out = [token, logprob, top ids..., top logprobs...] for the CPU to read.
-// The rule, exactly (docs/FORMAT.md, "Sampling", is the reference both runtimes follow):
-//   step.emit == 0 (a prefill chunk that is not the last): nothing is sampled or written.
-//   1. adjusted logit l_v = logits[v], then, each only if its flag is set:
-//        penalties: c = token_counts[v] & 0x7fffffff (times generated), seen = token_counts[v] != 0
-//          if seen and repetition_penalty != 1: l = l > 0 ? l / repetition_penalty : l * repetition_penalty
-//          l -= frequency_penalty * c + presence_penalty * (c > 0 ? 1 : 0)
-//        bias: l += logit_bias[v]
-//        mask: token v is excluded unless bit (v % 32) of token_mask[v / 32] is set
-//   2. temperature <= 0: the allowed v with the largest l (lowest index among equals).
-//   3. else p_v = exp((l_v - l_max) / temperature) over the allowed tokens (l_max: their largest l);
-//      keep v if: top_k == 0 or l_v >= the top_k-th largest allowed l (ties kept), found exactly by
-//      a bisection on the order-preserving u32 key of l (32 steps);
-//      and p_v >= min_p; and p_v >= theta, theta the largest threshold (24 halvings of [0, 1]) whose
-//      kept mass (over the tokens kept so far) reaches top_p times their whole mass (theta = 0 when
-//      top_p >= 1).
-//      Draw u = f32(pcg(seed ^ pcg(counter)) >> 8) / 2^24 times the kept mass; walk the kept p_v in
-//      vocabulary order (256 contiguous chunks: chunk sums first, then the chunk) until the running
-//      sum exceeds it.
-//   4. penalties flag: token_counts[chosen] += 1 (the chosen token now counts as generated).
-//   5. logprobs flag: sample_out[1] = logits[chosen] - M - log(sum_v exp(logits[v] - M)), M the max
-//      raw logit (log-softmax of the raw logits: before penalties, bias, mask and temperature); the
-//      n_logprobs largest raw logits (lowest index first among equals) give sample_out[2 + i] (id)
-//      and sample_out[2 + MAX_TOP + i] (its log-softmax, f32 bits).
-// Bindings: 0 step; 1 logits [V] f32; 2 token_ids [CHUNK] u32; 3 logit_bias [V] f32;
-//   4 token_counts [V] u32; 5 token_mask [ceil(V / 32)] u32; 6 sample_out [2 + 2 * MAX_TOP] u32.
-// Grid: one workgroup of 256; thread i owns the vocabulary chunk [i * CH, (i + 1) * CH).
+// Sampling on the GPU, split over three dispatches (the prelude they share; each stage's file adds
+// its entry point): token_ids[0] = the next token, which stays on the GPU as the next decode step's
+// input; sample_out = [token, logprob, top ids..., top logprobs...] for the CPU to read.
+//
+// The rule is docs/FORMAT.md "Sampling", stated directly (and slowly, by one workgroup) in
+// sample_single.wgsl; these kernels pick the same token and write the same sample_out bit for bit.
+// Its sums are fixed: the vocabulary is cut into 256 contiguous chunks of CH = ceil(V / 256) tokens;
+// a chunk's sum is taken in index order, then the 256 chunk sums by the tree red[i] += red[i + s]
+// (s = 128, ..., 1), except the kept mass of the draw: the chunk sums in order. So here too a chunk is
+// the unit: one workgroup per chunk in the first two stages, one thread per chunk in the last.
+//
+//   sample_chunks  [256 workgroups] chunk c: the adjusted logits (penalties, bias, mask) into
+//                  `sample_adjusted`; the chunk's greedy choice; with temperature > 0 its CAP
+//                  largest allowed tokens (order: key descending, index ascending) as a list in index
+//                  order, and an upper bound `out` of the keys left out (0: none left out); with
+//                  logprobs its largest raw logit and its MAX_TOP largest in order.
+//   sample_mass    [256 workgroups] chunk c, with the global m and M from the chunks' stats: the
+//                  chunk's sum of kept p when no top-k applies (the total mass S and, when θ = 0,
+//                  the draw's chunk sum) and its sum of exp(logit - M) for the log-softmax.
+//   sample_draw    [1 workgroup] thread c = chunk c: argmax from the chunks' choices (greedy is done
+//                  here, no full pass); top-k's key K by a radix select over the lists (the exact
+//                  top_k-th largest key, what the rule's bisection finds) when top_k <= CAP; the
+//                  top-p bisection; the draw; the logprobs from the chunks' ordered lists.
+// A chunk's sum over the tokens that pass a filter monotone in l (key >= K, p >= min_p, p >= mid) is
+// taken over its list alone when the filter rejects `out` (every token left out has a key <= out):
+// the same tokens in the same order, so the same f32 sum; otherwise over the whole chunk. So the
+// result never depends on the lists; only the time does (flat distributions scan more).
+//
+// Bindings (all three stages): 0 step; 1 logits [V] f32; 2 token_ids [CHUNK] u32; 3 logit_bias [V] f32;
+//   4 token_counts [V] u32; 5 token_mask [ceil(V / 32)] u32; 6 sample_out [2 + 2 * MAX_TOP] u32;
+//   7 sample_adjusted [V] f32; 8 sample_chunks [CHUNK_WORDS] u32 (the layout below).
 {{HEADER}}
 const V: u32 = {{V}}u;
-const CH: u32 = (V + 255u) / 256u;  // vocabulary entries per thread chunk
+const CH: u32 = (V + 255u) / 256u;  // vocabulary entries per chunk
+const TILES: u32 = (CH + 255u) / 256u;  // 256-token tiles per chunk
+const CAP: u32 = {{CAP}}u;  // listed tokens per chunk
 const MAX_TOP: u32 = {{MAX_TOP}}u;
 const F_PENALTIES: u32 = 1u;
 const F_BIAS: u32 = 2u;
 const F_MASK: u32 = 4u;
 const F_LOGPROBS: u32 = 8u;
 const EXCLUDED: f32 = -3.0e38;  // an adjusted logit at or below this: the token is not allowed
+const NONE: u32 = 0xffffffffu;
+
+// sample_chunks: word offsets of its sections; per-chunk values are [section + c], list entry j of
+// chunk c is [section + j * 256 + c] (consecutive chunks adjacent: the last stage's reads coalesce)
+const ST_BEST_V: u32 = 0u;      // f32: the chunk's largest adjusted logit (-3.4e38: none allowed)
+const ST_BEST_I: u32 = 256u;    // its lowest index (NONE: none)
+const ST_RAW_V: u32 = 512u;     // f32: the chunk's largest raw logit (logprobs)
+const ST_RAW_I: u32 = 768u;     // its lowest index
+const ST_LEN: u32 = 1024u;      // tokens in the chunk's list
+const ST_OUT: u32 = 1280u;      // keys left out of the list are <= this; 0: the list holds every allowed token
+const ST_Z: u32 = 1536u;        // f32: sum of kept p over the chunk (no top-k), in index order
+const ST_ZRAW: u32 = 1792u;     // f32: sum of exp(logit - M) over the chunk, in index order
+const LIST_I: u32 = 2048u;      // [CAP][256] token ids, in index order
+const LIST_L: u32 = LIST_I + CAP * 256u;    // [CAP][256] their adjusted logits (f32)
+const TOP_I: u32 = LIST_L + CAP * 256u;     // [MAX_TOP][256] the chunk's largest raw logits, in order
+const TOP_V: u32 = TOP_I + MAX_TOP * 256u;  // [MAX_TOP][256] their values (f32)
 
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read_write> token_ids: array<u32>;
@@ -42,10 +63,18 @@ const EXCLUDED: f32 = -3.0e38;  // an adjusted logit at or below this: the token
 @group(0) @binding(4) var<storage, read_write> token_counts: array<u32>;
 @group(0) @binding(5) var<storage, read> token_mask: array<u32>;
 @group(0) @binding(6) var<storage, read_write> sample_out: array<u32>;
+@group(0) @binding(7) var<storage, read_write> sample_adjusted: array<f32>;
+@group(0) @binding(8) var<storage, read_write> chunks: array<u32>;
 
 var<workgroup> best_v: array<f32, 256>;
 var<workgroup> best_i: array<u32, 256>;
 var<workgroup> red: array<f32, 256>;
+var<workgroup> scan: array<u32, 256>;
+var<workgroup> hist: array<atomic<u32>, 256>;
+var<workgroup> picked: array<u32, 2>;  // a radix select's digit and the count above it
+
+var<private> best_value: f32;  // the value of workgroup_best's winner
+var<private> scan_total: u32;  // the total of the last exclusive_scan
 
 fn pcg(v: u32) -> u32 {
     let s = v * 747796405u + 2891336453u;
@@ -53,7 +82,7 @@ fn pcg(v: u32) -> u32 {
     return (w >> 22u) ^ w;
 }
 
-// the adjusted logit of token v (step 1), EXCLUDED when the mask forbids it
+// the adjusted logit of token v (step 1), -3.4e38 when the mask forbids it
 fn adjusted(v: u32) -> f32 {
     var l = logits[v];
     let flags = step.sample_flags;
@@ -70,13 +99,16 @@ fn adjusted(v: u32) -> f32 {
     return l;
 }
 
-// an order-preserving u32 key of an f32 (a < b  <=>  key(a) < key(b))
+// an order-preserving u32 key of an f32 (a < b  <=>  key(a) < key(b)), and back
 fn key(x: f32) -> u32 {
     let b = bitcast<u32>(x);
     return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
 }
+fn unkey(k: u32) -> f32 {
+    return bitcast<f32>(select(~k, k & 0x7fffffffu, (k & 0x80000000u) != 0u));
+}
 
-// sum over the workgroup of each thread's `v` (all threads must call it)
+// sum over the workgroup of each thread's `v`, by the rule's tree (all threads must call it)
 fn workgroup_sum(lid: u32, v: f32) -> f32 {
     red[lid] = v;
     workgroupBarrier();
@@ -89,7 +121,8 @@ fn workgroup_sum(lid: u32, v: f32) -> f32 {
     return total;
 }
 
-// the workgroup's best (largest value, lowest index among equals) of each thread's candidate
+// the workgroup's best (largest value, lowest index among equals) of each thread's candidate; its
+// value is left in best_value (all threads must call it)
 fn workgroup_best(lid: u32, bv: f32, bi: u32) -> u32 {
     best_v[lid] = bv;
     best_i[lid] = bi;
@@ -106,149 +139,55 @@ fn workgroup_best(lid: u32, bv: f32, bi: u32) -> u32 {
         workgroupBarrier();
     }
     let i = best_i[0];
+    best_value = best_v[0];
     workgroupBarrier();
     return i;
 }
 
-@compute @workgroup_size(256)
-fn main(@builtin(local_invocation_index) lid: u32) {
-    if (step.emit == 0u) { return; }
-    let lo_v = lid * CH;
-    let hi_v = min(V, lo_v + CH);
-
-    // greedy choice, and the largest allowed adjusted logit
-    var bv = -3.4e38;
-    var bi = 0xffffffffu;
-    for (var v = lo_v; v < hi_v; v++) {
-        let x = adjusted(v);
-        if (x > bv) { bv = x; bi = v; }
-    }
-    let argmax = min(workgroup_best(lid, bv, bi), V - 1u);
-    let m = adjusted(argmax);
-    var chosen = argmax;
-
-    if (step.temperature > 0.0) {
-        let inv_t = 1.0 / step.temperature;
-        // top-k: the k-th largest key among the allowed tokens, bit by bit from the top
-        var kmin = 0u;
-        if (step.top_k > 0u && step.top_k < V) {
-            for (var bit = 31i; bit >= 0i; bit--) {
-                let cand = kmin | (1u << u32(bit));
-                var n = 0.0;
-                for (var v = lo_v; v < hi_v; v++) {
-                    let x = adjusted(v);
-                    if (x > EXCLUDED && key(x) >= cand) { n += 1.0; }
-                }
-                if (workgroup_sum(lid, n) >= f32(step.top_k)) { kmin = cand; }
-            }
-        }
-        let pmin = step.min_p;
-        // mass of the tokens kept by top-k and min-p
-        var z = 0.0;
-        for (var v = lo_v; v < hi_v; v++) {
-            let x = adjusted(v);
-            let p = exp((x - m) * inv_t);
-            if (x > EXCLUDED && key(x) >= kmin && p >= pmin) { z += p; }
-        }
-        let total = workgroup_sum(lid, z);
-        var theta = 0.0;
-        if (step.top_p < 1.0) {
-            let need = step.top_p * total;
-            var lo = 0.0;  // kept mass at lo >= need
-            var hi = 1.0;
-            for (var it = 0u; it < 24u; it++) {
-                let mid = 0.5 * (lo + hi);
-                var part = 0.0;
-                for (var v = lo_v; v < hi_v; v++) {
-                    let x = adjusted(v);
-                    let p = exp((x - m) * inv_t);
-                    if (x > EXCLUDED && key(x) >= kmin && p >= pmin && p >= mid) { part += p; }
-                }
-                if (workgroup_sum(lid, part) >= need) { lo = mid; } else { hi = mid; }
-            }
-            theta = lo;
-        }
-        let floor_p = max(pmin, theta);
-        var mine = 0.0;
-        for (var v = lo_v; v < hi_v; v++) {
-            let x = adjusted(v);
-            let p = exp((x - m) * inv_t);
-            if (x > EXCLUDED && key(x) >= kmin && p >= floor_p) { mine += p; }
-        }
-        red[lid] = mine;
+// the sum of `x` over the threads before this one; the workgroup's total is left in scan_total
+fn exclusive_scan(lid: u32, x: u32) -> u32 {
+    scan[lid] = x;
+    workgroupBarrier();
+    for (var s = 1u; s < 256u; s <<= 1u) {
+        var add = 0u;
+        if (lid >= s) { add = scan[lid - s]; }
         workgroupBarrier();
-        if (lid == 0u) {
-            // exclusive prefix over the 256 chunks, then walk the chunk where the draw lands
-            var kept = 0.0;
-            for (var i = 0u; i < 256u; i++) { kept += red[i]; }
-            let r = f32(pcg(step.seed ^ pcg(step.counter)) >> 8u) / 16777216.0;
-            let u = r * kept;
-            var acc = 0.0;
-            var found = false;
-            for (var i = 0u; i < 256u && !found; i++) {
-                if (acc + red[i] > u && red[i] > 0.0) {
-                    let a = i * CH;
-                    let b = min(V, a + CH);
-                    for (var v = a; v < b; v++) {
-                        let x = adjusted(v);
-                        let p = exp((x - m) * inv_t);
-                        if (x > EXCLUDED && key(x) >= kmin && p >= floor_p) {
-                            acc += p;
-                            chosen = v;
-                            if (acc > u) { break; }
-                        }
-                    }
-                    found = true;
-                } else {
-                    acc += red[i];
-                }
-            }
-            best_i[0] = chosen;
-        }
-        workgroupBarrier();
-        chosen = best_i[0];
+        scan[lid] += add;
         workgroupBarrier();
     }
+    let inclusive = scan[lid];
+    scan_total = scan[255];
+    workgroupBarrier();
+    return inclusive - x;
+}
 
-    if ((step.sample_flags & F_LOGPROBS) != 0u) {
-        // log-softmax of the raw logits: M, then log of the sum
-        var rv = -3.4e38;
-        var ri = 0xffffffffu;
-        for (var v = lo_v; v < hi_v; v++) {
-            let x = logits[v];
-            if (x > rv) { rv = x; ri = v; }
-        }
-        let mx = logits[min(workgroup_best(lid, rv, ri), V - 1u)];
-        var s = 0.0;
-        for (var v = lo_v; v < hi_v; v++) { s += exp(logits[v] - mx); }
-        let lse = mx + log(workgroup_sum(lid, s));
-        if (lid == 0u) { sample_out[1] = bitcast<u32>(logits[chosen] - lse); }
-        // the n largest raw logits, in order: each round takes the best strictly below the last
-        var pv = 3.4e38;
-        var pi = 0u;
-        for (var k = 0u; k < min(step.n_logprobs, MAX_TOP); k++) {
-            var cv = -3.4e38;
-            var ci = 0xffffffffu;
-            for (var v = lo_v; v < hi_v; v++) {
-                let x = logits[v];
-                let below = x < pv || (x == pv && v > pi);
-                if (below && (x > cv || ci == 0xffffffffu)) { cv = x; ci = v; }
-            }
-            if (ci == 0xffffffffu) { cv = -3.4e38; }
-            let i = min(workgroup_best(lid, cv, ci), V - 1u);
-            pv = logits[i];
-            pi = i;
-            if (lid == 0u) {
-                sample_out[2u + k] = i;
-                sample_out[2u + MAX_TOP + k] = bitcast<u32>(pv - lse);
-            }
-        }
+// One round of a radix select for the `need`-th largest key: after the caller has counted the keys
+// that match the digits picked so far into hist by their digit at `shift`, picks the digit d whose
+// keys hold the need-th largest: picked = (d, how many matching keys have a larger digit), or
+// (NONE, 0) when fewer than `need` keys matched. All threads must call it; hist is cleared after.
+fn radix_pick(lid: u32, need: u32) {
+    if (lid == 0u) { picked[0] = NONE; picked[1] = 0u; }
+    scan[lid] = atomicLoad(&hist[lid]);
+    workgroupBarrier();
+    // suffix sums: scan[b] = keys with digit >= b
+    for (var s = 1u; s < 256u; s <<= 1u) {
+        var add = 0u;
+        if (lid + s < 256u) { add = scan[lid + s]; }
+        workgroupBarrier();
+        scan[lid] += add;
+        workgroupBarrier();
     }
-    if (lid == 0u) {
-        token_ids[0] = chosen;
-        sample_out[0] = chosen;
-        if ((step.sample_flags & F_PENALTIES) != 0u) {
-            token_counts[chosen] = token_counts[chosen] + 1u;
-        }
+    var above = 0u;
+    if (lid < 255u) { above = scan[lid + 1u]; }
+    if (scan[lid] >= need && above < need) {
+        picked[0] = lid;
+        picked[1] = above;
     }
+    atomicStore(&hist[lid], 0u);
+    workgroupBarrier();
+}
+
+// the mask of the digits above `shift` (those already picked)
+fn high_mask(shift: u32) -> u32 {
+    return ~((2u << (shift + 7u)) - 1u);
 }
