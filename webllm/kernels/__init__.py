@@ -337,10 +337,16 @@ def sample(profile: Profile, *, vocab: int) -> list[tuple[Kernel, list[int]]]:
     in order with the returned grids: per-chunk work over 256 workgroups twice, then one workgroup.
     Bindings: logits, token_ids, logit_bias, token_counts, token_mask, sample_out, sample_adjusted,
     sample_chunks."""
-    prelude = _fill(_template("sample"), HEADER=_header(profile), V=vocab, MAX_TOP=MAX_TOP_LOGPROBS, CAP=SAMPLE_CAP)
     bindings = (UNIFORM, READ, WRITE, READ, WRITE, READ, WRITE, WRITE, WRITE)
-    grids = {"sample_chunks": [256, 1, 1], "sample_mass": [256, 1, 1], "sample_draw": [1, 1, 1]}
-    return [(_make(stage, _fill(_template(stage), PRELUDE=prelude), bindings), grids[stage]) for stage in SAMPLE_STAGES]
+    out = []
+    for stage in SAMPLE_STAGES:
+        # per-chunk stages: 64 threads (a chunk of Llama-3's vocabulary is 501 tokens; fewer threads,
+        # cheaper barriers); the draw: one thread per chunk
+        wg, grid = (256, [1, 1, 1]) if stage == "sample_draw" else (64, [256, 1, 1])
+        prelude = _fill(_template("sample"), HEADER=_header(profile), V=vocab, MAX_TOP=MAX_TOP_LOGPROBS,
+                        CAP=SAMPLE_CAP, WG=wg)
+        out.append((_make(stage, _fill(_template(stage), PRELUDE=prelude), bindings), grid))
+    return out
 
 
 def sample_single(profile: Profile, *, vocab: int) -> Kernel:

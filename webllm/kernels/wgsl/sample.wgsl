@@ -66,14 +66,18 @@ const TOP_V: u32 = TOP_I + MAX_TOP * 256u;  // [MAX_TOP][256] their values (f32)
 @group(0) @binding(7) var<storage, read_write> sample_adjusted: array<f32>;
 @group(0) @binding(8) var<storage, read_write> chunks: array<u32>;
 
-var<workgroup> best_v: array<f32, 256>;
-var<workgroup> best_i: array<u32, 256>;
-var<workgroup> red: array<f32, 256>;
+const WG: u32 = {{WG}}u;  // this stage's workgroup size
+const NG: u32 = WG / 16u;  // groups of 16 threads (exclusive_scan)
+
+var<workgroup> best_max: array<atomic<u32>, 2>;  // workgroup_best: two sets, used in turn
+var<workgroup> best_min: array<atomic<u32>, 2>;
 var<workgroup> scan: array<u32, 256>;
+var<workgroup> groups: array<u32, 16>;
 var<workgroup> hist: array<atomic<u32>, 256>;
 var<workgroup> picked: array<u32, 2>;  // a radix select's digit and the count above it
 
 var<private> best_value: f32;  // the value of workgroup_best's winner
+var<private> best_turn: u32;   // which set of best_max / best_min the next workgroup_best uses
 var<private> scan_total: u32;  // the total of the last exclusive_scan
 
 fn pcg(v: u32) -> u32 {
@@ -108,83 +112,109 @@ fn unkey(k: u32) -> f32 {
     return bitcast<f32>(select(~k, k & 0x7fffffffu, (k & 0x80000000u) != 0u));
 }
 
-// sum over the workgroup of each thread's `v`, by the rule's tree (all threads must call it)
-fn workgroup_sum(lid: u32, v: f32) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
-        if (lid < s) { red[lid] += red[lid + s]; }
-        workgroupBarrier();
+// Clears the workgroup atomics: WGSL zero-initializes workgroup memory, but lavapipe (Mesa 22.3)
+// was seen to hand a workgroup the atomics its predecessor left. Every stage calls it first.
+fn init_workgroup(lid: u32) {
+    for (var b = lid; b < 256u; b += WG) { atomicStore(&hist[b], 0u); }
+    if (lid < 2u) {
+        atomicStore(&best_max[lid], 0u);
+        atomicStore(&best_min[lid], 0u);
     }
-    let total = red[0];
     workgroupBarrier();
-    return total;
 }
 
 // the workgroup's best (largest value, lowest index among equals) of each thread's candidate; its
-// value is left in best_value (all threads must call it)
+// value is left in best_value (all threads must call it). By workgroup atomics on the order-preserving
+// key (with -0 as +0: they are equal values), then on the index: 2 barriers instead of a tree's 9.
+// The two sets are used in turn: a set is cleared during the next call, once every thread has read it.
 fn workgroup_best(lid: u32, bv: f32, bi: u32) -> u32 {
-    best_v[lid] = bv;
-    best_i[lid] = bi;
+    let turn = best_turn;
+    best_turn = 1u - turn;
+    let k = key(select(bv, 0.0, bv == 0.0));
+    atomicMax(&best_max[turn], k);
     workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
-        if (lid < s) {
-            let ov = best_v[lid + s];
-            let oi = best_i[lid + s];
-            if (ov > best_v[lid] || (ov == best_v[lid] && oi < best_i[lid])) {
-                best_v[lid] = ov;
-                best_i[lid] = oi;
-            }
-        }
-        workgroupBarrier();
+    if (lid == 0u) {
+        atomicStore(&best_max[1u - turn], 0u);
+        atomicStore(&best_min[1u - turn], 0u);
     }
-    let i = best_i[0];
-    best_value = best_v[0];
+    let top = atomicLoad(&best_max[turn]);
+    if (k == top) { atomicMax(&best_min[turn], ~bi); }  // the largest ~index: the lowest index
     workgroupBarrier();
-    return i;
+    best_value = unkey(top);
+    return ~atomicLoad(&best_min[turn]);
 }
 
-// the sum of `x` over the threads before this one; the workgroup's total is left in scan_total
+// the sum of `x` over the threads before this one (all threads must call it); the workgroup's total
+// is left in scan_total. Two levels: sums of groups of 16 threads, then within the group.
 fn exclusive_scan(lid: u32, x: u32) -> u32 {
     scan[lid] = x;
     workgroupBarrier();
-    for (var s = 1u; s < 256u; s <<= 1u) {
-        var add = 0u;
-        if (lid >= s) { add = scan[lid - s]; }
-        workgroupBarrier();
-        scan[lid] += add;
-        workgroupBarrier();
+    if (lid < NG) {
+        var s = 0u;
+        for (var i = 0u; i < 16u; i++) { s += scan[lid * 16u + i]; }
+        groups[lid] = s;
     }
-    let inclusive = scan[lid];
-    scan_total = scan[255];
     workgroupBarrier();
-    return inclusive - x;
+    let g = lid / 16u;
+    var before = 0u;
+    var total = 0u;
+    for (var i = 0u; i < NG; i++) {
+        if (i < g) { before += groups[i]; }
+        total += groups[i];
+    }
+    for (var i = g * 16u; i < lid; i++) { before += scan[i]; }
+    scan_total = total;
+    workgroupBarrier();
+    return before;
 }
 
 // One round of a radix select for the `need`-th largest key: after the caller has counted the keys
-// that match the digits picked so far into hist by their digit at `shift`, picks the digit d whose
-// keys hold the need-th largest: picked = (d, how many matching keys have a larger digit), or
-// (NONE, 0) when fewer than `need` keys matched. All threads must call it; hist is cleared after.
+// that match the digits picked so far into hist by their digit at `shift` (and passed a barrier),
+// picks the digit d whose keys hold the need-th largest: picked = (d, how many matching keys have a
+// larger digit), or (NONE, 0) when fewer than `need` keys matched. All threads must call it; hist
+// is clear again when it returns.
 fn radix_pick(lid: u32, need: u32) {
-    if (lid == 0u) { picked[0] = NONE; picked[1] = 0u; }
-    scan[lid] = atomicLoad(&hist[lid]);
-    workgroupBarrier();
-    // suffix sums: scan[b] = keys with digit >= b
-    for (var s = 1u; s < 256u; s <<= 1u) {
-        var add = 0u;
-        if (lid + s < 256u) { add = scan[lid + s]; }
-        workgroupBarrier();
-        scan[lid] += add;
-        workgroupBarrier();
+    if (lid < 16u) {
+        var s = 0u;
+        for (var i = 0u; i < 16u; i++) { s += atomicLoad(&hist[lid * 16u + i]); }
+        groups[lid] = s;
     }
-    var above = 0u;
-    if (lid < 255u) { above = scan[lid + 1u]; }
-    if (scan[lid] >= need && above < need) {
-        picked[0] = lid;
-        picked[1] = above;
-    }
-    atomicStore(&hist[lid], 0u);
     workgroupBarrier();
+    if (lid == 0u) {
+        picked[0] = NONE;
+        picked[1] = 0u;
+        var above = 0u;
+        for (var g = 16u; g > 0u; g--) {
+            if (above + groups[g - 1u] >= need) {  // the digit is in this group: find it bin by bin
+                for (var b = g * 16u; b > (g - 1u) * 16u; b--) {
+                    let h = atomicLoad(&hist[b - 1u]);
+                    if (above + h >= need) {
+                        picked[0] = b - 1u;
+                        picked[1] = above;
+                        break;
+                    }
+                    above += h;
+                }
+                break;
+            }
+            above += groups[g - 1u];
+        }
+    }
+    workgroupBarrier();
+    for (var b = lid; b < 256u; b += WG) { atomicStore(&hist[b], 0u); }
+    workgroupBarrier();
+}
+
+// the best of the 256 chunks' candidates stored at [v_at + c] (value) and [i_at + c] (index)
+fn chunks_best(lid: u32, v_at: u32, i_at: u32) -> u32 {
+    var bv = -3.4e38;
+    var bi = NONE;
+    for (var c = lid; c < 256u; c += WG) {
+        let v = bitcast<f32>(chunks[v_at + c]);
+        let i = chunks[i_at + c];
+        if (v > bv || (v == bv && i < bi)) { bv = v; bi = i; }
+    }
+    return workgroup_best(lid, bv, bi);
 }
 
 // the mask of the digits above `shift` (those already picked)

@@ -1,9 +1,10 @@
 {{PRELUDE}}
 // Stage 1 of 3 (see sample.wgsl): workgroup c takes chunk c. Threads stride the chunk (token
-// lo + lid + 256 r), so loads coalesce; the order-dependent work (sums) is left to later stages.
-@compute @workgroup_size(256)
+// lo + lid + WG r), so loads coalesce; the order-dependent work (sums) is left to later stages.
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     if (step.emit == 0u) { return; }
+    init_workgroup(lid);
     let c = wg.x;
     let lo = min(V, c * CH);
     let hi = min(V, lo + CH);
@@ -15,7 +16,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var rv = -3.4e38;
     var ri = NONE;
     var n_allowed = 0u;
-    for (var v = lo + lid; v < hi; v += 256u) {
+    for (var v = lo + lid; v < hi; v += WG) {
         let x = adjusted(v);
         sample_adjusted[v] = x;
         if (x > bv) { bv = x; bi = v; }
@@ -29,7 +30,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         chunks[ST_BEST_I + c] = argmax;
     }
 
-    if (step.temperature > 0.0) {
+    // the lists serve top-k and the top-p bisection only (S and the draw's chunk sums come from
+    // sample_mass without them)
+    let lists = step.temperature > 0.0 && ((step.top_k > 0u && step.top_k < V) || step.top_p < 1.0);
+    if (lists) {
         // the list: the chunk's CAP largest allowed keys (ties: lowest index first), in index order
         _ = exclusive_scan(lid, n_allowed);
         let allowed = scan_total;
@@ -41,7 +45,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         for (var round = 0u; round < 4u; round++) {
             let shift = 24u - 8u * round;
             let mask = high_mask(shift);
-            for (var v = lo + lid; v < hi; v += 256u) {
+            for (var v = lo + lid; v < hi; v += WG) {
                 let x = sample_adjusted[v];
                 let k = key(x);
                 if (x > EXCLUDED && (k & mask) == prefix) { atomicAdd(&hist[(k >> shift) & 255u], 1u); }
@@ -57,7 +61,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let quota = CAP - above;  // tokens with key == t_key that fit, lowest index first
         var base_gt = 0u;
         var base_eq = 0u;
-        for (var base = lo; base < hi; base += 256u) {
+        for (var base = lo; base < hi; base += WG) {
             let v = base + lid;
             var x = 0.0;
             var gt = 0u;
@@ -98,7 +102,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         for (var k = 0u; k < min(step.n_logprobs, MAX_TOP); k++) {
             var cv = -3.4e38;
             var ci = NONE;
-            for (var v = lo + lid; v < hi; v += 256u) {
+            for (var v = lo + lid; v < hi; v += WG) {
                 let x = logits[v];
                 let below = x < pv || (x == pv && v > pi);
                 if (below && (x > cv || ci == NONE)) { cv = x; ci = v; }

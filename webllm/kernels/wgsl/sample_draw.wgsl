@@ -1,15 +1,33 @@
 {{PRELUDE}}
 // Stage 3 of 3 (see sample.wgsl): one workgroup; thread c speaks for chunk c.
 var<workgroup> walk_chunk: u32;  // the chunk the draw lands in (NONE: none)
+var<workgroup> red: array<f32, 256>;
+
+// sum over the workgroup of each thread's `v`, by the rule's tree (all threads must call it)
+fn workgroup_sum(lid: u32, v: f32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if (lid < s) { red[lid] += red[lid + s]; }
+        workgroupBarrier();
+    }
+    let total = red[0];
+    workgroupBarrier();
+    return total;
+}
+
+// whether chunk c's list holds every token that passes key >= kmin and p >= pf: when the filter drops
+// the largest key left out of the list (each filter is monotone in l)
+fn listed(c: u32, m: f32, inv_t: f32, kmin: u32, pf: f32) -> bool {
+    let out = chunks[ST_OUT + c];
+    return out == 0u || out < kmin || exp((unkey(out) - m) * inv_t) < pf;
+}
 
 // the sum over chunk c, in index order, of p over the allowed tokens with key >= kmin and p >= pf;
-// over the chunk's list alone when the filter drops the keys left out of it (same terms, same order)
+// over the chunk's list alone when it holds them all (same terms, same order: the same f32 sum)
 fn chunk_mass(c: u32, m: f32, inv_t: f32, kmin: u32, pf: f32) -> f32 {
-    let out = chunks[ST_OUT + c];
-    var listed = out == 0u || out < kmin;
-    if (!listed) { listed = exp((unkey(out) - m) * inv_t) < pf; }
     var s = 0.0;
-    if (listed) {
+    if (listed(c, m, inv_t, kmin, pf)) {
         let n = chunks[ST_LEN + c];
         for (var j = 0u; j < n; j++) {
             let x = bitcast<f32>(chunks[LIST_L + j * 256u + c]);
@@ -62,11 +80,12 @@ fn top_k_key(lid: u32) -> u32 {
     return select(0u, prefix, found);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32) {
     if (step.emit == 0u) { return; }
+    init_workgroup(lid);
     // greedy: the chunks' choices decide (largest adjusted logit, lowest index among equals)
-    let argmax = min(workgroup_best(lid, bitcast<f32>(chunks[ST_BEST_V + lid]), chunks[ST_BEST_I + lid]), V - 1u);
+    let argmax = min(chunks_best(lid, ST_BEST_V, ST_BEST_I), V - 1u);
     let m = sample_adjusted[argmax];
     var chosen = argmax;
 
@@ -82,12 +101,34 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         let total = workgroup_sum(lid, z);
         var theta = 0.0;
         if (step.top_p < 1.0) {
+            // the bisection tests mid >= 2^-24 only, so from each list it needs just the p of the
+            // entries with key >= kmin and p >= max(min_p, 2^-24): kept here, in index order
+            let floor_any = max(pmin, 5.9e-8);  // a hair below 2^-24
+            var few: array<f32, CAP>;
+            var n_few = 0u;
+            let n = chunks[ST_LEN + lid];
+            for (var j = 0u; j < n; j++) {
+                let x = bitcast<f32>(chunks[LIST_L + j * 256u + lid]);
+                let p = exp((x - m) * inv_t);
+                if (key(x) >= kmin && p >= floor_any) {
+                    few[n_few] = p;
+                    n_few += 1u;
+                }
+            }
             let need = step.top_p * total;
             var lo = 0.0;  // kept mass at lo >= need
             var hi = 1.0;
             for (var it = 0u; it < 24u; it++) {
                 let mid = 0.5 * (lo + hi);
-                let part = chunk_mass(lid, m, inv_t, kmin, max(pmin, mid));
+                let pf = max(pmin, mid);
+                var part = 0.0;
+                if (listed(lid, m, inv_t, kmin, pf)) {
+                    for (var j = 0u; j < n_few; j++) {
+                        if (few[j] >= pf) { part += few[j]; }
+                    }
+                } else {
+                    part = chunk_mass(lid, m, inv_t, kmin, pf);
+                }
                 if (workgroup_sum(lid, part) >= need) { lo = mid; } else { hi = mid; }
             }
             theta = lo;
@@ -147,7 +188,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
 
     if ((step.sample_flags & F_LOGPROBS) != 0u) {
         // log-softmax of the raw logits: M, then log of the chunks' sums by the tree
-        let mx = logits[min(workgroup_best(lid, bitcast<f32>(chunks[ST_RAW_V + lid]), chunks[ST_RAW_I + lid]), V - 1u)];
+        let mx = logits[min(chunks_best(lid, ST_RAW_V, ST_RAW_I), V - 1u)];
         let lse = mx + log(workgroup_sum(lid, bitcast<f32>(chunks[ST_ZRAW + lid])));
         if (lid == 0u) { sample_out[1] = bitcast<u32>(logits[chosen] - lse); }
         // the n largest raw logits, in order: a merge of the chunks' ordered lists, each round taking
