@@ -36,6 +36,10 @@ SWIFTSHADER = "/usr/lib/chromium/vk_swiftshader_icd.json"
 SPEC = Spec("web_llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, vocab_size=301, seed=3)
 OPTIONS = dict(context_window=256, prefill_chunk=16)  # small chunk: prompts of 40 tokens take 3 steps
+# a vocabulary large enough for the split sampler (three dispatches; webllm.kernels.SAMPLE_SPLIT_MIN_VOCAB),
+# not a multiple of its 256 chunks
+SPLIT_SPEC = Spec("web_split_sampler", hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                  num_attention_heads=4, num_key_value_heads=2, vocab_size=8209, seed=5)
 VARIANT = "gemv32"
 
 
@@ -97,6 +101,19 @@ def reference(zoo, gpu, tmp_path_factory) -> Path:
     m.prefill(prompt[30:35])
     ref["rewind"] = {"keep": 20, "suffix": prompt[30:35], "next": m.next_token(), "logits": m.logits().tolist()}
     m.reset()
+
+    # The split sampler: greedy, and seeded draws through top-k, top-p and logprobs
+    pkg = zoo.package(SPLIT_SPEC, "q4f16_1", context_window=64, prefill_chunk=16)
+    plan = json.loads((pkg / "plan-f32.json").read_text())
+    assert [d["kernel"].split("_")[1] for d in plan["decode_variants"][VARIANT][-3:]] == ["chunks", "mass", "draw"]
+    m = Model.load(pkg, profile="f32", progress=False, adapter=gpu[0], device=gpu[1], decode_variant=VARIANT)
+    prompt = _ids(prompt_ids(SPLIT_SPEC, 6))
+    sampled = dict(temperature=0.8, top_p=0.9, top_k=40, seed=77)
+    ref["split"] = {"package": str(pkg), "prompt": prompt, "greedy": _ids(m.generate(prompt, 12))}
+    m.reset()
+    m.set_sampling(**sampled)
+    ref["split"]["seeded"] = sampled | {"ids": _ids(m.generate(prompt, 12))}
+    m.set_sampling()
 
     out = tmp_path_factory.mktemp("web-node") / "reference.json"
     out.write_text(json.dumps(ref))

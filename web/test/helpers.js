@@ -12,7 +12,9 @@ import assert from 'node:assert/strict';
  * @typedef {{package: string, profile: string, decode_variant: string, prompt: number[], long_prompt: number[],
  *   greedy: number[], greedy_past: number, seeded: {temperature: number, top_p: number, seed: number, ids: number[]},
  *   stop: {stop_ids: number[], ids: number[], past: number, logits: number[], next: number},
- *   long: {next: number, logits: number[]}, rewind: {keep: number, suffix: number[], next: number, logits: number[]}}} Reference
+ *   long: {next: number, logits: number[]}, rewind: {keep: number, suffix: number[], next: number, logits: number[]},
+ *   split: {package: string, prompt: number[], greedy: number[],
+ *     seeded: {temperature: number, top_p: number, top_k: number, seed: number, ids: number[]}}}} Reference
  */
 
 /** The native runtime's reference, or null when the tests run outside pytest. @returns {Reference | null} */

@@ -34,6 +34,21 @@ test('seeded sampling equals the native runtime', { skip }, async () => {
   model.setSampling();
 });
 
+test('a package with the split sampler (three dispatches) gives the native greedy and seeded ids', { skip }, async () => {
+  if (!ref) return;
+  const { package: pkg, prompt, greedy, seeded } = ref.split;
+  const m = await loadModel(pkg, { profile: ref.profile, decodeVariant: ref.decode_variant });
+  try {
+    assert.deepEqual(await collect(m.generate(prompt, greedy.length)), greedy);
+    m.reset();
+    const { ids, ...sampling } = seeded;
+    m.setSampling(sampling);
+    assert.deepEqual(await collect(m.generate(prompt, ids.length)), ids);
+  } finally {
+    m.destroy();
+  }
+});
+
 test('a generation ending on a stop id leaves the native runtime state (past, logits, next step)', { skip }, async () => {
   if (!ref) return;
   model.reset();

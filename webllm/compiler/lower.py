@@ -244,8 +244,7 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                     kern, per_y, gx = K.attention(profile, **kw), 1, cfg.num_attention_heads
                 out.append(emit(kern, binds + [buf(op.outputs[0])], [gx, 1, 1], per_y))
             elif op.kind == "sample":
-                binds = [buf("logits"), buf("token_ids"), *K.sampler_buffers(cfg.vocab_size),
-                         *K.sample_scratch_buffers(cfg.vocab_size)]
+                binds = [buf("logits"), buf("token_ids"), *K.sample_plan_buffers(cfg.vocab_size)]
                 for kern, grid in K.sample_dispatches(profile, vocab=cfg.vocab_size):
                     out.append(emit(kern, binds, grid, None))
             else:  # pragma: no cover - the graph only holds the kinds above
@@ -274,7 +273,7 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     uniform = K.uniform_table()
     storage = ["STORAGE", "COPY_SRC", "COPY_DST"]
     buffers = [{"name": "uniform", "size": uniform["size"], "usage": ["UNIFORM", "COPY_DST"]}]
-    for b, size in (K.sampler_buffers(cfg.vocab_size) | K.sample_scratch_buffers(cfg.vocab_size)).items():
+    for b, size in K.sample_plan_buffers(cfg.vocab_size).items():
         mem.buffers[b] = _round16(size)
     for b, size in sorted(mem.buffers.items()):
         entry = {"name": b, "size": max(16, size), "usage": storage}

@@ -331,6 +331,13 @@ def sample_dispatches(profile: Profile, *, vocab: int) -> list[tuple[Kernel, lis
     return sample(profile, vocab=vocab)
 
 
+def sample_plan_buffers(vocab: int) -> dict[str, int]:
+    """Name -> bytes of every buffer the plan's sampler binds besides logits and token_ids, in binding
+    order: the runtime's (sampler_buffers), then the split's scratch when the plan splits."""
+    scratch = sample_scratch_buffers(vocab) if vocab >= SAMPLE_SPLIT_MIN_VOCAB else {}
+    return sampler_buffers(vocab) | scratch
+
+
 def sample(profile: Profile, *, vocab: int) -> list[tuple[Kernel, list[int]]]:
     """The next token: greedy, or a seeded draw after penalties, bias, grammar mask, top-k, min-p and
     top-p; plus logprobs. See wgsl/sample.wgsl and FORMAT.md ("Sampling"). Three kernels, dispatched
@@ -352,6 +359,6 @@ def sample(profile: Profile, *, vocab: int) -> list[tuple[Kernel, list[int]]]:
 def sample_single(profile: Profile, *, vocab: int) -> Kernel:
     """The sampling rule stated by one workgroup (wgsl/sample_single.wgsl): slow, kept as the reference
     the split sampler is tested and benchmarked against, and the plans' sampler for small vocabularies.
-    Bindings: as the split sampler's (it ignores the last two, the split's scratch buffers)."""
+    Bindings: logits, token_ids, logit_bias, token_counts, token_mask, sample_out."""
     src = _fill(_template("sample_single"), HEADER=_header(profile), V=vocab, MAX_TOP=MAX_TOP_LOGPROBS)
-    return _make("sample_single", src, (UNIFORM, READ, WRITE, READ, WRITE, READ, WRITE, WRITE, WRITE))
+    return _make("sample_single", src, (UNIFORM, READ, WRITE, READ, WRITE, READ, WRITE))
