@@ -320,7 +320,7 @@ def sample_scratch_buffers(vocab: int) -> dict[str, int]:
     """Name -> bytes of the split sampler's own buffers (sample.wgsl): the adjusted logits and the
     per-chunk results (stats, lists, top raw logits)."""
     words = 2048 + 2 * SAMPLE_CAP * 256 + 2 * MAX_TOP_LOGPROBS * 256
-    return {"sample_adjusted": 4 * vocab, "sample_chunks": 4 * words}
+    return {"sample_adjusted": 4 * 256 * -(-vocab // 256), "sample_chunks": 4 * words}
 
 
 def sample_dispatches(profile: Profile, *, vocab: int) -> list[tuple[Kernel, list[int]]]:

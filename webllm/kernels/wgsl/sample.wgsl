@@ -28,7 +28,9 @@
 //
 // Bindings (all three stages): 0 step; 1 logits [V] f32; 2 token_ids [CHUNK] u32; 3 logit_bias [V] f32;
 //   4 token_counts [V] u32; 5 token_mask [ceil(V / 32)] u32; 6 sample_out [2 + 2 * MAX_TOP] u32;
-//   7 sample_adjusted [V] f32; 8 sample_chunks [CHUNK_WORDS] u32 (the layout below).
+//   7 sample_adjusted [CH * 256] f32, chunk-major transposed: token c * CH + j at [j * 256 + c], so that
+//   256 threads each walking their own chunk in index order read adjacent words (coalesced);
+//   8 sample_chunks [CHUNK_WORDS] u32 (the layout below).
 {{HEADER}}
 const V: u32 = {{V}}u;
 const CH: u32 = (V + 255u) / 256u;  // vocabulary entries per chunk
@@ -101,6 +103,12 @@ fn adjusted(v: u32) -> f32 {
     if ((flags & F_BIAS) != 0u) { l += logit_bias[v]; }
     if ((flags & F_MASK) != 0u && ((token_mask[v >> 5u] >> (v & 31u)) & 1u) == 0u) { l = -3.4e38; }
     return l;
+}
+
+// where token v's adjusted logit lies in sample_adjusted
+fn adj_at(v: u32) -> u32 {
+    let c = v / CH;
+    return (v - c * CH) * 256u + c;
 }
 
 // an order-preserving u32 key of an f32 (a < b  <=>  key(a) < key(b)), and back

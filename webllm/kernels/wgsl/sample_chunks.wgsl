@@ -18,7 +18,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var n_allowed = 0u;
     for (var v = lo + lid; v < hi; v += WG) {
         let x = adjusted(v);
-        sample_adjusted[v] = x;
+        sample_adjusted[(v - lo) * 256u + c] = x;
         if (x > bv) { bv = x; bi = v; }
         if (x > EXCLUDED) { n_allowed += 1u; }
         let r = logits[v];
@@ -46,7 +46,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             let shift = 24u - 8u * round;
             let mask = high_mask(shift);
             for (var v = lo + lid; v < hi; v += WG) {
-                let x = sample_adjusted[v];
+                let x = sample_adjusted[(v - lo) * 256u + c];
                 let k = key(x);
                 if (x > EXCLUDED && (k & mask) == prefix) { atomicAdd(&hist[(k >> shift) & 255u], 1u); }
             }
@@ -67,7 +67,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             var gt = 0u;
             var eq = 0u;
             if (v < hi) {
-                x = sample_adjusted[v];
+                x = sample_adjusted[(v - lo) * 256u + c];
                 let k = key(x);
                 if (x > EXCLUDED && (t_key == 0u || k > t_key)) { gt = 1u; }
                 if (x > EXCLUDED && t_key != 0u && k == t_key) { eq = 1u; }

@@ -38,7 +38,7 @@ fn chunk_mass(c: u32, m: f32, inv_t: f32, kmin: u32, pf: f32) -> f32 {
         let lo = min(V, c * CH);
         let hi = min(V, lo + CH);
         for (var v = lo; v < hi; v++) {
-            let x = sample_adjusted[v];
+            let x = sample_adjusted[(v - lo) * 256u + c];  // coalesced across the 256 threads
             let p = exp((x - m) * inv_t);
             if (x > EXCLUDED && key(x) >= kmin && p >= pf) { s += p; }
         }
@@ -65,8 +65,9 @@ fn top_k_key(lid: u32) -> u32 {
                 if ((k & mask) == prefix) { atomicAdd(&hist[(k >> shift) & 255u], 1u); }
             }
         } else {
-            for (var v = lid; v < V; v += 256u) {
-                let x = sample_adjusted[v];
+            for (var s = lid; s < CH * 256u; s += 256u) {  // storage order: s = j * 256 + chunk
+                if ((s & 255u) * CH + (s >> 8u) >= V) { continue; }  // past the vocabulary's end
+                let x = sample_adjusted[s];
                 let k = key(x);
                 if (x > EXCLUDED && (k & mask) == prefix) { atomicAdd(&hist[(k >> shift) & 255u], 1u); }
             }
@@ -86,7 +87,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     init_workgroup(lid);
     // greedy: the chunks' choices decide (largest adjusted logit, lowest index among equals)
     let argmax = min(chunks_best(lid, ST_BEST_V, ST_BEST_I), V - 1u);
-    let m = sample_adjusted[argmax];
+    let m = sample_adjusted[adj_at(argmax)];
     var chosen = argmax;
 
     if (step.temperature > 0.0) {
@@ -166,7 +167,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
             let v = at * CH + j;
             var p = -1.0;
             if (at != NONE && j < CH && v < V) {
-                let x = sample_adjusted[v];
+                let x = sample_adjusted[j * 256u + at];
                 let q = exp((x - m) * inv_t);
                 if (x > EXCLUDED && key(x) >= kmin && q >= floor_p) { p = q; }
             }

@@ -19,7 +19,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
 
     // m: the adjusted logit of the greedy choice; M: the largest raw logit (as sample_draw finds them)
     let argmax = min(chunks_best(lid, ST_BEST_V, ST_BEST_I), V - 1u);
-    let m = sample_adjusted[argmax];
+    let m = sample_adjusted[adj_at(argmax)];
     let inv_t = 1.0 / step.temperature;
     var mx = 0.0;
     if (want_raw) {
@@ -34,7 +34,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         var e = 0.0;
         if (v < hi) {
             if (want_p) {
-                let x = sample_adjusted[v];
+                let x = sample_adjusted[(v - lo) * 256u + c];
                 let q = exp((x - m) * inv_t);
                 if (x > EXCLUDED && q >= step.min_p) { p = q; }
             }
