@@ -347,9 +347,10 @@ def sample(profile: Profile, *, vocab: int) -> list[tuple[Kernel, list[int]]]:
     bindings = (UNIFORM, READ, WRITE, READ, WRITE, READ, WRITE, WRITE, WRITE)
     out = []
     for stage in SAMPLE_STAGES:
-        # per-chunk stages: 64 threads (a chunk of Llama-3's vocabulary is 501 tokens; fewer threads,
-        # cheaper barriers); the draw: one thread per chunk
-        wg, grid = (256, [1, 1, 1]) if stage == "sample_draw" else (64, [256, 1, 1])
+        # per-chunk stages: 32 threads, 16 tokens each for Llama-3's 501-token chunks (one warp: cheap
+        # barriers; on lavapipe, which pays per invocation, 64 threads took twice as long); the draw:
+        # one thread per chunk
+        wg, grid = (256, [1, 1, 1]) if stage == "sample_draw" else (32, [256, 1, 1])
         prelude = _fill(_template("sample"), HEADER=_header(profile), V=vocab, MAX_TOP=MAX_TOP_LOGPROBS,
                         CAP=SAMPLE_CAP, WG=wg)
         out.append((_make(stage, _fill(_template(stage), PRELUDE=prelude), bindings), grid))

@@ -9,18 +9,20 @@
 // (s = 128, ..., 1), except the kept mass of the draw: the chunk sums in order. So here too a chunk is
 // the unit: one workgroup per chunk in the first two stages, one thread per chunk in the last.
 //
-//   sample_chunks  [256 workgroups] chunk c: the adjusted logits (penalties, bias, mask) into
-//                  `sample_adjusted`; the chunk's greedy choice; with temperature > 0 its CAP
-//                  largest allowed tokens (order: key descending, index ascending) as a list in index
-//                  order, and an upper bound `out` of the keys left out (0: none left out); with
-//                  logprobs its largest raw logit and its MAX_TOP largest in order.
-//   sample_mass    [256 workgroups] chunk c, with the global m and M from the chunks' stats: the
-//                  chunk's sum of kept p when no top-k applies (the total mass S and, when θ = 0,
-//                  the draw's chunk sum) and its sum of exp(logit - M) for the log-softmax.
-//   sample_draw    [1 workgroup] thread c = chunk c: argmax from the chunks' choices (greedy is done
-//                  here, no full pass); top-k's key K by a radix select over the lists (the exact
-//                  top_k-th largest key, what the rule's bisection finds) when top_k <= CAP; the
-//                  top-p bisection; the draw; the logprobs from the chunks' ordered lists.
+//   sample_chunks  [256 workgroups of WG = 32] chunk c: the adjusted logits (penalties, bias, mask)
+//                  into `sample_adjusted`; the chunk's greedy choice; for top-k or top-p its CAP
+//                  largest allowed tokens (order: key descending, index ascending; a radix select) as
+//                  a list in index order, and an upper bound `out` of the keys left out (0: none
+//                  left out); for logprobs its largest raw logit and its MAX_TOP largest in order.
+//   sample_mass    [256 workgroups of 32] chunk c, with the global m and M from the chunks' results:
+//                  the chunk's sum of kept p when no top-k applies (the total mass S and, when θ = 0,
+//                  the draw's chunk sum) and its sum of exp(logit - M) for the log-softmax. Greedy
+//                  without logprobs: nothing.
+//   sample_draw    [1 workgroup of 256] thread c = chunk c: argmax from the chunks' choices (greedy
+//                  is done here, no full pass); top-k's key K by a radix select over the lists (the
+//                  exact top_k-th largest key, what the rule's bisection finds) when top_k <= CAP,
+//                  else over the vocabulary; the top-p bisection; the draw, walking one chunk; the
+//                  logprobs, merging the chunks' ordered lists.
 // A chunk's sum over the tokens that pass a filter monotone in l (key >= K, p >= min_p, p >= mid) is
 // taken over its list alone when the filter rejects `out` (every token left out has a key <= out):
 // the same tokens in the same order, so the same f32 sum; otherwise over the whole chunk. So the
