@@ -13,8 +13,7 @@ import struct
 import numpy as np
 import pytest
 
-from webllm.kernels import (MAX_TOP_LOGPROBS, SAMPLE_CAP, Profile, sample, sample_scratch_buffers, sample_single,
-                            uniform_table)
+from webllm.kernels import MAX_TOP_LOGPROBS, SAMPLE_CAP, Profile, sample, sample_scratch_buffers, sample_single, uniform_table
 
 V = 1000
 FLAGS = {"penalties": 1, "bias": 2, "mask": 4, "logprobs": 8}
@@ -280,6 +279,8 @@ def test_split_sampler_on_vocabulary_edges(gpu):
                        frequency_penalty=0.1, **case)
             assert mask[tok]
         assert np.array_equal(pair[0].counts(), pair[1].counts())  # both counted the same draws
+        for k in (vocab - 1, vocab, vocab + 5):  # top_k >= vocab: no limit
+            same(pair, logits, temperature=1.0, top_k=k, top_p=0.8, seed=k)
         only = np.zeros(vocab, bool)
         only[vocab - 1] = True  # one allowed token, in the last (short) chunk
         for split_or_single in pair:
@@ -291,3 +292,17 @@ def test_split_sampler_emit_zero_samples_nothing(pair):
     logits = split_logits(pair[0].V, "peaked", seed=1)
     before = pair[0].run(logits, temperature=0)[1].copy()
     assert np.array_equal(pair[0].run(-logits, temperature=0.7, top_p=0.9, emit=0)[1], before)
+
+
+def test_plans_split_the_sampler_from_8192_tokens():
+    """The compiler's choice: one workgroup below SAMPLE_SPLIT_MIN_VOCAB, three dispatches (256, 256,
+    1 workgroups) from it on, each bound to the plan's sampler buffers in binding order."""
+    from webllm.kernels import SAMPLE_SPLIT_MIN_VOCAB, sample_dispatches, sample_plan_buffers
+
+    small = sample_dispatches(Profile("f32"), vocab=SAMPLE_SPLIT_MIN_VOCAB - 1)
+    assert [(k.name.split("_")[1], g) for k, g in small] == [("single", [1, 1, 1])]
+    assert len(small[0][0].bindings) == 3 + len(sample_plan_buffers(SAMPLE_SPLIT_MIN_VOCAB - 1))
+    split = sample_dispatches(Profile("f16"), vocab=SAMPLE_SPLIT_MIN_VOCAB)
+    assert [(k.name.split("_")[1], g) for k, g in split] == [("chunks", [256, 1, 1]), ("mass", [256, 1, 1]),
+                                                              ("draw", [1, 1, 1])]
+    assert all(len(k.bindings) == 3 + len(sample_plan_buffers(SAMPLE_SPLIT_MIN_VOCAB)) for k, _ in split)
