@@ -102,6 +102,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         if (top_k) { z = chunk_mass(lid, m, inv_t, kmin, pmin); } else { z = bitcast<f32>(chunks[ST_Z + lid]); }
         let total = workgroup_sum(lid, z);
         var theta = 0.0;
+        var mine = z;  // the draw's chunk sum; while θ = 0, its filter is the one z was summed with
         if (step.top_p < 1.0) {
             // the bisection tests mid >= 2^-24 only, so from each list it needs just the p of the
             // entries with key >= kmin and p >= max(min_p, 2^-24): kept here, in index order
@@ -134,10 +135,20 @@ fn main(@builtin(local_invocation_index) lid: u32) {
                 if (workgroup_sum(lid, part) >= need) { lo = mid; } else { hi = mid; }
             }
             theta = lo;
+            // the draw's chunk sums, with p >= max(min_p, θ); θ, when not 0, is a tested mid
+            if (theta != 0.0) {
+                let pf = max(pmin, theta);
+                if (listed(lid, m, inv_t, kmin, pf)) {
+                    mine = 0.0;
+                    for (var j = 0u; j < n_few; j++) {
+                        if (few[j] >= pf) { mine += few[j]; }
+                    }
+                } else {
+                    mine = chunk_mass(lid, m, inv_t, kmin, pf);
+                }
+            }
         }
         let floor_p = max(pmin, theta);
-        var mine = z;  // theta = 0: the filter is the one z was summed with
-        if (theta != 0.0) { mine = chunk_mass(lid, m, inv_t, kmin, floor_p); }
         red[lid] = mine;
         workgroupBarrier();
         var goal = 0.0;  // thread 0's: the draw, and the kept mass before the chunk it lands in
