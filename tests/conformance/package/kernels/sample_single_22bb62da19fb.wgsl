@@ -1,3 +1,6 @@
+// The sampling rule stated directly, by ONE workgroup (slow: ~56 full scans for top-k / top-p). The
+// plans use the split sampler (sample_chunks, sample_mass, sample_draw), which picks the same token and
+// writes the same sample_out bit for bit; tests and benchmarks/sample_bench.py compare the two.
 // Sampling on the GPU: token_ids[0] = the next token, which stays on the GPU as the next decode
 // step's input; sample_out = [token, logprob, top ids..., top logprobs...] for the CPU to read.
 // The rule, exactly (docs/FORMAT.md, "Sampling", is the reference both runtimes follow):
