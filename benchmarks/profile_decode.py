@@ -24,6 +24,7 @@ import numpy as np
 
 from webllm.runtime import Model
 from webllm.runtime.device import adapter_name, request_device
+from webllm.runtime.model import workgroups
 
 
 def label(d: dict, plan: dict) -> str:
@@ -67,13 +68,13 @@ def main() -> None:
         if not per_dispatch:
             cp = enc.begin_compute_pass(timestamp_writes={"query_set": qs, "beginning_of_pass_write_index": 0,
                                                           "end_of_pass_write_index": 1})
-        for i, (pipeline, bg, x, y, z, per, kv_per) in enumerate(dispatches):
+        for i, d in enumerate(dispatches):
             if per_dispatch:
                 cp = enc.begin_compute_pass(timestamp_writes={"query_set": qs, "beginning_of_pass_write_index": 2 * i,
                                                               "end_of_pass_write_index": 2 * i + 1})
-            cp.set_pipeline(pipeline)
-            cp.set_bind_group(0, bg)
-            cp.dispatch_workgroups(x, y if per is None else -(-n_tok // per), z if kv_per is None else -(-kv_end // kv_per))
+            cp.set_pipeline(d[0])
+            cp.set_bind_group(0, d[1])
+            cp.dispatch_workgroups(*workgroups(d, n_tok, kv_end))
             if per_dispatch:
                 cp.end()
         if not per_dispatch:

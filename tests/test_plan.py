@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from tiny_models import TOL_F32, Spec, prompt_ids, rel_err
 
+from webllm.cli.info import dispatches_per_layer
 from webllm.errors import WebLLMError
 from webllm.runtime import Model
 
@@ -46,6 +47,19 @@ def test_plan_is_self_describing(package):
             assert set(g["buffers"]) <= names
         kv = [b for b in plan["buffers"] if b["name"].startswith("k_cache.")]
         assert kv and all(b["per_context"]["unit"] == 1 and b["size"] == 300 * b["per_context"]["bytes"] for b in kv)
+
+
+def test_decode_is_five_dispatches_per_layer(package):
+    """A decode layer is qkv (+ norm, rope, KV append), attention, o (+ the attention's split combine,
+    residual, next norm's pieces), gate_up, down: no combine or norm dispatch. The attention's split
+    count follows the KV length up to a cap (`kv_per_z`, `max_z`), the same rule its kernels apply."""
+    m = json.loads((package / "manifest.json").read_text())
+    for name in m["profile_order"]:
+        plan = json.loads((package / m["profiles"][name]["plan"]).read_text())
+        for variant, dl in plan["decode_variants"].items():
+            assert dispatches_per_layer(plan, dl, m["config"]["num_hidden_layers"]) == 5, (name, variant)
+            attn = [d for d in dl if "kv_per_z" in d]
+            assert attn and all(d["kv_per_z"] == 64 and d["max_z"] == d["workgroups"][2] for d in attn)
 
 
 def test_smaller_context_window_same_logits(package, zoo):

@@ -95,13 +95,11 @@ def test_prefill_logits_match_transformers(zoo, spec, mode, profile, tol, n):
     assert rt.next_token() == int(np.argmax(got)), "the GPU's greedy token is not argmax of its own logits"
 
 
-@pytest.mark.parametrize("prompt_len", [7, 300])
-@pytest.mark.parametrize("spec,mode,profile,tol", CASES)
-def test_decode_logits_match_transformers(zoo, spec, mode, profile, tol, prompt_len):
-    """16 decode steps, each fed the GPU's greedy token: logits at every step equal transformers' full
-    forward over the same sequence (prompt_len 300 ends with the context window exactly full)."""
-    rt = zoo.runtime(spec, mode, profile, **options(spec))
-    seq = [int(i) for i in prompt_ids(spec)[:prompt_len]]
+def decode_errors(zoo, rt, spec: Spec, mode: str, prompt_len: int) -> list[float]:
+    """Prefill prompt_len tokens, then DECODE_STEPS decode steps, each fed the GPU's greedy token: the
+    error of the logits after the prefill and after every step against transformers' full forward
+    over the same sequence."""
+    seq = [int(i) for i in prompt_ids(spec, max(300, prompt_len))[:prompt_len]]
     rt.prefill(seq)
     got = [rt.logits()]
     for _ in range(DECODE_STEPS):
@@ -112,7 +110,52 @@ def test_decode_logits_match_transformers(zoo, spec, mode, profile, tol, prompt_
         got.append(rt.logits())
     assert rt.past == prompt_len + DECODE_STEPS
     ref = zoo.logits(spec, mode, seq)[prompt_len - 1 :]
-    errs = [rel_err(g, r) for g, r in zip(got, ref, strict=True)]
+    return [rel_err(g, r) for g, r in zip(got, ref, strict=True)]
+
+
+@pytest.mark.parametrize("prompt_len", [7, 300])
+@pytest.mark.parametrize("spec,mode,profile,tol", CASES)
+def test_decode_logits_match_transformers(zoo, spec, mode, profile, tol, prompt_len):
+    """16 decode steps, each fed the GPU's greedy token: logits at every step equal transformers' full
+    forward over the same sequence (prompt_len 300 ends with the context window exactly full)."""
+    rt = zoo.runtime(spec, mode, profile, **options(spec))
+    errs = decode_errors(zoo, rt, spec, mode, prompt_len)
+    record(mode, profile, max(errs))
+    worst = int(np.argmax(errs))
+    assert max(errs) <= tol, f"{spec.name} {mode}/{profile}: decode step {worst} error {errs[worst]:.2e} > {tol:.0e}"
+
+
+# Decode attention at long context (kernels/wgsl/attention_splits.wgsl): a step's KV range is cut into
+# at most `decode_splits` splits whose span grows with the context, each split walked in chunks of 64
+# positions with an online softmax, and the o matmul combines the splits as it loads its input.
+# Compiled with 2 splits, a 400-token prompt gives spans of 256 positions (4 chunks, the last split
+# partial) over the 16 decode steps; the 200-token window gives spans of 128 that start off a multiple
+# of 64. The specs cover attention_decode's layouts (GQA 2, 3 and 8; head_dim 128, 64 and 80: 16, 8 and
+# 10 slots of 8 dims per row) and its fallback, attention.wgsl (head_dim 256 with GQA 8 needs more than
+# 16 KiB of workgroup memory in attention_decode).
+LONG_PROMPT = 400
+LONG_SPECS = [
+    BY_NAME["llama_hd128"],
+    Spec("mistral_window200_gqa3", arch="mistral", hidden_size=96, intermediate_size=192, num_hidden_layers=2,
+         num_attention_heads=6, num_key_value_heads=2, head_dim=64, vocab_size=301, sliding_window=200, seed=6),
+    Spec("llama_gqa8_hd80", hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=8,
+         num_key_value_heads=1, head_dim=80, vocab_size=301, seed=7),
+    Spec("llama_gqa8_hd256", hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=8,
+         num_key_value_heads=1, head_dim=256, vocab_size=301, seed=8),
+]
+
+
+@pytest.mark.parametrize("mode,profile,tol", FULL, ids=[f"{m}-{p}" for m, p, _ in FULL])
+@pytest.mark.parametrize("spec", LONG_SPECS, ids=str)
+def test_long_context_decode_matches_transformers(zoo, spec, mode, profile, tol):
+    """Decode after 400 tokens over splits of several chunks each (and a sliding window that cuts the
+    range), in both profiles: logits at every step equal transformers'."""
+    opts = {"prefill_chunk": 64, "context_window": LONG_PROMPT + DECODE_STEPS, "decode_splits": 2}
+    plan = json.loads((zoo.package(spec, mode, **opts) / f"plan-{profile}.json").read_text())
+    kernels = {d["kernel"].rsplit("_", 1)[0] for d in next(iter(plan["decode_variants"].values()))}
+    assert ("attention" if spec.head_dim == 256 else "attention_decode") in kernels
+    rt = zoo.runtime(spec, mode, profile, **opts)
+    errs = decode_errors(zoo, rt, spec, mode, LONG_PROMPT)
     record(mode, profile, max(errs))
     worst = int(np.argmax(errs))
     assert max(errs) <= tol, f"{spec.name} {mode}/{profile}: decode step {worst} error {errs[worst]:.2e} > {tol:.0e}"

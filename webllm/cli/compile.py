@@ -22,6 +22,9 @@ def add_arguments(p) -> None:
     p.add_argument("--prefill-chunk", type=positive_int, default=128, help="most tokens per prefill step (default 128)")
     p.add_argument("--max-binding-size", type=positive_int, default=None,
                    help="split tensors larger than this many bytes (default 134217728, WebGPU's default limit)")
+    p.add_argument("--decode-splits", type=positive_int, default=None,
+                   help="most KV splits (workgroups per KV head) of decode attention (default: chosen per model and "
+                        "profile; for measurements)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -34,7 +37,7 @@ def run(args) -> int:
     t = time.perf_counter()
     opts = CompileOptions(quantization=args.quantization, context_window=args.context_window,
                           prefill_chunk=args.prefill_chunk, max_binding_size=args.max_binding_size or DEFAULT_MAX_BINDING,
-                          progress=not args.quiet)
+                          decode_splits=args.decode_splits, progress=not args.quiet)
     out = compile_model(args.source, args.output, opts)
     m = json.loads((out / MANIFEST).read_text())
     size = sum(s["nbytes"] for s in m["shards"])

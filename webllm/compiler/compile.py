@@ -32,6 +32,7 @@ class CompileOptions:
     max_binding_size: int = DEFAULT_MAX_BINDING
     progress: bool = True
     gemv_lanes: tuple[int, ...] = (32, 4)  # one-token matmul variants, threads per row (runtimes pick by timing)
+    decode_splits: int | None = None  # most KV splits of decode attention (None: lower.decode_splits per profile)
 
 
 def _split(name: str, w: PackedWeight, pair: bool, limit: int) -> list[tuple[str, int, int, PackedWeight]]:
@@ -145,7 +146,8 @@ def compile_model(source: str | Path, output: str | Path, options: CompileOption
         kernel_dir.mkdir()
         weight_bytes = sum(t["size"] for t in shards.tensors.values())
         for pname in mode.profiles:
-            plan = lower(model, matrices, K.Profile(pname), options.prefill_chunk, tuple(options.gemv_lanes), limit)
+            plan = lower(model, matrices, K.Profile(pname), options.prefill_chunk, tuple(options.gemv_lanes), limit,
+                         options.decode_splits)
             for kname, src in plan.pop("_sources").items():
                 (kernel_dir / f"{kname}.wgsl").write_text(src, encoding="utf-8")
             for b in plan["buffers"]:

@@ -10,7 +10,8 @@ from webllm.compiler.memory_plan import plan_memory
 from webllm.errors import UnsupportedModelError
 
 PREFILL_MIN_WORKGROUPS = 128  # a prefill matmul takes 128-token tiles only if a full chunk still gives this many
-KV_SPLIT = 64  # cache positions per workgroup in decode attention (flash-decoding)
+DECODE_SPLITS_MAX = 16  # most KV splits (workgroups per KV head) of decode attention
+COMBINE_BYTES = 64 << 10  # at most this many bytes of attention partials for each o-matmul workgroup to combine
 FOLD_NORM_MAX_EXTRA = 32 << 20  # bytes of extra reads a decode matmul may take on to absorb its RMSNorm
 MAX_WORKGROUPS = 65535  # WebGPU's default maxComputeWorkgroupsPerDimension
 
@@ -66,6 +67,40 @@ def prefill_token_tile(rows: int, pair: bool, chunk: int) -> int:
     return 128 if chunk >= 128 and tiles * (chunk // 128) >= PREFILL_MIN_WORKGROUPS else 32
 
 
+def decode_splits(cfg, profile: K.Profile) -> int:
+    """Most KV splits of decode attention (wgsl/attention_splits.wgsl): the largest power of two up to
+    DECODE_SPLITS_MAX whose partials [splits, heads, head_dim] stay within COMBINE_BYTES, since every
+    workgroup of the o matmul reads all of them (gemv.wgsl COMBINE_IN; its x alone is 1/splits of
+    that). Llama-3.1-8B: 8 splits in f16, 4 in f32; Llama-3.2-1B: 16 and 8; short contexts use
+    fewer (one per 64 positions), so this bounds the combine's cost at long context only."""
+    per_split = cfg.num_attention_heads * cfg.head_dim * profile.act_bytes
+    s = 1
+    while s * 2 <= DECODE_SPLITS_MAX and s * 2 * per_split <= COMBINE_BYTES:
+        s *= 2
+    return s
+
+
+def fold_combine(ops: list) -> list:
+    """Decode: attention writes per-split partials (`attn_part_o`, `attn_part_lse`) and the matmul that
+    is its output's only reader (the o projection) combines them as it loads x (gemv.wgsl COMBINE_IN):
+    no combine dispatch."""
+    readers: dict[str, int] = {}
+    for op in ops:
+        for t in op.inputs:
+            readers[t] = readers.get(t, 0) + 1
+    out = list(ops)
+    for i, op in enumerate(ops):
+        if op.kind != "attention":
+            continue
+        j = next((j for j in range(i + 1, len(ops)) if op.outputs[0] in ops[j].inputs), None)
+        if j is None or ops[j].kind != "matmul" or ops[j].inputs[0] != op.outputs[0] or readers[op.outputs[0]] != 1:
+            raise UnsupportedModelError(f"decode attention output {op.outputs[0]} is not the input of one matmul")
+        out[i] = replace(op, outputs=["attn_part_o", "attn_part_lse"])
+        out[j] = replace(ops[j], inputs=["attn_part_o", "attn_part_lse"] + ops[j].inputs[1:],
+                         attrs={**ops[j].attrs, "combine_in": True})
+    return out
+
+
 def fold_norms(ops: list, allow=lambda matmul: True) -> list:
     """Each RMSNorm whose only reader is the next matmul goes into that matmul (if `allow(matmul)`):
     the matmul reads the norm's input (the residual stream) and the norm weight and normalizes x
@@ -119,13 +154,15 @@ def chain_norms(ops: list) -> list:
 
 
 def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int,
-          gemv_lanes: tuple[int, ...] = (32, 4), max_binding_size: int | None = None) -> dict:
+          gemv_lanes: tuple[int, ...] = (32, 4), max_binding_size: int | None = None,
+          decode_splits_max: int | None = None) -> dict:
     """Build the plan of one profile (docs/FORMAT.md, "Plans"): the uniform table, kernels, buffers,
     bind groups, and the prefill, score and decode dispatch lists. `gemv_lanes`: candidate threads per
     row of the one-token matmul (decode, output head); the plan gets one decode list per candidate
     ("decode_variants", the first preferred), and runtimes time them on their adapter and keep the
     fastest (32 suits GPUs; 4 is 2.3x faster on lavapipe). The `score` phase is left out when its
-    all-token logits would exceed `max_binding_size`. The kernel sources come back under "_sources"."""
+    all-token logits would exceed `max_binding_size`. `decode_splits_max`: most KV splits of decode
+    attention (default: decode_splits()). The kernel sources come back under "_sources"."""
     cfg = model.cfg
     ops = model.graph()
     score_ops = model.graph(score=True)
@@ -139,12 +176,12 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     # Buffers whose size follows the KV capacity: size(C) = ceil(C / unit) * bytes (FORMAT.md).
     per_context = {t: (1, n // model.capacity * profile.act_bytes) for t, (n, _) in shapes.items()
                    if t.startswith(("k_cache.", "v_cache."))}
-    per_context["attn_part_acc"] = (KV_SPLIT, cfg.num_attention_heads * cfg.head_dim * 4)
-    per_context["attn_part_ml"] = (KV_SPLIT, cfg.num_attention_heads * 8)
-    for t in ("attn_part_acc", "attn_part_ml"):
-        unit, per = per_context[t]
-        mem.buffers[t] = _round16(-(-model.capacity // unit) * per)
     mem.where.update({t: t for t in optional})
+    # decode attention's per-split partials (fold_combine): a fixed grid of at most `splits` splits
+    splits = decode_splits_max or decode_splits(cfg, profile)
+    mem.buffers["attn_part_o"] = _round16(splits * cfg.num_attention_heads * cfg.head_dim * profile.act_bytes)
+    mem.buffers["attn_part_lse"] = _round16(splits * cfg.num_attention_heads * 4)
+    mem.where.update({"attn_part_o": "attn_part_o", "attn_part_lse": "attn_part_lse"})
     # decode's chained norms (chain_norms): the next norm's x * weight, and per-workgroup sums of squares
     mem.buffers["norm_x"] = _round16(cfg.hidden_size * profile.act_bytes)
     mem.buffers["norm_ssq"] = _round16(4 * cfg.hidden_size)
@@ -207,6 +244,10 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                         if norm_out:
                             chain["norm_out_offset"] = sum(-(-q.rows // (256 // lanes)) for q in m.parts
                                                            if q.row0 < p.row0)
+                        if op.attrs.get("combine_in"):  # x: decode attention's partials (fold_combine)
+                            chain["combine_in"] = dict(nq=cfg.num_attention_heads, hd=cfg.head_dim,
+                                                       window=cfg.sliding_window or 0, splits=splits)
+                            kw["x_type"] = profile.act
                         kern = K.gemv(profile, m.part_view(p), lanes=lanes, x_last=bool(op.attrs.get("x_last")),
                                       norm_eps=cfg.rms_norm_eps if norm else None, **chain, **kw)
                         rows_per_wg, per_y = 256 // lanes, None
@@ -219,23 +260,25 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                         binds.append("norm_ssq")
                     if norm_out:
                         binds += [norm_out, "norm_x", "norm_ssq"]
+                    if op.attrs.get("combine_in"):
+                        binds.append(buf(op.inputs[1]))  # the partials' lse
                     gx = _check_grid(math.ceil(p.rows / rows_per_wg), f"tensor {p.tensor}")
                     out.append(emit(kern, binds, [gx, 1, 1], per_y))
             elif op.kind == "attention":
                 kw = dict(nq=cfg.num_attention_heads, nkv=cfg.num_key_value_heads, hd=cfg.head_dim,
                           window=cfg.sliding_window or 0, scale=cfg.head_dim ** -0.5)
                 binds = [buf(t) for t in op.inputs]
-                if tt == 1:  # decode: split the KV range over workgroups, then combine (flash-decoding)
-                    if K.attention_decode_fits(nq=kw["nq"], nkv=kw["nkv"], hd=kw["hd"], split=KV_SPLIT):
-                        kern, gx = K.attention_decode(profile, split=KV_SPLIT, **kw), cfg.num_key_value_heads
+                if tt == 1:  # decode: split the KV range over workgroups; the o matmul combines (fold_combine)
+                    assert op.outputs == ["attn_part_o", "attn_part_lse"], "decode attention without fold_combine"
+                    if K.attention_decode_fits(nq=kw["nq"], nkv=kw["nkv"], hd=kw["hd"]):
+                        kern, gx = K.attention_decode(profile, splits=splits, **kw), cfg.num_key_value_heads
                     else:
-                        kern, gx = K.attention(profile, split=KV_SPLIT, **kw), cfg.num_attention_heads
-                    d = emit(kern, binds + ["attn_part_acc", "attn_part_ml"], [gx, 1, 1], None)
-                    d["kv_per_z"] = KV_SPLIT
+                        kern, gx = K.attention(profile, splits=splits, **kw), cfg.num_attention_heads
+                    d = emit(kern, binds + [buf(t) for t in op.outputs], [gx, 1, splits], None)
+                    # one workgroup per 64 positions up to `splits`: the kernels find the same split count
+                    # from step.past (attention_splits.wgsl); software adapters pay for idle workgroups
+                    d["kv_per_z"], d["max_z"] = K.KV_SPLIT_UNIT, splits
                     out.append(d)
-                    kern = K.attention_combine(profile, nq=cfg.num_attention_heads, hd=cfg.head_dim, split=KV_SPLIT)
-                    out.append(emit(kern, ["attn_part_acc", "attn_part_ml", buf(op.outputs[0])],
-                                    [cfg.num_attention_heads, 1, 1], None))
                     continue
                 if K.attention_tiled_fits(nq=kw["nq"], nkv=kw["nkv"], hd=kw["hd"]):
                     # prefill: 64 query rows (tokens x the heads sharing a KV head) share each K/V block
@@ -266,7 +309,7 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
             return -(-rows // (256 // lanes)) * m.shape[1] * 8 <= FOLD_NORM_MAX_EXTRA
         return allow
 
-    variants = {f"gemv{lanes}": phase(1, fold_norms(chain_norms(ops), fold_in_decode(lanes)), lanes=lanes)
+    variants = {f"gemv{lanes}": phase(1, fold_norms(chain_norms(fold_combine(ops)), fold_in_decode(lanes)), lanes=lanes)
                 for lanes in gemv_lanes}
     scoring = max_binding_size is None or max(optional.values()) <= max_binding_size
     score = phase(chunk, score_ops) if scoring else None

@@ -192,12 +192,14 @@ def matmul_tile_rows(pair: bool) -> int:
 def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: str, y_type: str, lanes: int = 32,
          pair: bool = False, add: bool = False, bias: bool = False, rope: dict | None = None,
          norm_eps: float | None = None, x_last: bool = False, norm_in: int = 0, norm_out_offset: int | None = None,
-         eps: float = 0.0) -> Kernel:
+         eps: float = 0.0, combine_in: dict | None = None) -> Kernel:
     """The decode matmul (one token); see wgsl/gemv.wgsl. 256 // lanes rows per workgroup. `norm_eps`:
     x is the residual stream, RMSNormed in the kernel; `x_last`: x is the step's last token's row.
     `norm_in` > 0: x is x * norm weight and its sum of squares is that many partials (binding after the
     weights); `norm_out_offset`: also write the next norm's x * weight and this workgroup's partial at
-    that offset (bindings: norm weight, xo, ssq). `eps`: the norm's epsilon for norm_in."""
+    that offset (bindings: norm weight, xo, ssq). `eps`: the norm's epsilon for norm_in. `combine_in`
+    (nq, hd, window, splits): x is decode attention's partials [splits, K] (act), combined as loaded;
+    the partials' lse [splits, nq] f32 is the last binding (gemv_combine_in.wgsl)."""
     assert not (norm_in and norm_eps is not None)
     params, bindings = _weights_and_bias(w, bias, rope, norm_eps)
     decl = ["fn ssq_at(i: u32) -> f32 { return 0.0; }", "fn xo_store(o: u32, h: f32) {}", "fn ssq_store(i: u32, v: f32) {}"]
@@ -215,6 +217,13 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
                    "fn ssq_store(i: u32, v: f32) { ssq_out[i] = v; }")
         bindings += (READ, WRITE, WRITE)
     params["NORM_DECL"] += "\n" + "\n".join(decl)
+    params.update(COMBINE_IN=str(combine_in is not None).lower(),
+                  COMBINE_DECL="fn combined_x(g: u32) -> X8 { return X8(); }")
+    if combine_in is not None:
+        c = combine_in
+        params["COMBINE_DECL"] = _fill(_template("gemv_combine_in"), B=len(bindings), NQ=c["nq"], HD=c["hd"],
+                                       SPLITS_FN=_splits_fn(c["splits"], c["window"]))
+        bindings += (READ,)
     params.update(NORM_IN=str(bool(norm_in)).lower(), NSSQ=norm_in, NORM_OUT=str(norm_out_offset is not None).lower(),
                   SSQ_OFF=norm_out_offset or 0)
     src = _fill(_template("gemv"), HEADER=_header(profile), N_ROWS=n_rows, ROW0=row0, LANES=lanes,
@@ -235,18 +244,26 @@ def embed(profile: Profile, w, *, row0: int) -> Kernel:
     return _make("embed", src, (UNIFORM, READ, WRITE) + (READ,) * nw)
 
 
-def attention(profile: Profile, *, nq: int, nkv: int, hd: int, window: int, scale: float, split: int = 0) -> Kernel:
-    """Attention with one workgroup per (head, token); `split` > 0: decode over KV splits of that
-    many positions, writing partials for attention_combine (see wgsl/attention.wgsl)."""
-    if split:
-        out_decl = ("@group(0) @binding(4) var<storage, read_write> part_acc: array<f32>;\n"
-                    "@group(0) @binding(5) var<storage, read_write> part_ml: array<vec2<f32>>;")
-        write_out = """    let slot = wid.z * NQ + h;  // split-major: the layout does not depend on the capacity
+KV_SPLIT_UNIT = 64  # decode attention's split spans are multiples of this many positions
+
+
+def _splits_fn(splits: int, window: int) -> str:
+    """WGSL of `kv_splits(p)`: how decode attention cuts a step's KV range (wgsl/attention_splits.wgsl)."""
+    return _fill(_template("attention_splits"), SPLITS=splits, WINDOW=window, UNIT=KV_SPLIT_UNIT)
+
+
+def attention(profile: Profile, *, nq: int, nkv: int, hd: int, window: int, scale: float, splits: int = 0) -> Kernel:
+    """Attention with one workgroup per (head, token); `splits` > 0: decode (one token) over at most that
+    many KV splits, writing per-split partials for the o matmul (see wgsl/attention.wgsl)."""
+    if splits:
+        out_decl = ("@group(0) @binding(4) var<storage, read_write> part_o: array<act>;\n"
+                    "@group(0) @binding(5) var<storage, read_write> part_lse: array<f32>;")
+        write_out = """    let slot = wid.z * NQ + h;
     for (var e = 0u; e < DPT; e++) {
         let d = lid + 64u * e;
-        if (d < HD) { part_acc[slot * HD + d] = acc[e]; }
+        if (d < HD) { part_o[slot * HD + d] = act(acc[e] / l); }
     }
-    if (lid == 0u) { part_ml[slot] = vec2<f32>(m, l); }"""
+    if (lid == 0u) { part_lse[slot] = m + log(l); }"""
         bindings = (UNIFORM, READ, READ, READ, WRITE, WRITE)
     else:
         out_decl = "@group(0) @binding(4) var<storage, read_write> out: array<act>;"
@@ -256,28 +273,40 @@ def attention(profile: Profile, *, nq: int, nkv: int, hd: int, window: int, scal
     }"""
         bindings = (UNIFORM, READ, READ, READ, WRITE)
     src = _fill(_template("attention"), HEADER=_header(profile), NQ=nq, NKV=nkv, HD=hd, WINDOW=window,
-                SCALE=_f32(scale), SPLIT=split, OUT_DECL=out_decl, WRITE_OUT=write_out)
+                SCALE=_f32(scale), DECODE=str(bool(splits)).lower(), SPLITS_FN=_splits_fn(max(1, splits), window),
+                OUT_DECL=out_decl, WRITE_OUT=write_out)
     return _make("attention", src, bindings)
 
 
-def attention_decode_fits(*, nq: int, nkv: int, hd: int, split: int) -> bool:
-    """Whether attention_decode serves this shape: head_dim divides its 256 threads and its workgroup
-    memory stays within WebGPU's default 16 KiB."""
+def _decode_head_blocks(g: int, hd: int) -> int:
+    """Head blocks of attention_decode's V phase: the largest divisor of G with (hd / 8) * blocks <= 16,
+    so that 16 row groups of (slot, block) threads fit in 256 (each thread then sums G / blocks heads)."""
+    return max(d for d in range(1, g + 1) if g % d == 0 and hd // 8 * d <= 16)
+
+
+def attention_decode_fits(*, nq: int, nkv: int, hd: int) -> bool:
+    """Whether attention_decode serves this shape: rows in 4 to 16 slots of 8 dims, at most 8 query heads
+    per KV head (its named registers), and workgroup memory within WebGPU's default 16 KiB."""
     g = nq // nkv
-    return 256 % hd == 0 and g * (2 * split + 256 + hd) * 4 <= 16384
+    if hd % 8 or not 32 <= hd <= 128 or g > 8:
+        return False
+    words = g * hd + 2048 + g * 64 + g * 8 + 2 * g + 16 * _decode_head_blocks(g, hd)  # qs, scratch, ps, mx, alpha, mrun, lred
+    return 4 * words <= 16384
 
 
-def attention_decode(profile: Profile, *, nq: int, nkv: int, hd: int, window: int, scale: float, split: int) -> Kernel:
-    """Decode attention, one workgroup per (KV head, split of `split` positions) for all the query heads
-    sharing that KV head, writing partials for attention_combine; see wgsl/attention_decode.wgsl."""
-    src = _fill(_template("attention_decode"), HEADER=_header(profile), NQ=nq, NKV=nkv, HD=hd, WINDOW=window,
-                SCALE=_f32(scale), SPLIT=split)
+def attention_decode(profile: Profile, *, nq: int, nkv: int, hd: int, window: int, scale: float, splits: int) -> Kernel:
+    """Decode attention, one workgroup per (KV head, split) for all the query heads sharing that KV head,
+    at most `splits` splits, writing per-split partials for the o matmul; see wgsl/attention_decode.wgsl."""
+    if profile.name == "f16":  # 8 halves per 16-byte load
+        kv = dict(KV_ELEM="vec4<u32>", RAW="vec4<u32>", K_LOAD="return k_cache[i];", V_LOAD="return v_cache[i];",
+                  UNPACK="return S8(vec4<f32>(unpack2x16float(r.x), unpack2x16float(r.y)), "
+                         "vec4<f32>(unpack2x16float(r.z), unpack2x16float(r.w)));")
+    else:
+        kv = dict(KV_ELEM="vec4<f32>", RAW="S8", K_LOAD="return S8(k_cache[2u * i], k_cache[2u * i + 1u]);",
+                  V_LOAD="return S8(v_cache[2u * i], v_cache[2u * i + 1u]);", UNPACK="return r;")
+    src = _fill(_template("attention_decode"), HEADER=_header(profile), NQ=nq, NKV=nkv, HD=hd, SCALE=_f32(scale),
+                SPLITS_FN=_splits_fn(splits, window), NHB=_decode_head_blocks(nq // nkv, hd), **kv)
     return _make("attention_decode", src, (UNIFORM, READ, READ, READ, WRITE, WRITE))
-
-
-def attention_combine(profile: Profile, *, nq: int, hd: int, split: int) -> Kernel:
-    src = _fill(_template("attention_combine"), HEADER=_header(profile), NQ=nq, HD=hd, SPLIT=split)
-    return _make("attention_combine", src, (UNIFORM, READ, READ, WRITE))
 
 
 def attention_tiled_tokens(*, nq: int, nkv: int) -> int:

@@ -25,6 +25,17 @@ from webllm.runtime.tuning import choose_decode_variant
 _STAGING = 2  # token readback ring: the CPU reads step t while the GPU runs step t + 1
 
 
+def workgroups(d: tuple, n_tokens: int, kv_end: int) -> tuple[int, int, int]:
+    """The workgroup counts of dispatch d = (pipeline, bind group, x, y, z, tokens_per_y, kv_per_z, max_z)
+    for a step of n_tokens ending at KV length kv_end (FORMAT.md, "A step")."""
+    _, _, x, y, z, per, kv_per, max_z = d
+    if per is not None:
+        y = -(-n_tokens // per)
+    if kv_per is not None:
+        z = -(-kv_end // kv_per) if max_z is None else min(max_z, -(-kv_end // kv_per))
+    return x, y, z
+
+
 class Model:
     """A compiled model package loaded on a WebGPU device (docs/FORMAT.md: the runtime interprets the
     plan; every size, binding and uniform offset comes from it)."""
@@ -42,7 +53,7 @@ class Model:
         self.capacity = capacity  # KV-cache positions allocated (<= the package's context_window)
         self.chunk = int(manifest["prefill_chunk"])
         self._buffers = buffers
-        self._dispatch = dispatches  # phase -> [(pipeline, bind group, x, y, z, tokens_per_y, kv_per_z)]
+        self._dispatch = dispatches  # phase -> [(pipeline, bind group, x, y, z, tokens_per_y, kv_per_z, max_z)]
         self._wgpu = wgpu
         self.past = 0  # tokens in the KV cache (read-only outside: change it with truncate / reset)
         self._fields = plan["uniform"]["fields"]
@@ -157,7 +168,7 @@ class Model:
 
         def encode_list(dlist: list[dict]) -> list[tuple]:
             return [(pipelines[d["kernel"]], bind_group(d["bind_group"]), *d["workgroups"], d.get("tokens_per_y"),
-                     d.get("kv_per_z")) for d in dlist]
+                     d.get("kv_per_z"), d.get("max_z")) for d in dlist]
 
         dispatches = {"prefill": encode_list(plan["prefill"])}
         if scoring:
@@ -216,10 +227,10 @@ class Model:
         enc = self.device.create_command_encoder()
         cp = enc.begin_compute_pass()
         kv_end = self.past + n_tokens
-        for pipeline, bg, x, y, z, per, kv_per in self._dispatch[phase]:
-            cp.set_pipeline(pipeline)
-            cp.set_bind_group(0, bg)
-            cp.dispatch_workgroups(x, y if per is None else -(-n_tokens // per), z if kv_per is None else -(-kv_end // kv_per))
+        for d in self._dispatch[phase]:
+            cp.set_pipeline(d[0])
+            cp.set_bind_group(0, d[1])
+            cp.dispatch_workgroups(*workgroups(d, n_tokens, kv_end))
         cp.end()
         if staging is not None:
             enc.copy_buffer_to_buffer(self._buffers[self._readback], 0, self._staging[staging], 0, self._readback_bytes)
@@ -348,4 +359,4 @@ class Model:
             yield tok
 
 
-__all__ = ["Model"]
+__all__ = ["Model", "workgroups"]

@@ -25,7 +25,7 @@ const STEP_FIELDS = ['n_tokens', 'past', 'counter'];
  * @typedef {import('./package.js').Plan} Plan
  * @typedef {import('./cache.js').Progress} Progress
  * @typedef {{pipeline: GPUComputePipeline, bindGroup: GPUBindGroup, x: number, y: number, z: number,
- *   perY: number | undefined, kvPerZ: number | undefined}} Step
+ *   perY: number | undefined, kvPerZ: number | undefined, maxZ: number | undefined}} Step
  * @typedef {{device?: GPUDevice, adapter?: GPUAdapter, gpu?: GPU, profile?: string, contextWindow?: number,
  *   onProgress?: (p: Progress) => void, decodeVariant?: string, scoring?: boolean, maxBindingSize?: number,
  *   maxMemoryBytes?: number, fetch?: typeof globalThis.fetch, cache?: import('./cache.js').ShardCache | false,
@@ -257,7 +257,7 @@ export class Model {
       pass.setPipeline(d.pipeline);
       pass.setBindGroup(0, d.bindGroup);
       pass.dispatchWorkgroups(d.x, d.perY === undefined ? d.y : Math.ceil(nTokens / d.perY),
-        d.kvPerZ === undefined ? d.z : Math.ceil(kvEnd / d.kvPerZ));
+        d.kvPerZ === undefined ? d.z : Math.min(Math.ceil(kvEnd / d.kvPerZ), d.maxZ ?? Infinity));
     }
     pass.end();
     if (staging !== null) enc.copyBufferToBuffer(this._tokenIds, 0, this._staging[staging], 0, 4);
@@ -569,7 +569,7 @@ async function buildPhases(device, base, plan, buffers, fetchFn, scoring) {
   const steps = (list) => list.map((d) => {
     if (!pipelines[d.kernel]) throw new PackageError(`${base}: plan-${plan.profile}.json dispatches unknown kernel ${d.kernel}`);
     return { pipeline: pipelines[d.kernel], bindGroup: bindGroup(d.bind_group), x: d.workgroups[0], y: d.workgroups[1],
-      z: d.workgroups[2], perY: d.tokens_per_y, kvPerZ: d.kv_per_z };
+      z: d.workgroups[2], perY: d.tokens_per_y, kvPerZ: d.kv_per_z, maxZ: d.max_z };
   });
   /** @type {Record<string, Step[]>} */
   const phases = { prefill: steps(plan.prefill) };

@@ -22,7 +22,7 @@ export const MANIFEST = 'manifest.json';
  *   [key: string]: any}} Manifest
  * @typedef {{name: string, offset: number, type: 'u32' | 'f32', default?: number}} UniformField
  * @typedef {{kernel: string, bind_group: number, workgroups: [number, number, number], tokens_per_y?: number,
- *   kv_per_z?: number}} Dispatch
+ *   kv_per_z?: number, max_z?: number}} Dispatch
  * @typedef {{name: string, size: number, usage: string[] | string, per_context?: {unit: number, bytes: number},
  *   optional?: string}} PlanBuffer
  * @typedef {{profile: string, requires_features: string[], uniform: {buffer: string, size: number,

@@ -3,12 +3,12 @@
 //   over cache positions j in [max(0, p + 1 - WINDOW), p] where p = step.past + t (WINDOW 0: no window).
 // Online softmax over blocks of 64 positions: thread j scores position j0 + j, then every thread
 // accumulates its own output dims d = lid, lid + 64, ... over the block.
-// SPLIT > 0 (decode, flash-decoding): workgroup z only covers positions [z*SPLIT, (z+1)*SPLIT) and
-// writes its unnormalized partial (acc, max, sum) for attention_combine.wgsl, so a long context is
-// spread over many workgroups instead of one per head.
+// DECODE (one token, flash-decoding; the fallback of attention_decode.wgsl): workgroup z covers only
+// split z of the KV range (attention_splits.wgsl) and writes its partial, o = acc / l in the
+// activation type and lse = m + log(l), which the o matmul combines (gemv.wgsl COMBINE_IN).
 // Bindings: 0 step; 1 q [T, NQ*HD] act; 2 k_cache [capacity, NKV, HD] act (position-major); 3 v_cache; then
-//   SPLIT = 0: 4 out [T, NQ*HD] act;  SPLIT > 0: 4 part_acc [splits, NQ, HD] f32, 5 part_ml [splits, NQ] vec2<f32>.
-// Grid: x = NQ, y = T, z = 1 (SPLIT > 0: T = 1, z = ceil((past + 1) / SPLIT)).
+//   prefill: 4 out [T, NQ*HD] act;  DECODE: 4 part_o [SPLITS, NQ, HD] act, 5 part_lse [SPLITS, NQ] f32.
+// Grid: x = NQ, y = T, z = 1 (DECODE: T = 1, z = SPLITS).
 {{HEADER}}
 const NQ: u32 = {{NQ}}u;
 const NKV: u32 = {{NKV}}u;
@@ -16,7 +16,8 @@ const HD: u32 = {{HD}}u;
 const WINDOW: u32 = {{WINDOW}}u;
 const SCALE: f32 = {{SCALE}};
 const DPT: u32 = (HD + 63u) / 64u;  // output dims per thread
-const SPLIT: u32 = {{SPLIT}}u;
+const DECODE: bool = {{DECODE}};
+{{SPLITS_FN}}
 
 @group(0) @binding(1) var<storage, read> q: array<act>;
 @group(0) @binding(2) var<storage, read> k_cache: array<vec4<act>>;
@@ -36,9 +37,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var start = 0u;
     if (WINDOW > 0u && kv_len > WINDOW) { start = kv_len - WINDOW; }
     var end = kv_len;
-    if (SPLIT > 0u) {
-        start = max(start, wid.z * SPLIT);
-        end = min(end, (wid.z + 1u) * SPLIT);
+    if (DECODE) {
+        let sp = kv_splits(p);
+        if (wid.z >= sp.z) { return; }
+        start = sp.x + wid.z * sp.y;
+        end = min(end, start + sp.y);
     }
     let qbase = t * NQ * HD + h * HD;
     for (var d = lid; d < HD / 4u; d += 64u) {

@@ -18,10 +18,13 @@
 //   xo[o] = act(h[o] * nw_out[o]) for the rows it wrote, and its workgroup's sum of h[o]^2 over those
 //   rows into ssq_out[SSQ_OFF + workgroup], so that the next matmul (NORM_IN) needs no norm dispatch.
 // X_LAST: x is the step's last token's row (the output head after a prefill).
+// COMBINE_IN (the o matmul in decode): x is decode attention's per-split partials, combined as they
+//   are loaded (see the COMBINE_IN block below).
 // Bindings: 0 step; 1 x [K] (vec4 of {{XT}}); 2 y [N_OUT] ({{YT}}); 3.. weight arrays of format
 // {{FORMAT}}; then bias [rows] f32 (HAS_BIAS); with ROPE, y is q_out, then k_cache, v_cache, rope_table;
 // last, with NORM: norm_w [K] f32; with NORM_IN: ssq_in [NSSQ] f32; with NORM_OUT: nw_out [N_OUT] f32,
-// xo [N_OUT] act, ssq_out [..] f32.
+// xo [N_OUT] act, ssq_out [..] f32; with COMBINE_IN (x is then part_o [SPLITS, K] act): part_lse
+// [SPLITS, K / HEAD_DIM] f32.
 // Grid: x = ceil(N_ROWS / RW), y = 1; T = S * L <= 256 threads per workgroup.
 {{HEADER}}
 const K: u32 = {{K}}u;
@@ -68,7 +71,16 @@ var<workgroup> red_b: array<vec4<f32>, T>;  // up rows (PAIR)
 
 fn bias_at(i: u32) -> f32 { {{BIAS_LOAD}} }
 
+// ---- COMBINE_IN: x from decode attention's partials (attention_decode.wgsl) ----------------------
+// x[k] = sum_z o_z[k] w_z / sum_z w_z, w_z = exp(lse_z[h] - max_z lse_z[h]), h = k's head, over the
+// splits z the step used (kv_splits, the same rule as the attention kernel). A group of 32 inputs lies
+// in one head when HEAD_DIM % 32 == 0, else in at most two (h0, h1).
+const COMBINE_IN: bool = {{COMBINE_IN}};
+{{COMBINE_DECL}}
+// ---- end COMBINE_IN ------------------------------------------------------------------------------
+
 fn load_x(g: u32) -> X8 {
+    if (COMBINE_IN) { return combined_x(g); }
     var b = g * 8u;
     if (X_LAST) { b += (step.n_tokens - 1u) * (K / 4u); }
     var r: X8;
