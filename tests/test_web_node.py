@@ -33,9 +33,11 @@ from tiny_models import Spec, prompt_ids  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 WEB = ROOT / "web"
 SWIFTSHADER = "/usr/lib/chromium/vk_swiftshader_icd.json"
+# head_dim 32: decode attention runs attention_decode.wgsl (the conformance fixture's head_dim 16 runs its
+# fallback); 2 decode splits, so the 150-token case spans several chunks per split and max_z caps the grid.
 SPEC = Spec("web_llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, vocab_size=301, seed=3)
-OPTIONS = dict(context_window=256, prefill_chunk=16)  # small chunk: prompts of 40 tokens take 3 steps
+            num_key_value_heads=2, head_dim=32, vocab_size=301, seed=3)
+OPTIONS = dict(context_window=256, prefill_chunk=16, decode_splits=2)  # small chunk: 40 tokens take 3 steps
 # a vocabulary large enough for the split sampler (three dispatches; webllm.kernels.SAMPLE_SPLIT_MIN_VOCAB),
 # not a multiple of its 256 chunks
 SPLIT_SPEC = Spec("web_split_sampler", hidden_size=64, intermediate_size=128, num_hidden_layers=1,
@@ -100,6 +102,16 @@ def reference(zoo, gpu, tmp_path_factory) -> Path:
     m.truncate(20)
     m.prefill(prompt[30:35])
     ref["rewind"] = {"keep": 20, "suffix": prompt[30:35], "next": m.next_token(), "logits": m.logits().tolist()}
+
+    # Decode after 150 tokens: 2 splits of 128 positions (2 chunks each), combined by the o matmul.
+    m.reset()
+    ref["long_decode"] = {"prompt": _ids(prompt_ids(SPEC, 150)), "steps": 3}
+    m.prefill(ref["long_decode"]["prompt"])
+    ids = []
+    for _ in range(3):
+        ids.append(m.next_token())
+        m.decode()
+    ref["long_decode"].update(ids=ids, next=m.next_token(), logits=m.logits().tolist())
     m.reset()
 
     # The split sampler: greedy, and seeded draws through top-k, top-p and logprobs

@@ -13,6 +13,7 @@ import assert from 'node:assert/strict';
  *   greedy: number[], greedy_past: number, seeded: {temperature: number, top_p: number, seed: number, ids: number[]},
  *   stop: {stop_ids: number[], ids: number[], past: number, logits: number[], next: number},
  *   long: {next: number, logits: number[]}, rewind: {keep: number, suffix: number[], next: number, logits: number[]},
+ *   long_decode: {prompt: number[], steps: number, ids: number[], next: number, logits: number[]},
  *   split: {package: string, prompt: number[], greedy: number[],
  *     seeded: {temperature: number, top_p: number, top_k: number, seed: number, ids: number[]}}}} Reference
  */

@@ -83,3 +83,18 @@ test('chunked prefill and a KV rewind give the native logits', { skip }, async (
   assert.equal(await model.nextToken(), ref.rewind.next);
   assertClose(await model.logits(), ref.rewind.logits);
 });
+
+test('decode after 150 tokens (decode attention over several chunks per split) gives the native logits', { skip }, async () => {
+  if (!ref) return;
+  const { prompt, steps, ids, next, logits } = ref.long_decode;
+  model.reset();
+  await model.prefill(prompt);
+  const got = [];
+  for (let i = 0; i < steps; i++) {
+    got.push(await model.nextToken());
+    model.decode();
+  }
+  assert.deepEqual(got, ids);
+  assert.equal(await model.nextToken(), next);
+  assertClose(await model.logits(), logits);
+});
