@@ -178,8 +178,12 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                    if t.startswith(("k_cache.", "v_cache."))}
     mem.where.update({t: t for t in optional})
     # decode attention's per-split partials (fold_combine): a fixed grid of at most `splits` splits
-    splits = decode_splits_max or decode_splits(cfg, profile)
-    mem.buffers["attn_part_o"] = _round16(splits * cfg.num_attention_heads * cfg.head_dim * profile.act_bytes)
+    # (no more splits than the context window fills, and the partials within one binding)
+    per_split = cfg.num_attention_heads * cfg.head_dim * profile.act_bytes
+    splits = min(decode_splits_max or decode_splits(cfg, profile), -(-model.capacity // K.KV_SPLIT_UNIT))
+    while splits > 1 and max_binding_size is not None and splits * per_split > max_binding_size:
+        splits -= 1
+    mem.buffers["attn_part_o"] = _round16(splits * per_split)
     mem.buffers["attn_part_lse"] = _round16(splits * cfg.num_attention_heads * 4)
     mem.where.update({"attn_part_o": "attn_part_o", "attn_part_lse": "attn_part_lse"})
     # decode's chained norms (chain_norms): the next norm's x * weight, and per-workgroup sums of squares
