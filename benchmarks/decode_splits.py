@@ -34,7 +34,8 @@ def main() -> None:
     a = ap.parse_args()
     contexts = [int(c) for c in a.contexts.split(",")]
     env_py = [sys.executable]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's webllm
+    # this checkout's webllm first, then whatever the caller's path holds (e.g. wgpu installed to a folder)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     rows = []
     for n in (int(s) for s in a.splits.split(",")):
         pkg = a.work / f"pkg-splits{n}"
