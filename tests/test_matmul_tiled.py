@@ -37,6 +37,8 @@ def run_kernel(gpu, kern: K.Kernel, buffers: list[np.ndarray], n_tokens: int, gr
                out: int) -> np.ndarray:
     import wgpu
 
+    from webllm.runtime.device import create_shader_module
+
     _, dev = gpu
     BU = wgpu.BufferUsage
     size = K.uniform_table()["size"]  # n_tokens first; past 0; the sampling fields do not matter here
@@ -46,7 +48,7 @@ def run_kernel(gpu, kern: K.Kernel, buffers: list[np.ndarray], n_tokens: int, gr
     bgl = dev.create_bind_group_layout(entries=[
         {"binding": i, "visibility": wgpu.ShaderStage.COMPUTE, "buffer": {"type": t}} for i, t in enumerate(kern.bindings)])
     pipe = dev.create_compute_pipeline(layout=dev.create_pipeline_layout(bind_group_layouts=[bgl]),
-                                       compute={"module": dev.create_shader_module(code=kern.source), "entry_point": "main"})
+                                       compute={"module": create_shader_module(dev, kern.source), "entry_point": "main"})
     bg = dev.create_bind_group(layout=bgl, entries=[
         {"binding": i, "resource": {"buffer": b, "offset": 0, "size": b.size}} for i, b in enumerate(bufs)])
     enc = dev.create_command_encoder()

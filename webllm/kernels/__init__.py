@@ -27,6 +27,7 @@ class Kernel:
     name: str  # stable, content-derived: "<kind>_<hash>"
     source: str
     bindings: tuple[str, ...]  # binding i's type: UNIFORM, READ or WRITE
+    features: tuple[str, ...] = ()  # WebGPU features the device needs beyond the profile's (e.g. "subgroups")
 
     def to_json(self) -> dict:
         return {"file": f"{self.name}.wgsl", "entry_point": "main", "bindings": list(self.bindings)}
@@ -124,9 +125,9 @@ def _f32(v: float) -> str:
     return s if ("e" in s or "." in s) else s + ".0"
 
 
-def _make(kind: str, source: str, bindings: tuple[str, ...]) -> Kernel:
+def _make(kind: str, source: str, bindings: tuple[str, ...], features: tuple[str, ...] = ()) -> Kernel:
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
-    return Kernel(f"{kind}_{digest}", source, bindings)
+    return Kernel(f"{kind}_{digest}", source, bindings, features)
 
 
 def weight_snippet(fmt: str, scale_dtype: str, first_binding: int) -> tuple[str, int]:
@@ -192,14 +193,15 @@ def matmul_tile_rows(pair: bool) -> int:
 def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: str, y_type: str, lanes: int = 32,
          pair: bool = False, add: bool = False, bias: bool = False, rope: dict | None = None,
          norm_eps: float | None = None, x_last: bool = False, norm_in: int = 0, norm_out_offset: int | None = None,
-         eps: float = 0.0, combine_in: dict | None = None) -> Kernel:
+         eps: float = 0.0, combine_in: dict | None = None, subgroups: bool = False) -> Kernel:
     """The decode matmul (one token); see wgsl/gemv.wgsl. 256 // lanes rows per workgroup. `norm_eps`:
     x is the residual stream, RMSNormed in the kernel; `x_last`: x is the step's last token's row.
     `norm_in` > 0: x is x * norm weight and its sum of squares is that many partials (binding after the
     weights); `norm_out_offset`: also write the next norm's x * weight and this workgroup's partial at
     that offset (bindings: norm weight, xo, ssq). `eps`: the norm's epsilon for norm_in. `combine_in`
     (nq, hd, window, splits): x is decode attention's partials [splits, K] (act), combined as loaded;
-    the partials' lse [splits, nq] f32 is the last binding (gemv_combine_in.wgsl)."""
+    the partials' lse [splits, nq] f32 is the last binding (gemv_combine_in.wgsl). `subgroups`: the row
+    sets' sums meet through subgroup operations (the kernel then needs the `subgroups` feature)."""
     assert not (norm_in and norm_eps is not None)
     params, bindings = _weights_and_bias(w, bias, rope, norm_eps)
     decl = ["fn ssq_at(i: u32) -> f32 { return 0.0; }", "fn xo_store(o: u32, h: f32) {}", "fn ssq_store(i: u32, v: f32) {}"]
@@ -226,10 +228,15 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
         bindings += (READ,)
     params.update(NORM_IN=str(bool(norm_in)).lower(), NSSQ=norm_in, NORM_OUT=str(norm_out_offset is not None).lower(),
                   SSQ_OFF=norm_out_offset or 0)
+    if subgroups:
+        params.update(ENABLE_SUBGROUPS="enable subgroups;", REDUCE=_template("gemv_reduce_subgroups"),
+                      SUBGROUP_BUILTINS=", @builtin(subgroup_size) sg_size: u32", SUBGROUP_ARGS=", sg_size")
+    else:
+        params.update(ENABLE_SUBGROUPS="", REDUCE=_template("gemv_reduce_tree"), SUBGROUP_BUILTINS="", SUBGROUP_ARGS="")
     src = _fill(_template("gemv"), HEADER=_header(profile), N_ROWS=n_rows, ROW0=row0, LANES=lanes,
                 X_LAST=str(x_last).lower(),
                 PAIR=str(pair).lower(), ADD=str(add).lower(), XT=x_type, YT=y_type, **params)
-    return _make("gemv", src, bindings)
+    return _make("gemv", src, bindings, ("subgroups",) if subgroups else ())
 
 
 def rmsnorm(profile: Profile, *, hidden: int, eps: float, last: bool) -> Kernel:

@@ -1,4 +1,5 @@
-"""Adapter and device: pick the adapter, request features and the adapter's maximum limits."""
+"""Adapter and device: pick the adapter, request features and the adapter's maximum limits; feature
+names and WGSL as wgpu-py's naga takes them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import shutil
 import tempfile
 
 from webllm.errors import AdapterError
+
+# Packages name features as WebGPU does; wgpu-py 0.32 spells some differently.
+_WGPU_FEATURE = {"subgroups": "subgroup"}
 
 _LIMITS = ("max-storage-buffer-binding-size", "max-buffer-size", "max-compute-workgroup-storage-size",
            "max-storage-buffers-per-shader-stage", "max-compute-invocations-per-workgroup")
@@ -34,7 +38,7 @@ def request_device(want_features: list[str] | None = None):
     if adapter is None:
         raise AdapterError("no WebGPU adapter found")
     feats = set(adapter.features)
-    wanted = list(want_features or []) + ["shader-f16", "subgroup"]
+    wanted = [_WGPU_FEATURE.get(f, f) for f in want_features or []] + ["shader-f16", "subgroup"]
     required = [f for f in dict.fromkeys(wanted) if f in feats]
     limits = {k: adapter.limits[k] for k in _LIMITS if k in adapter.limits}
     device = adapter.request_device_sync(required_features=required, required_limits=limits)
@@ -44,3 +48,22 @@ def request_device(want_features: list[str] | None = None):
 def adapter_name(adapter) -> str:
     info = adapter.info
     return f"{info.get('device', '?')} ({info.get('backend_type', '?')})"
+
+
+def device_features(device) -> set[str]:
+    """The device's features under their WebGPU names (what a package's `requires_features` and
+    `variant_features` say): wgpu-py's "subgroup" is WebGPU's "subgroups"."""
+    feats = set(device.features)
+    return feats | {web for web, native in _WGPU_FEATURE.items() if native in feats}
+
+
+def create_shader_module(device, code: str, label: str = ""):
+    """A shader module from a package's WGSL. Kernels that use subgroups begin with `enable subgroups;`,
+    which WGSL (and Dawn) require but naga in wgpu 0.32 refuses as "not yet supported" while
+    accepting the subgroup built-ins on a device with the feature: where it refuses, the line goes."""
+    try:
+        return device.create_shader_module(code=code, label=label)
+    except Exception as e:
+        if "enable subgroups;" not in code or "enable-extension" not in str(e):
+            raise
+    return device.create_shader_module(code=code.replace("enable subgroups;", "", 1), label=label)

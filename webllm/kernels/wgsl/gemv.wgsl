@@ -26,6 +26,10 @@
 // xo [N_OUT] act, ssq_out [..] f32; with COMBINE_IN (x is then part_o [SPLITS, K] act): part_lse
 // [SPLITS, K / HEAD_DIM] f32.
 // Grid: x = ceil(N_ROWS / RW), y = 1; T = S * L <= 256 threads per workgroup.
+// The reduction (how a row set's L partial sums meet) is gemv_reduce_tree.wgsl, or, for devices with the
+// `subgroups` feature, gemv_reduce_subgroups.wgsl (then the kernel also enables subgroups and takes the
+// subgroup_size builtin).
+{{ENABLE_SUBGROUPS}}
 {{HEADER}}
 const K: u32 = {{K}}u;
 const w_KG: u32 = K / 32u;
@@ -96,13 +100,7 @@ fn load_x(g: u32) -> X8 {
     return r;
 }
 
-// y value of the workgroup's row j after the reduction: (W·x, W_up·x)
-fn row_sum(j: u32) -> vec2<f32> {
-    let slot = (j / R) * L;
-    var v = vec2<f32>(red_a[slot][j % R], red_b[slot][j % R]);
-    if (NORM || NORM_IN) { v *= inverseSqrt(red_s[slot] / f32(K) + EPS); }
-    return v;
-}
+{{REDUCE}}
 
 // x * norm_w over group g, and the squares of x into *ss
 fn normed(g: u32, r: X8, ss: ptr<function, f32>) -> X8 {
@@ -143,7 +141,7 @@ fn accumulate(g: u32, rows: vec4<u32>, a: ptr<function, vec4<f32>>, b: ptr<funct
 }
 
 @compute @workgroup_size(T)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32{{SUBGROUP_BUILTINS}}) {
     let lane = lid % L;
     let first = wid.x * RW + (lid / L) * R;  // this thread's first row
     // rows past the end read the last row (their sums are never stored)
@@ -160,18 +158,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     if (TAIL > 0u && lane < TAIL) {
         accumulate(lane + ITERS * L, rows, &a, &b, &ss);
     }
-    red_a[lid] = a;
-    if (PAIR) { red_b[lid] = b; }
-    if (NORM || NORM_IN) { red_s[lid] = ss; }
-    workgroupBarrier();
-    for (var s = L / 2u; s > 0u; s >>= 1u) {
-        if (lane < s) {
-            red_a[lid] += red_a[lid + s];
-            if (PAIR) { red_b[lid] += red_b[lid + s]; }
-            if (NORM || NORM_IN) { red_s[lid] += red_s[lid + s]; }
-        }
-        workgroupBarrier();
-    }
+    // ---- reduction: each row set's partial sums meet; row_sum(j) then gives row j's ----
+    reduce_row_sets(lid, a, b, ss{{SUBGROUP_ARGS}});
     // epilogue: thread j < RW finishes the workgroup's row j
     let j = lid;
     let row = wid.x * RW + j;

@@ -1,0 +1,61 @@
+"""The one-token matmul (wgsl/gemv.wgsl) against numpy, with its two reductions: the workgroup-memory
+tree and the subgroup one (gemv_reduce_subgroups.wgsl). The subgroup reduction has two paths, chosen
+by the adapter's subgroup size P against the L threads of a row set: P <= L (subgroupAdd, then L / P
+partials per row set) and P > L (a butterfly that must not cross into the next row set). Lavapipe's
+P is 8 (SwiftShader's 4): L = 4 (lanes 1) takes the second path, L = 16, 32 and 128 the first, so
+both run here whatever the model tests pick. Each case checks every epilogue sum the reduction
+carries: the rows (plain), the SwiGLU pair's second half (pair), the RMSNorm's sum of squares (norm).
+
+Tolerance: f32 sums of up to 4,096 products in another order than numpy's, relative to the largest
+output: 1e-5.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_matmul_tiled import run_kernel
+
+from webllm import kernels as K
+from webllm.quantization.formats import dequantize, quantize_q4s
+
+N_ROWS = 200  # not a multiple of any workgroup's rows: the last workgroup is partial
+EPS = 1e-5
+
+# (K, lanes) -> L threads per row set (gemv.wgsl): 1 -> 4, 4 -> 16, 32 -> 32 (K 1280) or 128 (K 4096)
+SHAPES = [(1280, 1), (1280, 4), (1280, 32), (4096, 32)]
+
+
+def has_subgroups(dev) -> bool:
+    from webllm.runtime.device import device_features
+
+    return "subgroups" in device_features(dev)
+
+
+@pytest.mark.parametrize("subgroups", [False, True], ids=["tree", "subgroups"])
+@pytest.mark.parametrize("epilogue", ["plain", "pair+bias", "norm"])
+@pytest.mark.parametrize("kdim,lanes", SHAPES)
+def test_gemv_matches_numpy(gpu, kdim, lanes, epilogue, subgroups):
+    _, dev = gpu
+    if subgroups and not has_subgroups(dev):
+        pytest.skip("no subgroups")
+    rng = np.random.default_rng(kdim + lanes + len(epilogue))
+    pair, bias, norm = "pair" in epilogue, "bias" in epilogue, epilogue == "norm"
+    rows = 2 * N_ROWS if pair else N_ROWS
+    w = quantize_q4s(rng.standard_normal((rows, kdim), dtype=np.float32) * 0.1, "f16")
+    x = rng.standard_normal(kdim, dtype=np.float32)
+    b = rng.standard_normal(rows, dtype=np.float32)
+    nw = rng.random(kdim, dtype=np.float32) + 0.5
+    xin = x * nw / np.sqrt(np.mean(x.astype(np.float64) ** 2) + EPS) if norm else x
+    ref = dequantize(w).astype(np.float64) @ xin + (b if bias else 0)
+    if pair:
+        g, u = ref[:N_ROWS], ref[N_ROWS:]
+        ref = g / (1 + np.exp(-g)) * u
+    kern = K.gemv(K.Profile("f32"), w, n_rows=N_ROWS, row0=0, x_type="f32", y_type="f32", lanes=lanes, pair=pair,
+                  bias=bias, norm_eps=EPS if norm else None, subgroups=subgroups)
+    assert ("enable subgroups;" in kern.source) == subgroups and kern.features == (("subgroups",) if subgroups else ())
+    arrays = [w.arrays[a] for a in K.WEIGHT_ARRAYS[w.format]] + ([b] if bias else []) + ([nw] if norm else [])
+    grid = (-(-N_ROWS // (256 // lanes)), 1, 1)
+    ybuf = run_kernel(gpu, kern, [x, np.zeros(N_ROWS, np.float32)] + arrays, 1, grid, 2)
+    got = np.frombuffer(dev.queue.read_buffer(ybuf), np.float32)[:N_ROWS]
+    assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
