@@ -2,6 +2,7 @@
 
     python benchmarks/profile_decode.py PACKAGE [--profile f16] [--context 0] [--json out.json]
     python benchmarks/profile_decode.py PACKAGE --prefill 512     # one prefill step of 512 tokens
+    python benchmarks/profile_decode.py PACKAGE --decode-variant gemv32sg   # a given variant (default: the tuned one)
 
 Three figures per step:
 - `wall`: decode steps back to back as `webllm bench` runs them (one compute pass each);
@@ -45,15 +46,19 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=64)
     ap.add_argument("--prefill", type=int, default=0, help="profile a prefill step of this many tokens instead")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--decode-variant", default=None, help="profile this decode variant (default: the tuned one)")
+    ap.add_argument("--prefill-variant", default=None, help="profile this prefill variant (default: the tuned one)")
     a = ap.parse_args()
     adapter, device = request_device(want_features=["timestamp-query"])
-    model = Model.load(a.package, profile=a.profile, progress=False, adapter=adapter, device=device)
+    model = Model.load(a.package, profile=a.profile, progress=False, adapter=adapter, device=device,
+                       decode_variant=a.decode_variant, prefill_variant=a.prefill_variant)
     phase = "prefill" if a.prefill else "decode"
     n_tok = max(1, min(a.prefill, model.chunk))
     if a.prefill:
-        plan_list = model.plan["prefill"]
+        plan_list = model.plan["prefill_variants"][model.prefill_variant]
     else:
-        plan_list = (model.plan.get("decode_variants") or {}).get(model.decode_variant) or model.plan["decode"]
+        plan_list = model.plan["decode_variants"][model.decode_variant]
+    print(f"variants: prefill {model.prefill_variant}, decode {model.decode_variant}", flush=True)
     dispatches = model._dispatch[phase]
     assert len(plan_list) == len(dispatches)
     vocab = model.config["vocab_size"]

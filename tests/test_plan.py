@@ -1,4 +1,4 @@
-"""The plan is what a runtime interprets (docs/FORMAT.md, version 2): every buffer, bind group, upload
+"""The plan is what a runtime interprets (docs/FORMAT.md, version 3): every buffer, bind group, upload
 and uniform field is written down, and a runtime may allocate a smaller KV cache than the package's."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def package(zoo):
 
 def test_plan_is_self_describing(package):
     m = json.loads((package / "manifest.json").read_text())
-    assert m["format_version"] == 2 and m["profile_order"] == ["f16", "f32"]
+    assert m["format_version"] == 3 and m["profile_order"] == ["f16", "f32"]
     uploaded = {}
     for shard in m["shards"]:
         for tensor, _, shard_off, n in shard["uploads"]:
@@ -33,12 +33,18 @@ def test_plan_is_self_describing(package):
     assert all(t["size"] % 16 == 0 and t["size"] >= t["nbytes"] for t in m["tensors"].values())
     for name in m["profile_order"]:
         plan = json.loads((package / m["profiles"][name]["plan"]).read_text())
-        assert "decode" not in plan and "io" not in plan
+        assert not {"decode", "io", "prefill", "score"} & set(plan)  # versions 1 and 2 had them
         fields = {f["name"]: f for f in plan["uniform"]["fields"]}
         assert fields["n_tokens"]["offset"] == 0 and fields["top_p"]["default"] == 1.0
-        used = {d["kernel"] for phase in ("prefill", "score") for d in plan.get(phase, [])}
-        used |= {d["kernel"] for dl in plan["decode_variants"].values() for d in dl}
+        assert list(plan["score_variants"]) == list(plan["prefill_variants"]) == ["rule"]  # chunk 32: one tile
+        variants = [dl for kind in ("prefill", "score", "decode") for dl in plan[f"{kind}_variants"].values()]
+        used = {d["kernel"] for dl in variants for d in dl}
         assert used == set(plan["kernels"])  # no kernel of a dropped phase
+        assert set(plan["variant_features"]) == {n for n in plan["decode_variants"] if n.endswith("sg")}
+        # a bind group serves every kernel with its kernel's binding types (one layout per such list)
+        for d in (d for dl in variants for d in dl):
+            g = plan["bind_groups"][d["bind_group"]]
+            assert plan["kernels"][g["kernel"]]["bindings"] == plan["kernels"][d["kernel"]]["bindings"]
         files = {p.name for p in (package / "kernels").iterdir()}
         assert {k["file"] for k in plan["kernels"].values()} <= files
         names = {b["name"] for b in plan["buffers"]} | set(m["tensors"])

@@ -1,46 +1,142 @@
-"""Decode variants: the plan carries one decode list per one-token matmul shape; every variant computes
-the same logits, and the runtime times them once per adapter and package and caches the winner."""
+"""Variants: the plan carries prefill (and score) lists per matmul token tile and decode lists per
+one-token matmul shape, with and without subgroups. Every variant computes the same logits as
+transformers; a device without the subgroups feature never builds the subgroup kernels and runs the
+fallbacks; the runtime times the variants once per adapter and package and caches the winners.
+
+Tolerances are the reference tests' (tiny_models.TOL_F16 / TOL_F32): the variants only change the
+order of f32 sums, far below those bounds."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import pytest
 from test_reference import BY_NAME
+from tiny_models import TOL_F16, TOL_F32, prompt_ids, rel_err
 
-from webllm.runtime import Model
-from webllm.runtime.package import read_manifest, read_plan
+from webllm.runtime import Model, tuning
+from webllm.runtime.device import device_features
 
 SPEC = BY_NAME["qwen2"]  # biases, GQA: every gemv epilogue
-IDS = [3, 14, 15, 92, 65, 35, 89]
+# a chunk of 128 and three tiles: the variants rule (32 here), tile64, tile128; 300 tokens = 2 full chunks + 44
+OPTIONS = dict(context_window=316, prefill_tiles=(32, 64, 128))
+MODE = "q4f16_1"
+PROFILES = [("f16", TOL_F16), ("f32", TOL_F32)]
 
 
-def test_every_decode_variant_matches_transformers(zoo, gpu):
-    """Greedy decode of 8 tokens under each variant: logits within the q0f32 bound of transformers."""
-    pkg = zoo.package(SPEC, "q0f32")
-    plan = read_plan(pkg, read_manifest(pkg), "f32")
-    assert len(plan["decode_variants"]) >= 2
-    adapter, device = gpu
-    for name in plan["decode_variants"]:
-        rt = Model.load(pkg, profile="f32", progress=False, adapter=adapter, device=device, decode_variant=name)
-        assert rt.decode_variant == name
-        rt.prefill(IDS)
-        seq = list(IDS)
-        for _ in range(8):
-            seq.append(rt.next_token())
-            rt.decode()
-            ref = zoo.logits(SPEC, "q0f32", seq)[-1]
-            got = rt.logits()
-            assert np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max(), name
+@pytest.fixture(scope="module")
+def package(zoo):
+    return zoo.package(SPEC, MODE, **OPTIONS)
 
 
-def test_tuning_is_cached_per_adapter_and_package(zoo, gpu, tmp_path, monkeypatch):
+def load(package, zoo, profile, device=None, **kw):
+    return Model.load(package, profile=profile, progress=False, adapter=zoo.adapter, device=device or zoo.device,
+                      prefill_variant=kw.pop("prefill_variant", "rule"), decode_variant=kw.pop("decode_variant", "gemv32"),
+                      **kw)
+
+
+def check_decode(rt, zoo, tol, name):
+    """8 greedy decode steps after a 7-token prompt: logits at each step within tol of transformers."""
+    rt.use_decode_variant(name)
+    rt.reset()
+    seq = [int(i) for i in prompt_ids(SPEC, 7)]
+    rt.prefill(seq)
+    for _ in range(8):
+        seq.append(rt.next_token())
+        rt.decode()
+        err = rel_err(rt.logits(), zoo.logits(SPEC, MODE, seq)[-1])
+        assert err <= tol, f"decode variant {name}: error {err:.2e} > {tol:.0e}"
+
+
+@pytest.mark.parametrize("profile,tol", PROFILES)
+def test_every_variant_matches_transformers(package, zoo, profile, tol):
+    """Each prefill variant over a 300-token prompt (three chunks), each decode variant over 8 steps."""
+    if profile == "f16" and "shader-f16" not in zoo.device.features:
+        pytest.skip("no shader-f16")
+    rt = load(package, zoo, profile)
+    assert rt.prefill_variants == ["rule", "tile64", "tile128"]
+    expected = ["gemv32sg", "gemv32", "gemv4sg", "gemv4"]
+    if "subgroups" not in device_features(zoo.device):
+        expected = [n for n in expected if not n.endswith("sg")]
+    assert rt.decode_variants == expected  # on lavapipe both reductions run
+    ids = prompt_ids(SPEC)
+    ref = zoo.logits(SPEC, MODE, ids)[-1]
+    for name in rt.prefill_variants:
+        rt.use_prefill_variant(name)
+        rt.reset()
+        rt.prefill(ids)
+        err = rel_err(rt.logits(), ref)
+        assert err <= tol, f"prefill variant {name}: error {err:.2e} > {tol:.0e}"
+    for name in rt.decode_variants:
+        check_decode(rt, zoo, tol, name)
+
+
+def test_score_follows_the_prefill_variant(package, zoo):
+    """score (the prefill-shaped phase with the head on every token) has a list per prefill variant and
+    gives transformers' logits at every position with each."""
+    rt = load(package, zoo, "f32", scoring=True)
+    ids = prompt_ids(SPEC, 150)
+    ref = zoo.logits(SPEC, MODE, prompt_ids(SPEC))[:150]
+    for name in rt.prefill_variants:
+        rt.use_prefill_variant(name)
+        assert rt._dispatch["score"] is rt._lists[f"score.{name}"]
+        rt.reset()
+        err = rel_err(rt.score(ids), ref)
+        assert err <= TOL_F32, f"score with prefill variant {name}: error {err:.2e}"
+
+
+def test_a_device_without_subgroups_runs_the_fallbacks(package, zoo):
+    """The subgroup variants need the feature (variant_features): on a device without it they are skipped
+    and their kernels never built (naga would refuse them there), and the rest matches transformers."""
+    plan = json.loads((package / "plan-f32.json").read_text())
+    assert plan["variant_features"] == {"gemv32sg": ["subgroups"], "gemv4sg": ["subgroups"]}
+    assert all("enable subgroups;" in (package / "kernels" / plan["kernels"][d["kernel"]]["file"]).read_text()
+               for d in plan["decode_variants"]["gemv32sg"] if d["kernel"].startswith("gemv"))
+    device = zoo.adapter.request_device_sync(required_features=[])
+    assert "subgroups" not in device_features(device)
+    rt = Model.load(package, profile="f32", progress=False, adapter=zoo.adapter, device=device)
+    assert rt.decode_variants == ["gemv32", "gemv4"] and rt.decode_variant in rt.decode_variants
+    for name in rt.decode_variants:
+        check_decode(rt, zoo, TOL_F32, name)
+    with pytest.raises(Exception, match="needs"):
+        load(package, zoo, "f32", device=device, decode_variant="gemv32sg")
+
+
+def test_only_the_variants_in_use_are_built(package, zoo):
+    """Pipelines and bind groups are built on first use: a forced (or cached) choice builds one list per phase."""
+    rt = load(package, zoo, "f32", prefill_variant="tile64", decode_variant="gemv4")
+    assert set(rt._lists) == {"prefill.tile64", "decode.gemv4"}
+    rt.use_decode_variant("gemv32")
+    assert set(rt._lists) == {"prefill.tile64", "decode.gemv4", "decode.gemv32"}
+
+
+def test_tuning_is_cached_per_adapter_and_package(package, zoo, tmp_path, monkeypatch):
     monkeypatch.setenv("WEBLLM_CACHE", str(tmp_path))
-    pkg = zoo.package(SPEC, "q0f32")
-    adapter, device = gpu
-    rt = Model.load(pkg, profile="f32", progress=False, adapter=adapter, device=device)
+    rt = Model.load(package, profile="f32", progress=False, adapter=zoo.adapter, device=zoo.device)
     cache = json.loads((tmp_path / "tuning.json").read_text())
-    assert list(cache.values()) == [rt.decode_variant]
+    assert sorted(k.split("|")[3] for k in cache) == ["decode", "prefill"]
+    assert sorted(cache.values()) == sorted([rt.prefill_variant, rt.decode_variant])
     assert rt.past == 0  # timing left no trace in the KV cache
-    again = Model.load(pkg, profile="f32", progress=False, adapter=adapter, device=device)
-    assert again.decode_variant == rt.decode_variant
+
+    def fail(*_):
+        raise AssertionError("timed again")
+
+    monkeypatch.setattr(tuning, "time_prefill_variants", fail)
+    monkeypatch.setattr(tuning, "time_decode_variants", fail)
+    again = Model.load(package, profile="f32", progress=False, adapter=zoo.adapter, device=zoo.device)
+    assert (again.prefill_variant, again.decode_variant) == (rt.prefill_variant, rt.decode_variant)
+    assert set(again._lists) == {f"prefill.{rt.prefill_variant}", f"decode.{rt.decode_variant}"}
+
+
+def test_a_slow_adapter_keeps_the_first_prefill_variant(package, zoo, tmp_path, monkeypatch):
+    """Where a one-token prefill step is slow (a software adapter: there a step costs a whole token tile
+    whatever its length), the first prefill variant is kept without timing the others, whose kernels
+    are never built; decode variants are then decided by one warm-up step each."""
+    monkeypatch.setenv("WEBLLM_CACHE", str(tmp_path))
+    monkeypatch.setattr(tuning, "SLOW_STEP_S", 0.0)
+    rt = Model.load(package, profile="f32", progress=False, adapter=zoo.adapter, device=zoo.device)
+    assert rt.prefill_variant == "rule"
+    assert {k for k in rt._lists if k.startswith("prefill.")} == {"prefill.rule"}
+    assert {k for k in rt._lists if k.startswith("decode.")} == {f"decode.{n}" for n in rt.decode_variants}
+    assert np.isfinite(rt.logits()).all()

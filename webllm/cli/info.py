@@ -13,7 +13,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from webllm.models_cache import resolve_model
-    from webllm.runtime.device import adapter_name, request_device
+    from webllm.runtime.device import adapter_name, device_features, request_device
     from webllm.runtime.package import read_manifest, read_plan
 
     package = resolve_model(args.model, args.quantization, progress=not args.quiet)
@@ -32,9 +32,13 @@ def run(args) -> int:
         print(f"profile {name:6s} needs {p['memory_bytes'] / 2**20:.1f} MiB of GPU memory; "
               f"{total} dispatches per decode step ({per_layer:g} per layer); "
               f"{len(plan['kernels'])} kernels; requires {p['requires_features'] or 'nothing'}")
+        need = plan["variant_features"]
+        for kind in ("prefill", "decode"):
+            names = [n + (f" (needs {', '.join(need[n])})" if n in need else "") for n in plan[f"{kind}_variants"]]
+            print(f"  {kind} variants {', '.join(names)}")
     adapter, device = request_device()
-    feats = sorted(f for f in device.features if f in ("shader-f16", "subgroup"))
-    print(f"adapter        {adapter_name(adapter)}; features: {', '.join(feats) or 'none of shader-f16, subgroup'}")
+    feats = sorted(f for f in device_features(device) if f in ("shader-f16", "subgroups"))
+    print(f"adapter        {adapter_name(adapter)}; features: {', '.join(feats) or 'none of shader-f16, subgroups'}")
     return 0
 
 

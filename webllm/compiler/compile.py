@@ -33,6 +33,8 @@ class CompileOptions:
     progress: bool = True
     gemv_lanes: tuple[int, ...] = (32, 4)  # one-token matmul variants, threads per row (runtimes pick by timing)
     decode_splits: int | None = None  # most KV splits of decode attention (None: lower.decode_splits per profile)
+    subgroups: bool = True  # also each one-token matmul variant with the subgroup reduction
+    prefill_tiles: tuple[int, ...] = (32, 128)  # prefill variants: these token tiles on every matrix, besides the rule
 
 
 def _split(name: str, w: PackedWeight, pair: bool, limit: int) -> list[tuple[str, int, int, PackedWeight]]:
@@ -99,6 +101,8 @@ def compile_model(source: str | Path, output: str | Path, options: CompileOption
         )
     if options.prefill_chunk < 1 or options.prefill_chunk > 4096:
         raise UnsupportedModelError(f"--prefill-chunk {options.prefill_chunk}: must be between 1 and 4096")
+    if not set(options.prefill_tiles) <= {32, 64, 128}:
+        raise UnsupportedModelError(f"--prefill-tiles {','.join(map(str, options.prefill_tiles))}: each must be 32, 64 or 128")
     model = LlamaModel(imported, mode, ctx)
     limit = options.max_binding_size
     with AtomicDir(output) as tmp:
@@ -147,7 +151,8 @@ def compile_model(source: str | Path, output: str | Path, options: CompileOption
         weight_bytes = sum(t["size"] for t in shards.tensors.values())
         for pname in mode.profiles:
             plan = lower(model, matrices, K.Profile(pname), options.prefill_chunk, tuple(options.gemv_lanes), limit,
-                         options.decode_splits)
+                         options.decode_splits,
+                         subgroups=options.subgroups, prefill_tiles=tuple(options.prefill_tiles))
             for kname, src in plan.pop("_sources").items():
                 (kernel_dir / f"{kname}.wgsl").write_text(src, encoding="utf-8")
             for b in plan["buffers"]:

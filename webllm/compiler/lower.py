@@ -101,6 +101,19 @@ def fold_combine(ops: list) -> list:
     return out
 
 
+def decode_variant_names(gemv_lanes: tuple[int, ...], subgroups: bool) -> list[tuple[str, int, bool]]:
+    """(name, threads per row, subgroup reduction) of each decode variant, most preferred first: for
+    each lane count, the subgroup reduction ("gemv32sg", needing the `subgroups` feature) before the
+    workgroup-memory tree ("gemv32") that runs everywhere."""
+    return [(f"gemv{lanes}{'sg' if sg else ''}", lanes, sg) for lanes in gemv_lanes for sg in ((True, False) if subgroups else (False,))]
+
+
+def prefill_variant_names(chunk: int, tiles: tuple[int, ...]) -> list[tuple[str, int | None]]:
+    """(name, token tile or None for the rule) of each prefill variant, the rule first ("rule", then
+    "tile32", "tile128", ...); tiles larger than the chunk (rounded up to 32) are left out."""
+    return [("rule", None)] + [(f"tile{t}", t) for t in tiles if t <= max(32, chunk)]
+
+
 def fold_norms(ops: list, allow=lambda matmul: True) -> list:
     """Each RMSNorm whose only reader is the next matmul goes into that matmul (if `allow(matmul)`):
     the matmul reads the norm's input (the residual stream) and the norm weight and normalizes x
@@ -155,14 +168,17 @@ def chain_norms(ops: list) -> list:
 
 def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int,
           gemv_lanes: tuple[int, ...] = (32, 4), max_binding_size: int | None = None,
-          decode_splits_max: int | None = None) -> dict:
+          decode_splits_max: int | None = None, subgroups: bool = True, prefill_tiles: tuple[int, ...] = (32, 128)) -> dict:
     """Build the plan of one profile (docs/FORMAT.md, "Plans"): the uniform table, kernels, buffers,
-    bind groups, and the prefill, score and decode dispatch lists. `gemv_lanes`: candidate threads per
-    row of the one-token matmul (decode, output head); the plan gets one decode list per candidate
-    ("decode_variants", the first preferred), and runtimes time them on their adapter and keep the
-    fastest (32 suits GPUs; 4 is 2.3x faster on lavapipe). The `score` phase is left out when its
-    all-token logits would exceed `max_binding_size`. `decode_splits_max`: most KV splits of decode
-    attention (default: decode_splits()). The kernel sources come back under "_sources"."""
+    bind groups, and the prefill, score and decode dispatch lists, each as named variants that compute
+    the same thing with differently shaped kernels; runtimes time them on their adapter and keep the
+    fastest (see `decode_variant_names` and `prefill_variant_names`). `gemv_lanes`: threads per row of
+    the one-token matmul (decode, output head; 32 suits GPUs, 4 is 2.3x faster on lavapipe), each
+    also with the subgroup reduction when `subgroups`. `prefill_tiles`: token tiles of the prefill
+    matmul tried on every matrix, besides the rule's per-matrix choice (`prefill_token_tile`). The
+    `score` phase is left out when its all-token logits would exceed `max_binding_size`.
+    `decode_splits_max`: most KV splits of decode attention (default: decode_splits()). The kernel
+    sources come back under "_sources"."""
     cfg = model.cfg
     ops = model.graph()
     score_ops = model.graph(score=True)
@@ -191,20 +207,26 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     mem.buffers["norm_ssq"] = _round16(4 * cfg.hidden_size)
     mem.where.update({"norm_x": "norm_x", "norm_ssq": "norm_ssq"})
     kernels: dict[str, K.Kernel] = {}
-    bind_groups: dict[tuple, int] = {}  # (kernel, buffers) -> index in the plan's bind_groups
+    # (binding types, buffers) -> (index in the plan's bind_groups, the kernel whose layout it names). Kernels
+    # with the same binding types share one layout (FORMAT.md), so the variants of a phase share bind groups.
+    bind_groups: dict[tuple, tuple[int, str]] = {}
 
     def buf(t: str) -> str:
         return mem.where[t]
 
     def emit(kernel: K.Kernel, bindings: list[str], workgroups: list[int], tokens_per_y: int | None) -> dict:
         kernels[kernel.name] = kernel
-        key = (kernel.name, tuple(["uniform"] + bindings))
-        d = {"kernel": kernel.name, "bind_group": bind_groups.setdefault(key, len(bind_groups)), "workgroups": workgroups}
+        key = (kernel.bindings, tuple(["uniform"] + bindings))
+        group, _ = bind_groups.setdefault(key, (len(bind_groups), kernel.name))
+        d = {"kernel": kernel.name, "bind_group": group, "workgroups": workgroups}
         if tokens_per_y is not None:
             d["tokens_per_y"] = tokens_per_y
         return d
 
-    def phase(tt: int, ops: list = ops, lanes: int = gemv_lanes[0]) -> list[dict]:  # tt: most tokens per step
+    def phase(tt: int, ops: list = ops, lanes: int = gemv_lanes[0], sg: bool = False,
+              tile: int | None = None) -> list[dict]:
+        """Dispatches of a step of at most `tt` tokens. One-token matmuls: `lanes` threads per row,
+        the subgroup reduction with `sg`. Tiled matmuls: `tile` tokens per workgroup (None: the rule)."""
         out = []
         for op in ops:
             if op.kind == "embed":
@@ -236,7 +258,7 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                               bias=p.bias is not None, x_type="f32" if x == "h" else profile.act,
                               y_type="f32" if y in ("h", "logits", "logits_all") else profile.act, rope=rope)
                     if tiled:
-                        tokens = prefill_token_tile(p.rows, pair, tt)
+                        tokens = tile or prefill_token_tile(p.rows, pair, tt)
                         kern = K.matmul_tiled(profile, m.part_view(p), tokens=tokens, **kw)
                         rows_per_wg, per_y = K.matmul_tile_rows(pair), tokens
                     else:  # one token: decode, or the output head on the last token's row
@@ -253,7 +275,7 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                                                        window=cfg.sliding_window or 0, splits=splits)
                             kw["x_type"] = profile.act
                         kern = K.gemv(profile, m.part_view(p), lanes=lanes, x_last=bool(op.attrs.get("x_last")),
-                                      norm_eps=cfg.rms_norm_eps if norm else None, **chain, **kw)
+                                      norm_eps=cfg.rms_norm_eps if norm else None, subgroups=sg, **chain, **kw)
                         rows_per_wg, per_y = 256 // lanes, None
                     binds = [buf(x), buf(y)] + m.arrays(p) + ([p.bias] if p.bias else [])
                     if rope:
@@ -298,7 +320,13 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                 raise AssertionError(op.kind)
         return out
 
-    prefill = phase(chunk)
+    # Prefill variants: the rule's tiles first, then each tile on every matrix; one identical to an
+    # earlier variant is dropped (small models: the rule already takes 32 everywhere).
+    prefill_variants: dict[str, list[dict]] = {}
+    for name, tile in prefill_variant_names(chunk, prefill_tiles):
+        dl = phase(chunk, tile=tile)
+        if dl not in prefill_variants.values():
+            prefill_variants[name] = dl
 
     def fold_in_decode(lanes: int):
         """Whether a decode matmul takes its RMSNorm in. Every workgroup of the one-token matmul then
@@ -313,10 +341,18 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
             return -(-rows // (256 // lanes)) * m.shape[1] * 8 <= FOLD_NORM_MAX_EXTRA
         return allow
 
-    variants = {f"gemv{lanes}": phase(1, fold_norms(chain_norms(fold_combine(ops)), fold_in_decode(lanes)), lanes=lanes)
-                for lanes in gemv_lanes}
+    decode_ops = fold_combine(ops)
+    decode_variants = {name: phase(1, fold_norms(chain_norms(decode_ops), fold_in_decode(lanes)), lanes=lanes, sg=sg)
+                       for name, lanes, sg in decode_variant_names(gemv_lanes, subgroups)}
     scoring = max_binding_size is None or max(optional.values()) <= max_binding_size
-    score = phase(chunk, score_ops) if scoring else None
+    # the scoring phase is prefill-shaped: one list per prefill variant, under the same names
+    score_variants = {name: phase(chunk, score_ops, tile=tile) for name, tile in prefill_variant_names(chunk, prefill_tiles)
+                      if name in prefill_variants} if scoring else None
+    variant_features = {}
+    for name, dl in [*prefill_variants.items(), *decode_variants.items(), *(score_variants or {}).items()]:
+        feats = sorted({f for d in dl for f in kernels[d["kernel"]].features})
+        if feats:
+            variant_features[name] = feats
     uniform = K.uniform_table()
     storage = ["STORAGE", "COPY_SRC", "COPY_DST"]
     buffers = [{"name": "uniform", "size": uniform["size"], "usage": ["UNIFORM", "COPY_DST"]}]
@@ -335,12 +371,13 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
         "uniform": uniform,
         "kernels": {name: k.to_json() for name, k in sorted(kernels.items())},
         "buffers": buffers,
-        "bind_groups": [{"kernel": k, "buffers": list(b)} for (k, b) in bind_groups],
-        "prefill": prefill,
+        "bind_groups": [{"kernel": k, "buffers": list(b)} for (_, b), (_, k) in bind_groups.items()],
+        "prefill_variants": prefill_variants,
     }
-    if score is not None:
-        plan["score"] = score
-    plan["decode_variants"] = variants
+    if score_variants is not None:
+        plan["score_variants"] = score_variants
+    plan["decode_variants"] = decode_variants
+    plan["variant_features"] = variant_features
     plan["_sources"] = {name: k.source for name, k in kernels.items()}
     return plan
 

@@ -18,9 +18,9 @@ import numpy as np
 from tqdm import tqdm
 
 from webllm.errors import AdapterError, PackageError, WebLLMError
-from webllm.runtime.device import request_device
-from webllm.runtime.package import choose_profile, context_size, iter_shards, read_manifest, read_plan
-from webllm.runtime.tuning import choose_decode_variant
+from webllm.runtime.device import create_shader_module, device_features, request_device
+from webllm.runtime.package import choose_profile, context_size, iter_shards, read_manifest, read_plan, usable_variants
+from webllm.runtime.tuning import choose_variant
 
 _STAGING = 2  # token readback ring: the CPU reads step t while the GPU runs step t + 1
 
@@ -40,7 +40,8 @@ class Model:
     """A compiled model package loaded on a WebGPU device (docs/FORMAT.md: the runtime interprets the
     plan; every size, binding and uniform offset comes from it)."""
 
-    def __init__(self, folder, manifest, plan, adapter, device, buffers, dispatches, capacity: int):
+    def __init__(self, folder, manifest, plan, adapter, device, buffers, encode_list, capacity: int,
+                 features: set[str], scoring: bool):
         import wgpu
 
         self.folder = Path(folder)
@@ -53,13 +54,22 @@ class Model:
         self.capacity = capacity  # KV-cache positions allocated (<= the package's context_window)
         self.chunk = int(manifest["prefill_chunk"])
         self._buffers = buffers
-        self._dispatch = dispatches  # phase -> [(pipeline, bind group, x, y, z, tokens_per_y, kv_per_z, max_z)]
+        self._encode_list = encode_list  # plan dispatch list -> recorded form (builds pipelines on first use)
+        self._lists: dict[str, list[tuple]] = {}  # "decode.gemv32", ... -> recorded form, built once
+        self._dispatch: dict[str, list[tuple]] = {}  # phase -> [(pipeline, bind group, x, y, z, tokens_per_y, kv_per_z, max_z)]
+        self._scoring = scoring
+        # the variants this device can run (variant_features), most preferred first
+        self.prefill_variants = usable_variants(plan, "prefill", features)
+        self.decode_variants = usable_variants(plan, "decode", features)
+        if not self.prefill_variants or not self.decode_variants:
+            raise AdapterError(f"{folder}: no {'prefill' if not self.prefill_variants else 'decode'} variant of this "
+                               f"package runs on this adapter (features: {plan['variant_features']})")
         self._wgpu = wgpu
         self.past = 0  # tokens in the KV cache (read-only outside: change it with truncate / reset)
         self._fields = plan["uniform"]["fields"]
         self._uniform = {f["name"]: f["default"] for f in self._fields}  # the values written each step
         self._counter = 0
-        self.decode_variant = next(iter(plan["decode_variants"]))
+        self.prefill_variant = self.decode_variant = ""  # set by use_prefill_variant / use_decode_variant
         # what each streamed step copies back: the sampler's output (token, logprobs) when the plan has
         # one, else the token id alone
         self._readback = "sample_out" if "sample_out" in buffers else "token_ids"
@@ -75,19 +85,21 @@ class Model:
     @classmethod
     def load(cls, folder: str | Path, *, profile: str | None = None, max_binding_size: int | None = None,
              progress: bool = True, device=None, adapter=None, scoring: bool = False,
-             decode_variant: str | None = None, context_window: int | None = None) -> Model:
+             decode_variant: str | None = None, context_window: int | None = None,
+             prefill_variant: str | None = None) -> Model:
         """Load a package. `profile`: "f16"/"f32" (default: the first of the package's profile_order
         the device can run). `max_binding_size` lowers the adapter's storage binding limit (for tests).
-        `scoring` also allocates the all-token logits buffer, for `score` (perplexity). `decode_variant`
-        forces one of the plan's decode variants (default: the fastest on this adapter, timed once and
-        cached). `context_window` allocates a smaller KV cache than the package's."""
+        `scoring` also allocates the all-token logits buffer, for `score` (perplexity). `decode_variant`,
+        `prefill_variant` force one of the plan's variants (default: the fastest on this adapter, timed
+        once and cached). `context_window` allocates a smaller KV cache than the package's."""
         import wgpu
 
         folder = Path(folder)
         manifest = read_manifest(folder)
         if device is None:
             adapter, device = request_device()
-        profile = choose_profile(manifest, set(device.features), profile, str(folder))
+        features = device_features(device)
+        profile = choose_profile(manifest, features, profile, str(folder))
         plan = read_plan(folder, manifest, profile)
         capacity = int(manifest["context_window"])
         if context_window is not None:
@@ -104,7 +116,7 @@ class Model:
                 raise AdapterError(
                     f"tensor {name} ({t['nbytes']} bytes) exceeds this adapter's storage binding limit of {limit} "
                     f"bytes; recompile with --max-binding-size {limit}")
-        if scoring and "score" not in plan:
+        if scoring and "score_variants" not in plan:
             raise PackageError(f"{folder}: this package has no scoring phase (its vocabulary x prefill chunk is too large)")
         plan_buffers = [(b, context_size(b, capacity)) for b in plan["buffers"] if scoring or not b.get("optional")]
         for b, size in plan_buffers:
@@ -135,25 +147,46 @@ class Model:
             bar.update(len(data))
         bar.close()
 
-        # Pipelines (one per kernel) and bind groups (the plan's table), all built once here.
-        layouts, pipelines = {}, {}
-        btype = {"uniform": wgpu.BufferBindingType.uniform, "read-only-storage": wgpu.BufferBindingType.read_only_storage,
-                 "storage": wgpu.BufferBindingType.storage}
-        for kname, k in plan["kernels"].items():
-            path = folder / "kernels" / k["file"]
+        # Pipelines (one per kernel) and bind groups (the plan's table), each built once, on first use: a
+        # load compiles only the kernels of the variants it runs (the timing at first load, all of them).
+        for kind, forced in (("prefill", prefill_variant), ("decode", decode_variant)):
+            if forced is not None and forced not in plan[f"{kind}_variants"]:
+                raise PackageError(f"{folder}: no {kind} variant {forced!r} (has: {', '.join(plan[f'{kind}_variants'])})")
+            if forced is not None and forced not in usable_variants(plan, kind, features):
+                raise AdapterError(f"{kind} variant {forced!r} needs {plan['variant_features'][forced]}, which this adapter lacks")
+        lists = [dl for kind in ("prefill", "decode") for n, dl in plan[f"{kind}_variants"].items()
+                 if n in usable_variants(plan, kind, features)]
+        if scoring:
+            lists += [plan["score_variants"][n] for n in usable_variants(plan, "prefill", features)]
+        sources = {}
+        for kname in sorted({d["kernel"] for dl in lists for d in dl}):  # a missing file fails the load, not a step
+            path = folder / "kernels" / plan["kernels"][kname]["file"]
             try:
-                code = path.read_text(encoding="utf-8")
+                sources[kname] = path.read_text(encoding="utf-8")
             except FileNotFoundError:
                 raise PackageError(f"{path}: kernel file is missing") from None
-            bgl = device.create_bind_group_layout(entries=[
-                {"binding": i, "visibility": wgpu.ShaderStage.COMPUTE, "buffer": {"type": btype[t]}}
-                for i, t in enumerate(k["bindings"])])
-            module = device.create_shader_module(code=code, label=kname)
-            pipelines[kname] = device.create_compute_pipeline(
-                layout=device.create_pipeline_layout(bind_group_layouts=[bgl]),
-                compute={"module": module, "entry_point": k["entry_point"]}, label=kname)
-            layouts[kname] = bgl
-        bind_groups: dict[int, object] = {}  # built on first use: the score phase's only when scoring
+        layouts, pipelines = {}, {}  # one bind group layout per list of binding types (FORMAT.md, `bind_groups`)
+        btype = {"uniform": wgpu.BufferBindingType.uniform, "read-only-storage": wgpu.BufferBindingType.read_only_storage,
+                 "storage": wgpu.BufferBindingType.storage}
+
+        def layout(kname: str):
+            types = tuple(plan["kernels"][kname]["bindings"])
+            if types not in layouts:
+                layouts[types] = device.create_bind_group_layout(entries=[
+                    {"binding": i, "visibility": wgpu.ShaderStage.COMPUTE, "buffer": {"type": btype[t]}}
+                    for i, t in enumerate(types)])
+            return layouts[types]
+
+        def pipeline(kname: str):
+            if kname not in pipelines:
+                k = plan["kernels"][kname]
+                module = create_shader_module(device, sources[kname], kname)
+                pipelines[kname] = device.create_compute_pipeline(
+                    layout=device.create_pipeline_layout(bind_group_layouts=[layout(kname)]),
+                    compute={"module": module, "entry_point": k["entry_point"]}, label=kname)
+            return pipelines[kname]
+
+        bind_groups: dict[int, object] = {}
 
         def bind_group(i: int):
             if i not in bind_groups:
@@ -163,28 +196,38 @@ class Model:
                                for j, b in enumerate(g["buffers"])]
                 except KeyError as e:
                     raise PackageError(f"{folder}: plan-{profile}.json binds unknown buffer {e}") from None
-                bind_groups[i] = device.create_bind_group(layout=layouts[g["kernel"]], entries=entries)
+                bind_groups[i] = device.create_bind_group(layout=layout(g["kernel"]), entries=entries)
             return bind_groups[i]
 
         def encode_list(dlist: list[dict]) -> list[tuple]:
-            return [(pipelines[d["kernel"]], bind_group(d["bind_group"]), *d["workgroups"], d.get("tokens_per_y"),
+            return [(pipeline(d["kernel"]), bind_group(d["bind_group"]), *d["workgroups"], d.get("tokens_per_y"),
                      d.get("kv_per_z"), d.get("max_z")) for d in dlist]
 
-        dispatches = {"prefill": encode_list(plan["prefill"])}
-        if scoring:
-            dispatches["score"] = encode_list(plan["score"])
-        for name, dl in plan["decode_variants"].items():
-            dispatches[f"decode.{name}"] = encode_list(dl)
-        model = cls(folder, manifest, plan, adapter, device, buffers, dispatches, capacity)
-        if decode_variant is not None and decode_variant not in plan["decode_variants"]:
-            raise PackageError(f"{folder}: no decode variant {decode_variant!r} (has: {', '.join(plan['decode_variants'])})")
-        model.use_decode_variant(decode_variant or choose_decode_variant(model))
+        model = cls(folder, manifest, plan, adapter, device, buffers, encode_list, capacity, features, scoring)
+        model.use_prefill_variant(prefill_variant or choose_variant(model, "prefill"))
+        model.use_decode_variant(decode_variant or choose_variant(model, "decode"))
         return model
 
+    def _recorded(self, key: str, dlist: list[dict]) -> list[tuple]:
+        if key not in self._lists:
+            self._lists[key] = self._encode_list(dlist)
+        return self._lists[key]
+
+    def use_prefill_variant(self, name: str) -> None:
+        """Prefill (and score) with the plan's prefill variant `name` from now on."""
+        if name not in self.prefill_variants:
+            raise WebLLMError(f"no usable prefill variant {name!r} (has: {', '.join(self.prefill_variants)})")
+        self.prefill_variant = name
+        self._dispatch["prefill"] = self._recorded(f"prefill.{name}", self.plan["prefill_variants"][name])
+        if self._scoring:
+            self._dispatch["score"] = self._recorded(f"score.{name}", self.plan["score_variants"][name])
+
     def use_decode_variant(self, name: str) -> None:
-        """Decode with the plan's variant `name` from now on."""
+        """Decode with the plan's decode variant `name` from now on."""
+        if name not in self.decode_variants:
+            raise WebLLMError(f"no usable decode variant {name!r} (has: {', '.join(self.decode_variants)})")
         self.decode_variant = name
-        self._dispatch["decode"] = self._dispatch[f"decode.{name}"]
+        self._dispatch["decode"] = self._recorded(f"decode.{name}", self.plan["decode_variants"][name])
 
     @property
     def gpu_memory_bytes(self) -> int:

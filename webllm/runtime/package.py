@@ -37,7 +37,8 @@ def read_manifest(folder: str | Path) -> dict:
     return m
 
 
-PLAN_FIELDS = ("profile", "uniform", "kernels", "buffers", "bind_groups", "prefill", "decode_variants")
+PLAN_FIELDS = ("profile", "uniform", "kernels", "buffers", "bind_groups", "prefill_variants", "decode_variants",
+               "variant_features")
 
 
 def read_plan(folder: Path, manifest: dict, profile: str) -> dict:
@@ -52,9 +53,17 @@ def read_plan(folder: Path, manifest: dict, profile: str) -> dict:
     for key in PLAN_FIELDS:
         if key not in plan:
             raise PackageError(f"{path}: required field '{key}' is missing")
-    if not plan["decode_variants"]:
-        raise PackageError(f"{path}: field 'decode_variants' is empty")
+    for key in ("prefill_variants", "decode_variants"):
+        if not plan[key]:
+            raise PackageError(f"{path}: field '{key}' is empty")
     return plan
+
+
+def usable_variants(plan: dict, kind: str, features: set[str]) -> list[str]:
+    """Names of the plan's `<kind>_variants` ("prefill" or "decode") this device can run, in the plan's
+    order (most preferred first): those whose `variant_features` it has (WebGPU names)."""
+    need = plan.get("variant_features", {})
+    return [n for n in plan[f"{kind}_variants"] if set(need.get(n, ())) <= features]
 
 
 def choose_profile(manifest: dict, features: set[str], requested: str | None, where: str = "") -> str:

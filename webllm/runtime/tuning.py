@@ -1,7 +1,11 @@
-"""Decode-variant tuning: time the plan's `decode_variants` on this adapter once, cache the winner.
+"""Variant tuning: time the plan's prefill and decode variants on this adapter once, cache the winners.
 
-The cache is a JSON file (`<cache dir>/tuning.json`) keyed by adapter, profile, package (first shard's
-sha256) and the variant names, so a new package, adapter or plan is timed afresh.
+A plan carries each phase as named variants computing the same thing with differently shaped kernels
+(prefill: token tiles of the matmul; decode: threads per row of the one-token matmul, with or without
+subgroups). Which is fastest depends on the adapter, so the runtime times the ones its device can run
+at first load and keeps the winner in a JSON file (`<cache dir>/tuning.json`) keyed by adapter,
+profile, package (first shard's sha256), phase and the variant names, so a new package, adapter or
+plan is timed afresh.
 """
 
 from __future__ import annotations
@@ -11,20 +15,23 @@ import time
 
 from webllm.runtime.device import adapter_name
 
-
-def cache_key(model, names: list[str]) -> str:
-    return f"{adapter_name(model.adapter)}|{model.profile}|{model.manifest['shards'][0]['sha256']}|{','.join(names)}"
+SLOW_STEP_S = 0.1  # a warm-up step slower than this decides alone (software adapters; see the timers)
 
 
-def choose_decode_variant(model) -> str:
-    """The cached winner for this adapter and package, else time each variant and remember the fastest.
-    Small contexts (< 64 tokens) and single-variant plans just take the first."""
+def cache_key(model, kind: str, names: list[str]) -> str:
+    return f"{adapter_name(model.adapter)}|{model.profile}|{model.manifest['shards'][0]['sha256']}|{kind}|{','.join(names)}"
+
+
+def choose_variant(model, kind: str) -> str:
+    """The cached winner among this device's `kind` ("prefill" or "decode") variants for this adapter
+    and package, else time each and remember the fastest. Small contexts (< 64 tokens) and a single
+    variant just take the first."""
     from webllm.models_cache import cache_dir
 
-    names = list(model.plan["decode_variants"])
+    names = model.prefill_variants if kind == "prefill" else model.decode_variants
     if len(names) == 1 or model.capacity < 64:
         return names[0]
-    key = cache_key(model, names)
+    key = cache_key(model, kind, names)
     path = cache_dir() / "tuning.json"
     try:
         cache = json.loads(path.read_text())
@@ -32,8 +39,12 @@ def choose_decode_variant(model) -> str:
         cache = {}
     if cache.get(key) in names:
         return cache[key]
-    timings = time_decode_variants(model, names)
+    timings = (time_prefill_variants if kind == "prefill" else time_decode_variants)(model, names)
     best = min(timings, key=timings.get)
+    try:  # read again: another process may have written meanwhile
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cache = {}
     cache[key] = best
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,16 +59,16 @@ def choose_decode_variant(model) -> str:
 def time_decode_variants(model, names: list[str]) -> dict[str, float]:
     """Seconds per decode step of each variant, best of several rounds taken in turn, so that a GPU
     still raising its clocks (or compiling pipelines on first use) favours none of them. Round 0 (one
-    step each) is warm-up; when its fastest step took over 0.1 s (a software adapter, where one slow
-    variant can cost seconds a step and the gaps are large) it decides alone. Leaves the model reset."""
-    model.reset()
-    model.prefill([0])
+    step each) is warm-up; when its fastest step took over SLOW_STEP_S (a software adapter, where one
+    slow variant can cost seconds a step and the gaps are large) it decides alone. Leaves the model
+    reset, on the variant it had."""
+    keep = model.decode_variant
     best = dict.fromkeys(names, float("inf"))
     warm = {}
     for rnd, n in enumerate((1, 4, 16, 16, 16)):
         for name in names:
             model.use_decode_variant(name)
-            model.truncate(1)
+            model.reset()  # decode from an empty cache: no prefill needed (one costs seconds on a software adapter)
             model.next_token()
             t = time.perf_counter()
             for _ in range(n):
@@ -68,10 +79,50 @@ def time_decode_variants(model, names: list[str]) -> dict[str, float]:
                 warm[name] = seconds
             else:
                 best[name] = min(best[name], seconds)
-        if rnd == 0 and min(warm.values()) > 0.1:
-            model.reset()
-            return warm
+        if rnd == 0 and min(warm.values()) > SLOW_STEP_S:
+            best = warm
+            break
         if rnd == 1 and min(best.values()) > 0.01:
             break
     model.reset()
+    if keep:
+        model.use_decode_variant(keep)
+    return best
+
+
+def time_prefill_variants(model, names: list[str]) -> dict[str, float]:
+    """Seconds per prefill step of one full chunk (min(prefill_chunk, capacity) tokens) of each
+    variant, in rounds taken in turn as for decode: round 0 (one step each) is warm-up, then the best
+    of two more; a warm-up round whose fastest step took over SLOW_STEP_S decides alone (a large
+    model: the gaps between tiles are wide). First, a one-token step of the first variant: when that
+    takes over SLOW_STEP_S (a software adapter), the first variant is kept untimed. There a prefill
+    step costs a whole token tile's work whatever its length (lavapipe, SmolLM2-135M: 3 s for one
+    token with the rule's 32-token tiles, 7-8 s with 128-token ones, against 11.3 and 10.4 s for a
+    full chunk of 128), so the small tiles serve a chat's short turns best, and timing one chunk of
+    each variant would add 20 s to the first load. Leaves the model reset, on the variant it had."""
+    keep = model.prefill_variant
+
+    def step(name: str, tokens: int) -> float:
+        model.use_prefill_variant(name)
+        model.reset()
+        model.next_token()  # the GPU is idle
+        t = time.perf_counter()
+        model.prefill([0] * tokens)
+        model.next_token()
+        return time.perf_counter() - t
+
+    probe = step(names[0], 1)
+    if probe > SLOW_STEP_S:
+        best = {names[0]: probe}
+    else:
+        n = min(model.chunk, model.capacity)
+        best = dict.fromkeys(names, float("inf"))
+        for rnd in range(3):
+            for name in names:
+                best[name] = min(best[name], step(name, n))
+            if rnd == 0 and min(best.values()) > SLOW_STEP_S:
+                break
+    model.reset()
+    if keep:
+        model.use_prefill_variant(keep)
     return best
