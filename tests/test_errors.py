@@ -203,7 +203,7 @@ def test_missing_and_truncated_shard(package, zoo):
     raises(PackageError, load(package, zoo), str(shard), "missing")
 
 
-@pytest.mark.parametrize("version", [1, 3, None])  # 1: the layout before the plan described itself
+@pytest.mark.parametrize("version", [1, 2, 4, None])  # 1: before the plan described itself; 2: before variants
 def test_unknown_format_version(package, zoo, version):
     path = package / "manifest.json"
     m = json.loads(path.read_text())

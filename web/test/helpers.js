@@ -15,7 +15,9 @@ import assert from 'node:assert/strict';
  *   long: {next: number, logits: number[]}, rewind: {keep: number, suffix: number[], next: number, logits: number[]},
  *   long_decode: {prompt: number[], steps: number, ids: number[], next: number, logits: number[]},
  *   split: {package: string, prompt: number[], greedy: number[],
- *     seeded: {temperature: number, top_p: number, top_k: number, seed: number, ids: number[]}}}} Reference
+ *     seeded: {temperature: number, top_p: number, top_k: number, seed: number, ids: number[]}},
+ *   variants: {package: string, prompt: number[], prefill: Record<string, {next: number, logits: number[]}>,
+ *     decode: Record<string, {ids: number[], logits: number[]}>}}} Reference
  */
 
 /** The native runtime's reference, or null when the tests run outside pytest. @returns {Reference | null} */

@@ -33,6 +33,7 @@ import { StreamDecoder, Tokenizer } from "./tokenizer.js";
  * @property {string} [profile] "f16" or "f32" (default: the first of the package's profile_order the device runs)
  * @property {number} [contextWindow] a smaller KV capacity than the package's
  * @property {string} [decodeVariant] force one of the plan's decode variants (default: the fastest here)
+ * @property {string} [prefillVariant] force one of the plan's prefill variants (default: the fastest here)
  * @property {string} [modelId] the `model` field of responses (default: the package folder's name)
  */
 
@@ -41,6 +42,7 @@ import { StreamDecoder, Tokenizer } from "./tokenizer.js";
  * @property {string} model
  * @property {string} profile
  * @property {string} decodeVariant
+ * @property {string} prefillVariant
  * @property {number} contextWindow
  * @property {number} loadSeconds
  * @property {number} reloads device losses recovered from
@@ -66,8 +68,8 @@ export async function createEngine(packageUrl, options = {}) {
   const t0 = performance.now();
   const model = await Model.load(url.href, {
     device: options.device, profile: options.profile, contextWindow: options.contextWindow,
-    onProgress: options.onProgress, decodeVariant: options.decodeVariant,
-    // in a Web Worker (no localStorage) the timing of decode variants is kept in Cache Storage
+    onProgress: options.onProgress, decodeVariant: options.decodeVariant, prefillVariant: options.prefillVariant,
+    // in a Web Worker (no localStorage) the timing of the variants is kept in Cache Storage
     tuningStore: "localStorage" in globalThis ? undefined : cacheStorageTuningStore(),
   });
   let tokenizer;
@@ -113,7 +115,8 @@ export class Engine {
     this._tail = Promise.resolve();
     /** @type {EngineStats} */
     this._stats = {
-      model: this.modelId, profile: model.profile, decodeVariant: model.decodeVariant, contextWindow: model.capacity,
+      model: this.modelId, profile: model.profile, decodeVariant: model.decodeVariant,
+      prefillVariant: model.prefillVariant, contextWindow: model.capacity,
       loadSeconds: 0, reloads: 0, promptTokens: 0, cachedTokens: 0, completionTokens: 0, prefillSeconds: 0,
       decodeSeconds: 0, prefillTokensPerSecond: 0, decodeTokensPerSecond: 0, finishReason: null,
     };
@@ -414,6 +417,7 @@ export class Engine {
         const t0 = performance.now();
         const model = await Model.load(this.source.url, {
           profile: old.profile, contextWindow: old.capacity, decodeVariant: old.decodeVariant,
+          prefillVariant: old.prefillVariant,
           onProgress: o.onProgress,
         });
         this.model = model;

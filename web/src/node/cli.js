@@ -23,6 +23,7 @@ const USAGE = `usage: node web/src/node/cli.js <package-dir-or-url> [options]
   --repeat N             repetitions; the best is reported (default 3)
   --profile f16|f32      device profile (default: the first the device runs)
   --decode-variant NAME  force a decode variant (default: the fastest, timed once and cached)
+  --prefill-variant NAME force a prefill variant (default: the fastest, timed once and cached)
   --context-window N     KV capacity to allocate (default: the package's, lowered to fit)
   --dawn OPTIONS         Dawn options, ';'-separated (default $WEBLLM_DAWN;
                          e.g. enable-dawn-features=disable_workgroup_init)
@@ -44,7 +45,7 @@ async function main() {
       'prompt-ids': { type: 'string' }, prompt: { type: 'string' }, 'max-tokens': { type: 'string', default: '32' },
       'prompt-tokens': { type: 'string', default: '128' }, 'decode-tokens': { type: 'string', default: '128' },
       context: { type: 'string', default: '1' }, repeat: { type: 'string', default: '3' }, profile: { type: 'string' },
-      'decode-variant': { type: 'string' }, 'context-window': { type: 'string' }, dawn: { type: 'string' },
+      'decode-variant': { type: 'string' }, 'prefill-variant': { type: 'string' }, 'context-window': { type: 'string' }, dawn: { type: 'string' },
       json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -57,7 +58,7 @@ async function main() {
   const t0 = performance.now();
   let last = '';
   const model = await loadModel(positionals[0], {
-    profile: a.profile, decodeVariant: a['decode-variant'],
+    profile: a.profile, decodeVariant: a['decode-variant'], prefillVariant: a['prefill-variant'],
     contextWindow: a['context-window'] === undefined ? undefined : Number(a['context-window']),
     onProgress: (p) => { if (p.phase !== last || p.phase !== 'weights') log(p.text); last = p.phase; },
   });
@@ -124,7 +125,7 @@ async function main() {
       runtime: 'js-dawn', adapter: adapterName(model.adapter), profile: model.profile,
       quantization: model.manifest.quantization, layers: model.config.num_hidden_layers,
       dispatches_per_decode_step: model.plan.decode_variants[model.decodeVariant].length,
-      decode_variant: model.decodeVariant, context_window: model.capacity, load_s: loadS,
+      decode_variant: model.decodeVariant, prefill_variant: model.prefillVariant, context_window: model.capacity, load_s: loadS,
       prefill_tokens: pIds.length, prefill_tok_s: Math.max(...prefill), decode_context: ctx.length,
       decode_tok_s: Math.max(...decode), generate_tok_s_with_readback: Math.max(...streaming), generated: ids,
     };
@@ -132,7 +133,8 @@ async function main() {
       console.log(JSON.stringify(res));
     } else {
       console.log(`${res.adapter}, profile ${res.profile}, ${res.quantization}, ${res.dispatches_per_decode_step} `
-        + `dispatches per decode step (variant ${res.decode_variant}), loaded in ${loadS.toFixed(1)} s`);
+        + `dispatches per decode step; variants: decode ${res.decode_variant}, prefill ${res.prefill_variant}; `
+        + `loaded in ${loadS.toFixed(1)} s`);
       console.log(`prefill  ${res.prefill_tokens} tokens: ${res.prefill_tok_s.toFixed(1)} tok/s`);
       console.log(`decode   (after ${ctx.length} tokens): ${res.decode_tok_s.toFixed(1)} tok/s on the GPU, `
         + `${res.generate_tok_s_with_readback.toFixed(1)} tok/s streaming ids back`);

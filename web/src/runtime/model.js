@@ -10,9 +10,9 @@
 import { AdapterError, ContextWindowError, DeviceLostError, InputError, OutOfMemoryError, PackageError,
   WebLLMError } from './errors.js';
 import { adapterName, requestDevice } from './device.js';
-import { chooseProfile, packageBase, readKernels, readManifest, readPlan } from './package.js';
+import { PLAN_FIELDS, chooseProfile, packageBase, readKernels, readManifest, readPlan, usableVariants } from './package.js';
 import { loadShards, openShardCache } from './cache.js';
-import { chooseDecodeVariant, localTuningStore } from './tuning.js';
+import { chooseVariant, localTuningStore } from './tuning.js';
 import { contextSize, fitCapacity } from './memory.js';
 
 /** Token readback ring: step t is read while steps t + 1 .. t + LOOKAHEAD run. */
@@ -27,7 +27,8 @@ const STEP_FIELDS = ['n_tokens', 'past', 'counter'];
  * @typedef {{pipeline: GPUComputePipeline, bindGroup: GPUBindGroup, x: number, y: number, z: number,
  *   perY: number | undefined, kvPerZ: number | undefined, maxZ: number | undefined}} Step
  * @typedef {{device?: GPUDevice, adapter?: GPUAdapter, gpu?: GPU, profile?: string, contextWindow?: number,
- *   onProgress?: (p: Progress) => void, decodeVariant?: string, scoring?: boolean, maxBindingSize?: number,
+ *   onProgress?: (p: Progress) => void, decodeVariant?: string, prefillVariant?: string, scoring?: boolean,
+ *   maxBindingSize?: number,
  *   maxMemoryBytes?: number, fetch?: typeof globalThis.fetch, cache?: import('./cache.js').ShardCache | false,
  *   tuningStore?: import('./tuning.js').TuningStore | null}} LoadOptions
  */
@@ -37,7 +38,8 @@ export class Model {
   /**
    * Use `Model.load`.
    * @param {{base: string, manifest: Manifest, plan: Plan, adapter: GPUAdapter | null, device: GPUDevice,
-   *   ownsDevice: boolean, buffers: Map<string, GPUBuffer>, phases: Record<string, Step[]>, capacity: number}} p
+   *   ownsDevice: boolean, buffers: Map<string, GPUBuffer>, build: (list: import('./package.js').Dispatch[]) => Promise<Step[]>,
+   *   capacity: number, scoring: boolean}} p
    */
   constructor(p) {
     /** The package's base URL. */
@@ -53,12 +55,22 @@ export class Model {
     this.chunk = Number(p.manifest.prefill_chunk);
     /** Tokens in the KV cache (change it with `truncate` / `reset`). */
     this.past = 0;
-    this.decodeVariant = Object.keys(p.plan.decode_variants)[0];
+    /** The plan's variants this device can run (`variant_features`), most preferred first. */
+    this.prefillVariants = usableVariants(p.plan, 'prefill', p.device.features);
+    this.decodeVariants = usableVariants(p.plan, 'decode', p.device.features);
+    /** The variants in use (set by `usePrefillVariant` / `useDecodeVariant`). */
+    this.prefillVariant = '';
+    this.decodeVariant = '';
     /** Set when the device is lost: `{reason, message}`. */
     this.lost = /** @type {{reason: string, message: string} | null} */ (null);
     this._ownsDevice = p.ownsDevice;
     this._buffers = p.buffers;
-    this._phases = p.phases;
+    this._build = p.build;
+    this._scoring = p.scoring;
+    /** Recorded dispatch lists, built once each ("decode.gemv32", ...). @type {Map<string, Promise<Step[]>>} */
+    this._lists = new Map();
+    /** The lists in use, by phase. @type {Record<string, Step[]>} */
+    this._phases = {};
     this._counter = 0;
     this._fields = p.plan.uniform.fields;
     /** @type {Record<string, number>} */
@@ -83,8 +95,8 @@ export class Model {
    * Load a package from a URL (relative to the page, or absolute; a folder whose manifest.json is
    * there). `profile`: "f16"/"f32" (default: the first of profile_order the device runs).
    * `contextWindow`: a smaller KV cache than the package's (default: the package's, lowered to what
-   * fits the device's limits and `maxMemoryBytes`). `decodeVariant` forces one of the plan's decode
-   * variants (default: the fastest on this adapter, timed once and cached). `scoring` allocates the
+   * fits the device's limits and `maxMemoryBytes`). `decodeVariant`, `prefillVariant` force one of the
+   * plan's variants (default: the fastest on this adapter, timed once and cached). `scoring` allocates the
    * all-token logits for `score`. `maxBindingSize` lowers the device's binding limit (tests).
    * `fetch`, `cache`, `tuningStore`: how files are read and where shards and timings are kept
    * (defaults: the global fetch, Cache Storage, localStorage).
@@ -105,15 +117,26 @@ export class Model {
     try {
       const profile = chooseProfile(manifest, device.features, options.profile, base);
       const plan = await readPlan(base, manifest, profile, fetchFn);
-      for (const key of ['profile', 'uniform', 'kernels', 'buffers', 'bind_groups', 'prefill', 'decode_variants']) {
+      for (const key of PLAN_FIELDS) {
         if (!(key in plan)) throw new PackageError(`${base}${manifest.profiles[profile].plan}: required field '${key}' is missing`);
       }
-      if (options.scoring && !plan.score) {
+      if (options.scoring && !plan.score_variants) {
         throw new PackageError(`${base}: this package has no scoring phase (its vocabulary x prefill chunk is too large)`);
       }
-      if (options.decodeVariant !== undefined && !(options.decodeVariant in plan.decode_variants)) {
-        throw new PackageError(`${base}: no decode variant "${options.decodeVariant}" `
-          + `(has: ${Object.keys(plan.decode_variants).join(', ')})`);
+      for (const kind of /** @type {const} */ (['prefill', 'decode'])) {
+        const forced = kind === 'prefill' ? options.prefillVariant : options.decodeVariant;
+        const usable = usableVariants(plan, kind, device.features);
+        if (!usable.length) {
+          throw new AdapterError(`${base}: no ${kind} variant of this package runs on ${adapterName(adapter)} `
+            + `(features: ${JSON.stringify(plan.variant_features)})`);
+        }
+        if (forced === undefined) continue;
+        if (!(forced in plan[`${kind}_variants`])) {
+          throw new PackageError(`${base}: no ${kind} variant "${forced}" (has: ${Object.keys(plan[`${kind}_variants`]).join(', ')})`);
+        }
+        if (!usable.includes(forced)) {
+          throw new AdapterError(`${kind} variant "${forced}" needs ${plan.variant_features[forced].join(', ')}, which this device lacks`);
+        }
       }
       const planBuffers = plan.buffers.filter((b) => !b.optional || (b.optional === 'score' && options.scoring));
       const capacity = fitCapacity(manifest, planBuffers, {
@@ -168,19 +191,20 @@ export class Model {
         }
       });
 
-      report({ phase: 'kernels', bytesDone: 0, bytesTotal: 0, text: `compiling ${Object.keys(plan.kernels).length} kernels` });
-      const phases = await buildPhases(device, base, plan, buffers, fetchFn, !!options.scoring);
-      const model = new Model({ base, manifest, plan, adapter, device, ownsDevice, buffers, phases, capacity });
+      const scoring = !!options.scoring;
+      const build = await listBuilder(device, base, plan, buffers, fetchFn, scoring);
+      const model = new Model({ base, manifest, plan, adapter, device, ownsDevice, buffers, build, capacity, scoring });
       created.length = 0; // the model owns them now
-      if (options.decodeVariant !== undefined) {
-        model.useDecodeVariant(options.decodeVariant);
-      } else {
-        const store = options.tuningStore === undefined ? localTuningStore() : options.tuningStore;
-        model.useDecodeVariant(await chooseDecodeVariant(model, store,
-          (text) => report({ phase: 'tuning', bytesDone: 0, bytesTotal: 0, text })));
-      }
+      // Kernels are compiled for the variants in use only: a cached (or forced) choice compiles one list
+      // per phase, the first load's timing all of them (webllm/runtime/model.py does the same).
+      const store = options.tuningStore === undefined ? localTuningStore() : options.tuningStore;
+      const tuningReport = (/** @type {string} */ text) => report({ phase: 'tuning', bytesDone: 0, bytesTotal: 0, text });
+      report({ phase: 'kernels', bytesDone: 0, bytesTotal: 0, text: 'compiling kernels' });
+      await model.usePrefillVariant(options.prefillVariant ?? await chooseVariant(model, 'prefill', store, tuningReport));
+      await model.useDecodeVariant(options.decodeVariant ?? await chooseVariant(model, 'decode', store, tuningReport));
       report({ phase: 'ready', bytesDone: 0, bytesTotal: 0, text: `ready (${model.profile} profile, `
-        + `${capacity} tokens of context, decode ${model.decodeVariant}, ${adapterName(adapter)})` });
+        + `${capacity} tokens of context, prefill ${model.prefillVariant}, decode ${model.decodeVariant}, `
+        + `${adapterName(adapter)})` });
       return model;
     } catch (e) {
       for (const b of created) b.destroy();
@@ -196,11 +220,47 @@ export class Model {
     return n;
   }
 
-  /** Decode with the plan's variant `name` from now on. @param {string} name */
-  useDecodeVariant(name) {
-    if (!this._phases[`decode.${name}`]) throw new InputError(`no decode variant "${name}"`);
+  /**
+   * The recorded form of a plan list, built (kernels compiled) on first use.
+   * @param {string} key @param {import('./package.js').Dispatch[]} list
+   */
+  _recorded(key, list) {
+    let steps = this._lists.get(key);
+    if (!steps) {
+      steps = this._build(list);
+      steps.catch(() => this._lists.delete(key)); // a failed build may be tried again
+      this._lists.set(key, steps);
+    }
+    return steps;
+  }
+
+  /**
+   * Compile the kernels of these variants now, all at once (the compiles run in parallel).
+   * @param {'prefill' | 'decode'} kind @param {string[]} names
+   */
+  async prepareVariants(kind, names) {
+    await Promise.all(names.map((n) => this._recorded(`${kind}.${n}`, this.plan[`${kind}_variants`][n])));
+  }
+
+  /** Prefill (and score) with the plan's prefill variant `name` from now on. @param {string} name */
+  async usePrefillVariant(name) {
+    if (!this.prefillVariants.includes(name)) {
+      throw new InputError(`no usable prefill variant "${name}" (has: ${this.prefillVariants.join(', ')})`);
+    }
+    const prefill = await this._recorded(`prefill.${name}`, this.plan.prefill_variants[name]);
+    const score = this._scoring ? await this._recorded(`score.${name}`, this.plan.score_variants?.[name] ?? []) : null;
+    this._phases.prefill = prefill;
+    if (score) this._phases.score = score;
+    this.prefillVariant = name;
+  }
+
+  /** Decode with the plan's decode variant `name` from now on. @param {string} name */
+  async useDecodeVariant(name) {
+    if (!this.decodeVariants.includes(name)) {
+      throw new InputError(`no usable decode variant "${name}" (has: ${this.decodeVariants.join(', ')})`);
+    }
+    this._phases.decode = await this._recorded(`decode.${name}`, this.plan.decode_variants[name]);
     this.decodeVariant = name;
-    this._phases.decode = this._phases[`decode.${name}`];
   }
 
   // ---- stepping -----------------------------------------------------------------------------------
@@ -512,42 +572,68 @@ export class Model {
 }
 
 /**
- * Pipelines (one per kernel, compiled in parallel), the plan's bind groups (built on first use, so the
- * score phase's only when scoring), and each phase's dispatch list ready to record.
+ * A function turning a plan dispatch list into its recorded form: it compiles the pipelines the list
+ * needs that are not yet built (in parallel) and builds its bind groups (once each). One bind group
+ * layout per list of binding types, so a bind group serves every kernel with its kernel's binding types
+ * (FORMAT.md, `bind_groups`). The WGSL of every kernel the usable variants name is fetched here, so a
+ * missing file fails the load.
  * @param {GPUDevice} device @param {string} base @param {Plan} plan @param {Map<string, GPUBuffer>} buffers
  * @param {typeof globalThis.fetch} fetchFn @param {boolean} scoring
- * @returns {Promise<Record<string, Step[]>>}
+ * @returns {Promise<(list: import('./package.js').Dispatch[]) => Promise<Step[]>>}
  */
-async function buildPhases(device, base, plan, buffers, fetchFn, scoring) {
-  const sources = await readKernels(base, plan, fetchFn);
+async function listBuilder(device, base, plan, buffers, fetchFn, scoring) {
+  const lists = [];
+  for (const kind of /** @type {const} */ (['prefill', 'decode'])) {
+    for (const n of usableVariants(plan, kind, device.features)) lists.push(plan[`${kind}_variants`][n]);
+  }
+  if (scoring) for (const n of usableVariants(plan, 'prefill', device.features)) lists.push(plan.score_variants?.[n] ?? []);
+  const names = [...new Set(lists.flat().map((d) => d.kernel))];
+  for (const name of names) {
+    if (!plan.kernels[name]) throw new PackageError(`${base}: plan-${plan.profile}.json dispatches unknown kernel ${name}`);
+  }
+  const sources = await readKernels(base, plan, fetchFn, names);
   /** @type {Record<string, GPUBufferBindingType>} */
   const btype = { uniform: 'uniform', 'read-only-storage': 'read-only-storage', storage: 'storage' };
-  /** @type {Record<string, GPUBindGroupLayout>} */
-  const layouts = {};
-  /** @type {Record<string, GPUComputePipeline>} */
-  const pipelines = {};
-  device.pushErrorScope('validation');
-  await Promise.all(Object.entries(plan.kernels).map(async ([name, k]) => {
-    const layout = device.createBindGroupLayout({ label: name, entries: k.bindings.map((t, i) => {
-      if (!(t in btype)) throw new PackageError(`${base}: kernel ${name} binding ${i} has unknown type "${t}"`);
-      return { binding: i, visibility: GPUShaderStage.COMPUTE, buffer: { type: btype[t] } };
-    }) });
-    layouts[name] = layout;
+  /** @type {Map<string, GPUBindGroupLayout>} */
+  const layouts = new Map();
+  /** @param {string} name kernel */
+  const layout = (name) => {
+    const types = plan.kernels[name].bindings;
+    let l = layouts.get(types.join());
+    if (!l) {
+      l = device.createBindGroupLayout({ label: types.join(), entries: types.map((t, i) => {
+        if (!(t in btype)) throw new PackageError(`${base}: kernel ${name} binding ${i} has unknown type "${t}"`);
+        return { binding: i, visibility: GPUShaderStage.COMPUTE, buffer: { type: btype[t] } };
+      }) });
+      layouts.set(types.join(), l);
+    }
+    return l;
+  };
+  /** @type {Map<string, Promise<GPUComputePipeline>>} */
+  const pipelines = new Map();
+  // Error scopes are a stack shared by everything in flight: each is pushed and popped around
+  // synchronous calls only, so that builds running side by side never pop each other's.
+  /** @param {string} name */
+  const compile = async (name) => {
+    const k = plan.kernels[name];
+    device.pushErrorScope('validation');
     const module = device.createShaderModule({ code: sources[name], label: name });
+    const pipeline = device.createComputePipelineAsync({ label: name,
+      layout: device.createPipelineLayout({ bindGroupLayouts: [layout(name)] }),
+      compute: { module, entryPoint: k.entry_point } });
+    const invalid = device.popErrorScope();
     try {
-      pipelines[name] = await device.createComputePipelineAsync({ label: name,
-        layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
-        compute: { module, entryPoint: k.entry_point } });
+      const built = await pipeline;
+      const e = await invalid;
+      if (e) throw e;
+      return built;
     } catch (e) {
       const info = await module.getCompilationInfo?.().catch(() => null);
       const msgs = info?.messages?.filter((m) => m.type === 'error').map((m) => `${m.lineNum}:${m.linePos} ${m.message}`);
       throw new AdapterError(`kernel ${name} (${k.file}) does not compile on this device: `
         + `${msgs?.length ? msgs.join('; ') : /** @type {Error} */ (e).message}`);
     }
-  }));
-  const invalid = await device.popErrorScope();
-  if (invalid) throw new AdapterError(`building the kernels failed: ${invalid.message}`);
-
+  };
   /** @type {Map<number, GPUBindGroup>} */
   const groups = new Map();
   /** @param {number} i */
@@ -556,7 +642,7 @@ async function buildPhases(device, base, plan, buffers, fetchFn, scoring) {
     if (!g) {
       const entry = plan.bind_groups[i];
       if (!entry) throw new PackageError(`${base}: plan-${plan.profile}.json has no bind group ${i}`);
-      g = device.createBindGroup({ layout: layouts[entry.kernel], entries: entry.buffers.map((name, j) => {
+      g = device.createBindGroup({ layout: layout(entry.kernel), entries: entry.buffers.map((name, j) => {
         const buffer = buffers.get(name);
         if (!buffer) throw new PackageError(`${base}: plan-${plan.profile}.json binds unknown buffer ${name}`);
         return { binding: j, resource: { buffer } };
@@ -565,17 +651,34 @@ async function buildPhases(device, base, plan, buffers, fetchFn, scoring) {
     }
     return g;
   };
-  /** @param {import('./package.js').Dispatch[]} list @returns {Step[]} */
-  const steps = (list) => list.map((d) => {
-    if (!pipelines[d.kernel]) throw new PackageError(`${base}: plan-${plan.profile}.json dispatches unknown kernel ${d.kernel}`);
-    return { pipeline: pipelines[d.kernel], bindGroup: bindGroup(d.bind_group), x: d.workgroups[0], y: d.workgroups[1],
-      z: d.workgroups[2], perY: d.tokens_per_y, kvPerZ: d.kv_per_z, maxZ: d.max_z };
-  });
-  /** @type {Record<string, Step[]>} */
-  const phases = { prefill: steps(plan.prefill) };
-  if (scoring && plan.score) phases.score = steps(plan.score);
-  for (const [name, list] of Object.entries(plan.decode_variants)) phases[`decode.${name}`] = steps(list);
-  return phases;
+  return async (list) => {
+    const kernels = [...new Set(list.map((d) => d.kernel))];
+    for (const k of kernels) {
+      if (!sources[k]) throw new PackageError(`${base}: plan-${plan.profile}.json dispatches unknown kernel ${k}`);
+      if (!pipelines.has(k)) {
+        const p = compile(k);
+        p.catch(() => pipelines.delete(k)); // a failed compile may be tried again
+        pipelines.set(k, p);
+      }
+    }
+    const ready = new Map(await Promise.all(kernels.map(
+      async (k) => /** @type {[string, GPUComputePipeline]} */ ([k, await pipelines.get(k)]))));
+    device.pushErrorScope('validation');
+    /** @type {Step[]} */
+    let built = [];
+    let thrown = null;
+    try {
+      built = list.map((d) => ({ pipeline: /** @type {GPUComputePipeline} */ (ready.get(d.kernel)),
+        bindGroup: bindGroup(d.bind_group), x: d.workgroups[0], y: d.workgroups[1], z: d.workgroups[2],
+        perY: d.tokens_per_y, kvPerZ: d.kv_per_z, maxZ: d.max_z }));
+    } catch (e) {
+      thrown = e;
+    }
+    const invalid = await device.popErrorScope(); // popped before anything else can push
+    if (thrown) throw thrown;
+    if (invalid) throw new AdapterError(`building the bind groups failed: ${invalid.message}`);
+    return built;
+  };
 }
 
 export { WebLLMError };

@@ -1,11 +1,11 @@
 // Reading a model package from any URL (relative or absolute, any static host with CORS): the
 // manifest's checks, the profile choice, the plan and its kernels (mirrors webllm/runtime/package.py;
-// shards and their sha256 live in cache.js). The layout is docs/FORMAT.md, version 2.
+// shards and their sha256 live in cache.js). The layout is docs/FORMAT.md, version 3.
 
 import { AdapterError, PackageError } from './errors.js';
 
 export const FORMAT_NAME = 'webllm-package';
-export const FORMAT_VERSION = 2;
+export const FORMAT_VERSION = 3;
 export const MANIFEST = 'manifest.json';
 
 /** @typedef {typeof globalThis.fetch} FetchFn */
@@ -27,9 +27,15 @@ export const MANIFEST = 'manifest.json';
  *   optional?: string}} PlanBuffer
  * @typedef {{profile: string, requires_features: string[], uniform: {buffer: string, size: number,
  *   fields: UniformField[]}, kernels: Record<string, {file: string, entry_point: string, bindings: string[]}>,
- *   buffers: PlanBuffer[], bind_groups: {kernel: string, buffers: string[]}[], prefill: Dispatch[],
- *   score?: Dispatch[], decode_variants: Record<string, Dispatch[]>, [key: string]: any}} Plan
+ *   buffers: PlanBuffer[], bind_groups: {kernel: string, buffers: string[]}[],
+ *   prefill_variants: Record<string, Dispatch[]>, score_variants?: Record<string, Dispatch[]>,
+ *   decode_variants: Record<string, Dispatch[]>, variant_features: Record<string, string[]>,
+ *   [key: string]: any}} Plan
  */
+
+/** The plan fields every runtime reads. */
+export const PLAN_FIELDS = ['profile', 'uniform', 'kernels', 'buffers', 'bind_groups', 'prefill_variants',
+  'decode_variants', 'variant_features'];
 
 /**
  * The package's base URL (always ending in "/"), resolved against the page when relative.
@@ -145,12 +151,23 @@ export async function readPlan(base, manifest, profile, fetchFn) {
 }
 
 /**
- * The WGSL source of every kernel the plan names, fetched in parallel.
- * @param {string} base @param {Plan} plan @param {FetchFn} fetchFn
+ * Names of the plan's `<kind>_variants` ("prefill" or "decode") this device can run, in the plan's order
+ * (most preferred first): those whose `variant_features` it has.
+ * @param {Plan} plan @param {'prefill' | 'decode'} kind @param {Iterable<string>} features the device's
+ * @returns {string[]}
+ */
+export function usableVariants(plan, kind, features) {
+  const have = new Set(features);
+  const need = plan.variant_features ?? {};
+  return Object.keys(plan[`${kind}_variants`]).filter((n) => (need[n] ?? []).every((f) => have.has(f)));
+}
+
+/**
+ * The WGSL source of the kernels named (default: every kernel of the plan), fetched in parallel.
+ * @param {string} base @param {Plan} plan @param {FetchFn} fetchFn @param {string[]} [names]
  * @returns {Promise<Record<string, string>>} kernel name -> source
  */
-export async function readKernels(base, plan, fetchFn) {
-  const names = Object.keys(plan.kernels);
+export async function readKernels(base, plan, fetchFn, names = Object.keys(plan.kernels)) {
   const files = [...new Set(names.map((n) => plan.kernels[n].file))];
   const texts = await Promise.all(files.map(async (f) => (await fetchFile(fetchFn, `${base}kernels/${f}`)).text()));
   const byFile = Object.fromEntries(files.map((f, i) => [f, texts[i]]));

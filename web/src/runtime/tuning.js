@@ -1,6 +1,6 @@
-// Decode-variant tuning: time the plan's `decode_variants` on this adapter once, keep the winner
+// Variant tuning: time the plan's prefill and decode variants on this adapter once, keep the winners
 // (mirrors webllm/runtime/tuning.py). The cache is keyed by adapter, profile, package (first shard's
-// sha256) and the variant names, so a new package, adapter or plan is timed afresh. It lives in
+// sha256), phase and the variant names, so a new package, adapter or plan is timed afresh. It lives in
 // localStorage in the browser, or in the store the host passes (the Node entry: a JSON file).
 
 import { adapterName } from './device.js';
@@ -12,6 +12,9 @@ import { adapterName } from './device.js';
  */
 
 const STORAGE_KEY = 'webllm-tuning';
+
+/** A warm-up step slower than this decides alone (software adapters; see the timers). */
+export const SLOW_STEP_S = 0.1;
 
 /** A store in the browser's localStorage, or null where there is none. @returns {TuningStore | null} */
 export function localTuningStore() {
@@ -29,28 +32,29 @@ export function localTuningStore() {
 }
 
 /**
- * @param {import('./model.js').Model} model @param {string[]} names
+ * @param {import('./model.js').Model} model @param {'prefill' | 'decode'} kind @param {string[]} names
  */
-export function cacheKey(model, names) {
-  return `${adapterName(model.adapter)}|${model.profile}|${model.manifest.shards[0]?.sha256}|${names.join(',')}`;
+export function cacheKey(model, kind, names) {
+  return `${adapterName(model.adapter)}|${model.profile}|${model.manifest.shards[0]?.sha256}|${kind}|${names.join(',')}`;
 }
 
 /**
- * The cached winner for this adapter and package, else time each variant and remember the fastest.
- * Small contexts (< 64 tokens) and single-variant plans just take the first.
- * @param {import('./model.js').Model} model @param {TuningStore | null} store
- * @param {(text: string) => void} [report]
+ * The cached winner among this device's `kind` variants for this adapter and package, else time each
+ * and remember the fastest. Small contexts (< 64 tokens) and a single variant just take the first.
+ * @param {import('./model.js').Model} model @param {'prefill' | 'decode'} kind
+ * @param {TuningStore | null} store @param {(text: string) => void} [report]
  * @returns {Promise<string>}
  */
-export async function chooseDecodeVariant(model, store, report) {
-  const names = Object.keys(model.plan.decode_variants);
+export async function chooseVariant(model, kind, store, report) {
+  const names = kind === 'prefill' ? model.prefillVariants : model.decodeVariants;
   if (names.length === 1 || model.capacity < 64) return names[0];
-  const key = cacheKey(model, names);
+  const key = cacheKey(model, kind, names);
   const cached = store ? await store.get(key) : undefined;
   if (cached && names.includes(cached)) return cached;
-  report?.(`timing decode variants ${names.join(', ')} on this adapter (once)`);
-  const timings = await timeDecodeVariants(model, names);
-  const best = names.reduce((a, b) => (timings[b] < timings[a] ? b : a));
+  report?.(`timing ${kind} variants ${names.join(', ')} on this adapter (once)`);
+  const timings = await (kind === 'prefill' ? timePrefillVariants(model, names) : timeDecodeVariants(model, names));
+  const timed = Object.keys(timings);
+  const best = timed.reduce((a, b) => (timings[b] < timings[a] ? b : a));
   if (store) await store.set(key, best);
   return best;
 }
@@ -58,23 +62,24 @@ export async function chooseDecodeVariant(model, store, report) {
 /**
  * Seconds per decode step of each variant, best of several rounds taken in turn, so that a GPU still
  * raising its clocks (or compiling pipelines on first use) favours none of them. Round 0 (one step
- * each) is warm-up; when its fastest step took over 0.1 s (a software adapter, where one slow variant
- * can cost seconds a step and the gaps are large) it decides alone. Leaves the model reset.
+ * each) is warm-up; when its fastest step took over SLOW_STEP_S (a software adapter, where one slow
+ * variant can cost seconds a step and the gaps are large) it decides alone. Steps start from an empty
+ * cache (no prefill: one costs seconds on a software adapter). Leaves the model reset, on its variant.
  * @param {import('./model.js').Model} model @param {string[]} names
  * @returns {Promise<Record<string, number>>}
  */
 export async function timeDecodeVariants(model, names) {
-  model.reset();
-  await model.prefill([0]);
+  const keep = model.decodeVariant;
+  await model.prepareVariants('decode', names); // all their kernels compile side by side
   /** @type {Record<string, number>} */
-  const best = Object.fromEntries(names.map((n) => [n, Infinity]));
+  let best = Object.fromEntries(names.map((n) => [n, Infinity]));
   /** @type {Record<string, number>} */
   const warm = {};
   const rounds = [1, 4, 16, 16, 16];
   for (let rnd = 0; rnd < rounds.length; rnd++) {
     for (const name of names) {
-      model.useDecodeVariant(name);
-      model.truncate(1);
+      await model.useDecodeVariant(name);
+      model.reset();
       await model.nextToken();
       const t = performance.now();
       for (let i = 0; i < rounds[rnd]; i++) model.decode();
@@ -83,12 +88,54 @@ export async function timeDecodeVariants(model, names) {
       if (rnd === 0) warm[name] = seconds;
       else best[name] = Math.min(best[name], seconds);
     }
-    if (rnd === 0 && Math.min(...Object.values(warm)) > 0.1) {
-      model.reset();
-      return warm;
+    if (rnd === 0 && Math.min(...Object.values(warm)) > SLOW_STEP_S) {
+      best = warm;
+      break;
     }
     if (rnd === 1 && Math.min(...Object.values(best)) > 0.01) break;
   }
   model.reset();
+  if (keep) await model.useDecodeVariant(keep);
+  return best;
+}
+
+/**
+ * Seconds per prefill step of one full chunk (min(prefill_chunk, capacity) tokens) of each variant, in
+ * rounds taken in turn as for decode: round 0 (one step each) is warm-up, then the best of two more; a
+ * warm-up round whose fastest step took over SLOW_STEP_S decides alone. First, a one-token step of the
+ * first variant: when that takes over SLOW_STEP_S (a software adapter, where a prefill step costs a
+ * whole token tile's work whatever its length), the first variant is kept untimed and the others are
+ * never compiled. Leaves the model reset, on the variant it had.
+ * @param {import('./model.js').Model} model @param {string[]} names
+ * @returns {Promise<Record<string, number>>}
+ */
+export async function timePrefillVariants(model, names) {
+  const keep = model.prefillVariant;
+  /** @param {string} name @param {number} tokens */
+  const step = async (name, tokens) => {
+    await model.usePrefillVariant(name);
+    model.reset();
+    await model.nextToken(); // the GPU is idle
+    const t = performance.now();
+    await model.prefill(new Array(tokens).fill(0));
+    await model.nextToken();
+    return (performance.now() - t) / 1000;
+  };
+  /** @type {Record<string, number>} */
+  let best = {};
+  const probe = await step(names[0], 1);
+  if (probe > SLOW_STEP_S) {
+    best = { [names[0]]: probe };
+  } else {
+    await model.prepareVariants('prefill', names);
+    const n = Math.min(model.chunk, model.capacity);
+    best = Object.fromEntries(names.map((name) => [name, Infinity]));
+    for (let rnd = 0; rnd < 3; rnd++) {
+      for (const name of names) best[name] = Math.min(best[name], await step(name, n));
+      if (rnd === 0 && Math.min(...Object.values(best)) > SLOW_STEP_S) break;
+    }
+  }
+  model.reset();
+  if (keep) await model.usePrefillVariant(keep);
   return best;
 }

@@ -1,0 +1,106 @@
+/// <reference types="node" />
+// Variants (FORMAT.md, version 3): every prefill and decode variant gives the native runtime's ids and
+// logits with the same variant, subgroup ones included (Dawn's SwiftShader has 4-wide subgroups,
+// lavapipe's native run 8-wide: the sums meet in another order, within f32 tolerance); a device
+// without the subgroups feature runs the fallbacks and never compiles a subgroup kernel; the timing
+// of both phases is cached, and a cached load builds only the winners.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Model } from '../src/runtime/model.js';
+import { fileTuningStore, nodeFetch, toUrl } from '../src/node/files.js';
+import { nodeGpu, releaseGpu, requestNodeDevice } from '../src/node/index.js';
+import { assertClose, collect, reference } from './helpers.js';
+
+const ref = reference();
+const skip = ref ? false : 'needs the reference from tests/test_web_node.py';
+const tmp = mkdtempSync(join(tmpdir(), 'webllm-web-variants-'));
+/** @type {{adapter: GPUAdapter, device: GPUDevice}} */
+let gpu;
+
+before(async () => {
+  if (!ref) return;
+  nodeGpu(['enable-dawn-features=disable_workgroup_init']);
+  gpu = await requestNodeDevice();
+});
+after(() => {
+  gpu?.device.destroy();
+  releaseGpu();
+});
+
+/** @param {import('../src/runtime/model.js').LoadOptions} [options] */
+function load(options = {}) {
+  const v = /** @type {NonNullable<typeof ref>} */ (ref).variants;
+  return Model.load(toUrl(v.package), { ...gpu, fetch: nodeFetch, tuningStore: null, profile: 'f32',
+    prefillVariant: 'rule', decodeVariant: 'gemv32', ...options });
+}
+
+test('every prefill and decode variant gives the native ids and logits', { skip }, async () => {
+  if (!ref) return;
+  const v = ref.variants;
+  const m = await load();
+  assert.ok(gpu.device.features.has('subgroups'), 'SwiftShader offers subgroups: the subgroup variants run here');
+  assert.deepEqual(m.prefillVariants, Object.keys(v.prefill));
+  assert.deepEqual(m.decodeVariants, Object.keys(v.decode));
+  assert.deepEqual(m.decodeVariants, ['gemv32sg', 'gemv32', 'gemv4sg', 'gemv4']);
+  for (const [name, want] of Object.entries(v.prefill)) {
+    await m.usePrefillVariant(name);
+    m.reset();
+    await m.prefill(v.prompt);
+    assert.equal(await m.nextToken(), want.next, `prefill ${name}`);
+    assertClose(await m.logits(), want.logits);
+  }
+  await m.usePrefillVariant('rule');
+  for (const [name, want] of Object.entries(v.decode)) {
+    await m.useDecodeVariant(name);
+    m.reset();
+    assert.deepEqual(await collect(m.generate(v.prompt.slice(0, 6), want.ids.length)), want.ids, `decode ${name}`);
+    assertClose(await m.logits(), want.logits);
+  }
+  m.destroy();
+});
+
+test('a device without subgroups runs the fallbacks and compiles no subgroup kernel', { skip }, async () => {
+  if (!ref) return;
+  const v = ref.variants;
+  const adapter = /** @type {GPUAdapter} */ (await nodeGpu().requestAdapter()); // an adapter gives one device
+  const device = await adapter.requestDevice({ requiredFeatures: [] });
+  assert.ok(!device.features.has('subgroups'));
+  // timed at load: every usable variant is compiled, and Dawn refuses `enable subgroups;` without the feature
+  const m = await Model.load(toUrl(v.package), { device, adapter, fetch: nodeFetch, tuningStore: null, profile: 'f32' });
+  assert.deepEqual(m.decodeVariants, ['gemv32', 'gemv4']);
+  assert.ok([...m._lists.keys()].every((k) => !k.endsWith('sg')));
+  await assert.rejects(load({ device, adapter, decodeVariant: 'gemv32sg' }), /needs subgroups/);
+  await m.useDecodeVariant('gemv32');
+  m.reset();
+  assert.deepEqual(await collect(m.generate(v.prompt.slice(0, 6), v.decode.gemv32.ids.length)), v.decode.gemv32.ids);
+  m.destroy();
+  device.destroy();
+});
+
+test('prefill and decode variants are timed once, then read from the store; a cached load builds only the winners', { skip }, async () => {
+  if (!ref) return;
+  const path = join(tmp, 'tuning.json');
+  const store = fileTuningStore(path);
+  /** @type {string[]} */
+  const phases = [];
+  let m = await load({ tuningStore: store, prefillVariant: undefined, decodeVariant: undefined,
+    onProgress: (p) => phases.push(p.phase) });
+  assert.ok(phases.includes('tuning'));
+  const chosen = [m.prefillVariant, m.decodeVariant];
+  const saved = JSON.parse(readFileSync(path, 'utf8'));
+  assert.deepEqual(Object.keys(saved).map((k) => k.split('|')[3]).sort(), ['decode', 'prefill']);
+  assert.deepEqual(Object.values(saved).sort(), [...chosen].sort());
+  assert.equal(m.past, 0);
+  m.destroy();
+  phases.length = 0;
+  m = await load({ tuningStore: store, prefillVariant: undefined, decodeVariant: undefined,
+    onProgress: (p) => phases.push(p.phase) });
+  assert.ok(!phases.includes('tuning'));
+  assert.deepEqual([m.prefillVariant, m.decodeVariant], chosen);
+  assert.deepEqual([...m._lists.keys()].sort(), [`decode.${chosen[1]}`, `prefill.${chosen[0]}`]);
+  m.destroy();
+});
