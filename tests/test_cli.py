@@ -20,6 +20,8 @@ from webllm.cli.main import main
     (["chat", "--top-p", "0"], "--top-p: must lie in (0, 1]"),
     (["bench", "--repeat", "0"], "--repeat: must be at least 1"),
     (["compile", "x.gguf", "-o", "out", "--context-window", "0"], "--context-window: must be at least 1"),
+    (["compile", "x.gguf", "-o", "out", "--prefill-tiles", "32,big"], "--prefill-tiles: expected token tiles among 32, 64, 128"),
+    (["compile", "x.gguf", "-o", "out", "--prefill-tiles", "48"], "--prefill-tiles: expected token tiles"),
     (["info", "--temperature", "1"], "unrecognized arguments: --temperature"),
     (["bench", "--seed", "1"], "unrecognized arguments: --seed"),
 ])

@@ -129,14 +129,14 @@ def test_tuning_is_cached_per_adapter_and_package(package, zoo, tmp_path, monkey
     assert set(again._lists) == {f"prefill.{rt.prefill_variant}", f"decode.{rt.decode_variant}"}
 
 
-def test_a_slow_adapter_keeps_the_first_prefill_variant(package, zoo, tmp_path, monkeypatch):
+def test_a_slow_adapter_times_little(package, zoo, tmp_path, monkeypatch):
     """Where a one-token prefill step is slow (a software adapter: there a step costs a whole token tile
     whatever its length), the first prefill variant is kept without timing the others, whose kernels
-    are never built; decode variants are then decided by one warm-up step each."""
+    are never built; where a decode step is slow, one warm-up step each decides among the decode
+    variants that need no feature (a software adapter emulates subgroups), the others never built."""
     monkeypatch.setenv("WEBLLM_CACHE", str(tmp_path))
     monkeypatch.setattr(tuning, "SLOW_STEP_S", 0.0)
     rt = Model.load(package, profile="f32", progress=False, adapter=zoo.adapter, device=zoo.device)
-    assert rt.prefill_variant == "rule"
-    assert {k for k in rt._lists if k.startswith("prefill.")} == {"prefill.rule"}
-    assert {k for k in rt._lists if k.startswith("decode.")} == {f"decode.{n}" for n in rt.decode_variants}
+    assert rt.prefill_variant == "rule" and rt.decode_variant in ("gemv32", "gemv4")
+    assert set(rt._lists) == {"prefill.rule", "decode.gemv32", "decode.gemv4"}
     assert np.isfinite(rt.logits()).all()

@@ -41,11 +41,13 @@ def default_model_path() -> Path:
 
 
 def _compiler_digest() -> str:
-    """A digest of what shapes a package besides its source: the kernel templates and the uniform
-    table, so a webllm whose kernels changed compiles afresh instead of reusing a stale package."""
+    """A digest of what shapes a package besides its source: the kernel templates, the uniform table and
+    the compiler (lowering, variants, format version), so a webllm whose kernels or plans changed
+    compiles afresh instead of reusing a stale package."""
     h = hashlib.sha256()
     kernels = Path(__file__).parent / "kernels"
-    for f in sorted(kernels.glob("wgsl/*.wgsl")) + [kernels / "__init__.py"]:
+    compiler = Path(__file__).parent / "compiler"
+    for f in sorted(kernels.glob("wgsl/*.wgsl")) + [kernels / "__init__.py"] + sorted(compiler.glob("*.py")):
         h.update(f.read_bytes())
     return h.hexdigest()[:12]
 

@@ -9,6 +9,18 @@ HELP = "compile a Hugging Face checkpoint folder or a GGUF file into a model pac
 USES_MODEL = False
 
 
+def _tiles(text: str) -> tuple[int, ...]:
+    import argparse
+
+    try:
+        tiles = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        tiles = ()
+    if not tiles or not set(tiles) <= {32, 64, 128}:
+        raise argparse.ArgumentTypeError(f"expected token tiles among 32, 64, 128, comma-separated (got {text!r})")
+    return tiles
+
+
 def add_arguments(p) -> None:
     from webllm.cli.main import positive_int
 
@@ -25,7 +37,7 @@ def add_arguments(p) -> None:
     p.add_argument("--decode-splits", type=positive_int, default=None,
                    help="most KV splits (workgroups per KV head) of decode attention (default: chosen per model and "
                         "profile; for measurements)")
-    p.add_argument("--prefill-tiles", default="32,128",
+    p.add_argument("--prefill-tiles", type=_tiles, default=(32, 128),
                    help="prefill variants: token tiles (32, 64, 128) tried on every matrix besides the built-in rule; "
                         "runtimes time them on their adapter (default 32,128)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -36,17 +48,10 @@ def run(args) -> int:
 
     from webllm.compiler.compile import DEFAULT_MAX_BINDING, CompileOptions, compile_model
     from webllm.compiler.package import MANIFEST
-
-    from webllm.errors import InputError
-
     t = time.perf_counter()
-    try:
-        tiles = tuple(int(v) for v in args.prefill_tiles.split(",") if v.strip())
-    except ValueError:
-        raise InputError(f"--prefill-tiles {args.prefill_tiles}: expected a comma-separated list such as 32,128") from None
     opts = CompileOptions(quantization=args.quantization, context_window=args.context_window,
                           prefill_chunk=args.prefill_chunk, max_binding_size=args.max_binding_size or DEFAULT_MAX_BINDING,
-                          decode_splits=args.decode_splits, progress=not args.quiet, prefill_tiles=tiles)
+                          decode_splits=args.decode_splits, progress=not args.quiet, prefill_tiles=args.prefill_tiles)
     out = compile_model(args.source, args.output, opts)
     m = json.loads((out / MANIFEST).read_text())
     size = sum(s["nbytes"] for s in m["shards"])

@@ -105,7 +105,8 @@ def decode_variant_names(gemv_lanes: tuple[int, ...], subgroups: bool) -> list[t
     """(name, threads per row, subgroup reduction) of each decode variant, most preferred first: for
     each lane count, the subgroup reduction ("gemv32sg", needing the `subgroups` feature) before the
     workgroup-memory tree ("gemv32") that runs everywhere."""
-    return [(f"gemv{lanes}{'sg' if sg else ''}", lanes, sg) for lanes in gemv_lanes for sg in ((True, False) if subgroups else (False,))]
+    reductions = (True, False) if subgroups else (False,)
+    return [(f"gemv{lanes}{'sg' if sg else ''}", lanes, sg) for lanes in gemv_lanes for sg in reductions]
 
 
 def prefill_variant_names(chunk: int, tiles: tuple[int, ...]) -> list[tuple[str, int | None]]:

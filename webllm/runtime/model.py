@@ -153,7 +153,8 @@ class Model:
             if forced is not None and forced not in plan[f"{kind}_variants"]:
                 raise PackageError(f"{folder}: no {kind} variant {forced!r} (has: {', '.join(plan[f'{kind}_variants'])})")
             if forced is not None and forced not in usable_variants(plan, kind, features):
-                raise AdapterError(f"{kind} variant {forced!r} needs {plan['variant_features'][forced]}, which this adapter lacks")
+                need = ", ".join(plan["variant_features"][forced])
+                raise AdapterError(f"{kind} variant {forced!r} needs {need}, which this adapter lacks")
         lists = [dl for kind in ("prefill", "decode") for n, dl in plan[f"{kind}_variants"].items()
                  if n in usable_variants(plan, kind, features)]
         if scoring:

@@ -59,31 +59,40 @@ def choose_variant(model, kind: str) -> str:
 def time_decode_variants(model, names: list[str]) -> dict[str, float]:
     """Seconds per decode step of each variant, best of several rounds taken in turn, so that a GPU
     still raising its clocks (or compiling pipelines on first use) favours none of them. Round 0 (one
-    step each) is warm-up; when its fastest step took over SLOW_STEP_S (a software adapter, where one
-    slow variant can cost seconds a step and the gaps are large) it decides alone. Leaves the model
-    reset, on the variant it had."""
+    step each) is warm-up, led by the first variant that needs no feature. When that step takes over
+    SLOW_STEP_S (a software adapter, where a step costs seconds and the gaps are wide) round 0 decides
+    alone, among the variants that need no feature: a software adapter emulates subgroups over its
+    SIMD lanes, and they were no faster there (lavapipe, SmolLM2-135M: 195 ms a step with gemv4sg, 161
+    with gemv4; SwiftShader: equal), while each variant costs its compile and a step of seconds at
+    first load. Steps start from an empty cache (no prefill: one costs seconds on a software adapter).
+    Leaves the model reset, on the variant it had."""
     keep = model.decode_variant
-    best = dict.fromkeys(names, float("inf"))
-    warm = {}
-    for rnd, n in enumerate((1, 4, 16, 16, 16)):
-        for name in names:
-            model.use_decode_variant(name)
-            model.reset()  # decode from an empty cache: no prefill needed (one costs seconds on a software adapter)
-            model.next_token()
-            t = time.perf_counter()
-            for _ in range(n):
-                model.decode()
-            model.next_token()
-            seconds = (time.perf_counter() - t) / n
-            if rnd == 0:
-                warm[name] = seconds
-            else:
-                best[name] = min(best[name], seconds)
-        if rnd == 0 and min(warm.values()) > SLOW_STEP_S:
-            best = warm
-            break
-        if rnd == 1 and min(best.values()) > 0.01:
-            break
+    needs = model.plan.get("variant_features", {})
+    plain = [n for n in names if not needs.get(n)] or names[:1]
+
+    def run(name: str, steps: int) -> float:
+        model.use_decode_variant(name)
+        model.reset()
+        model.next_token()  # the GPU is idle
+        t = time.perf_counter()
+        for _ in range(steps):
+            model.decode()
+        model.next_token()
+        return (time.perf_counter() - t) / steps
+
+    warm = {plain[0]: run(plain[0], 1)}
+    slow = warm[plain[0]] > SLOW_STEP_S
+    for name in plain if slow else names:
+        if name not in warm:
+            warm[name] = run(name, 1)
+    best = warm
+    if not slow:
+        best = dict.fromkeys(names, float("inf"))
+        for rnd, n in enumerate((4, 16, 16, 16)):
+            for name in names:
+                best[name] = min(best[name], run(name, n))
+            if rnd == 0 and min(best.values()) > 0.01:
+                break
     model.reset()
     if keep:
         model.use_decode_variant(keep)

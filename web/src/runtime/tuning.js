@@ -62,37 +62,44 @@ export async function chooseVariant(model, kind, store, report) {
 /**
  * Seconds per decode step of each variant, best of several rounds taken in turn, so that a GPU still
  * raising its clocks (or compiling pipelines on first use) favours none of them. Round 0 (one step
- * each) is warm-up; when its fastest step took over SLOW_STEP_S (a software adapter, where one slow
- * variant can cost seconds a step and the gaps are large) it decides alone. Steps start from an empty
- * cache (no prefill: one costs seconds on a software adapter). Leaves the model reset, on its variant.
+ * each) is warm-up, led by the first variant that needs no feature. When that step takes over
+ * SLOW_STEP_S (a software adapter, where a step costs seconds and the gaps are wide) round 0 decides
+ * alone, among the variants that need no feature: a software adapter emulates subgroups over its SIMD
+ * lanes, and they were no faster there, while each variant costs its compile and a step of seconds at
+ * first load (webllm/runtime/tuning.py has the figures). Steps start from an empty cache (no prefill:
+ * one costs seconds on a software adapter). Leaves the model reset, on the variant it had.
  * @param {import('./model.js').Model} model @param {string[]} names
  * @returns {Promise<Record<string, number>>}
  */
 export async function timeDecodeVariants(model, names) {
   const keep = model.decodeVariant;
-  await model.prepareVariants('decode', names); // all their kernels compile side by side
+  const needs = model.plan.variant_features ?? {};
+  let plain = names.filter((n) => !(needs[n] ?? []).length);
+  if (!plain.length) plain = names.slice(0, 1);
+  /** @param {string} name @param {number} steps */
+  const run = async (name, steps) => {
+    await model.useDecodeVariant(name);
+    model.reset();
+    await model.nextToken(); // the GPU is idle
+    const t = performance.now();
+    for (let i = 0; i < steps; i++) model.decode();
+    await model.nextToken();
+    return (performance.now() - t) / 1000 / steps;
+  };
   /** @type {Record<string, number>} */
-  let best = Object.fromEntries(names.map((n) => [n, Infinity]));
-  /** @type {Record<string, number>} */
-  const warm = {};
-  const rounds = [1, 4, 16, 16, 16];
-  for (let rnd = 0; rnd < rounds.length; rnd++) {
-    for (const name of names) {
-      await model.useDecodeVariant(name);
-      model.reset();
-      await model.nextToken();
-      const t = performance.now();
-      for (let i = 0; i < rounds[rnd]; i++) model.decode();
-      await model.nextToken();
-      const seconds = (performance.now() - t) / 1000 / rounds[rnd];
-      if (rnd === 0) warm[name] = seconds;
-      else best[name] = Math.min(best[name], seconds);
+  const warm = { [plain[0]]: await run(plain[0], 1) };
+  const slow = warm[plain[0]] > SLOW_STEP_S;
+  const candidates = slow ? plain : names;
+  await model.prepareVariants('decode', candidates); // their kernels compile side by side
+  for (const name of candidates) if (!(name in warm)) warm[name] = await run(name, 1);
+  let best = warm;
+  if (!slow) {
+    best = Object.fromEntries(names.map((n) => [n, Infinity]));
+    const rounds = [4, 16, 16, 16];
+    for (let rnd = 0; rnd < rounds.length; rnd++) {
+      for (const name of names) best[name] = Math.min(best[name], await run(name, rounds[rnd]));
+      if (rnd === 0 && Math.min(...Object.values(best)) > 0.01) break;
     }
-    if (rnd === 0 && Math.min(...Object.values(warm)) > SLOW_STEP_S) {
-      best = warm;
-      break;
-    }
-    if (rnd === 1 && Math.min(...Object.values(best)) > 0.01) break;
   }
   model.reset();
   if (keep) await model.useDecodeVariant(keep);
