@@ -30,6 +30,9 @@ def add_arguments(p) -> None:
     p.add_argument("--decode-variant", default=None,
                    help="force this decode variant of the plan on every host (default: each host's fastest, timed once "
                         "and cached)")
+    p.add_argument("--prefill-variant", default=None,
+                   help="force this prefill variant of the plan on every host (default: each host's fastest, timed once "
+                        "and cached)")
     p.add_argument("--no-bandwidth", action="store_true", help="skip the streaming-read measurement")
     p.add_argument("--stream-read-mib", type=positive_int, default=1024,
                    help="streaming-read buffer size in MiB (default 1024; capped by the adapter's binding limit)")
@@ -60,10 +63,12 @@ def run(args) -> int:
         from webllm.evaluation.hosts import bench_hosts, format_hosts
 
         res = bench_hosts(package, profile=args.profile, options=opts, decode_variant=args.decode_variant,
+                          prefill_variant=args.prefill_variant,
                           node=args.node, node_modules=args.node_modules, progress=not args.quiet)
         print(json.dumps(res) if args.json else format_hosts(res))
         return 1 if any("error" in r for r in res["hosts"].values()) else 0
-    res = bench(package, profile=args.profile, options=opts, decode_variant=args.decode_variant, progress=not args.quiet)
+    res = bench(package, profile=args.profile, options=opts, decode_variant=args.decode_variant,
+                prefill_variant=args.prefill_variant, progress=not args.quiet)
     res["package"] = str(package)
     print(json.dumps(res) if args.json else format_report(res))
     return 0

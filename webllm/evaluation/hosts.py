@@ -69,7 +69,7 @@ def node_env(node_modules: Path) -> dict:
 
 
 def bench_dawn(package: str | Path, *, profile: str | None, options: BenchOptions, decode_variant: str | None = None,
-               node: str, node_modules: Path, progress: bool = False) -> dict:
+               node: str, node_modules: Path, progress: bool = False, prefill_variant: str | None = None) -> dict:
     """Run web/src/node/bench.js on `package`; its JSON result (with "unavailable" or "error" when it did not measure)."""
     o = options
     cmd = [node, str(NODE_BENCH), str(package), "--json", "--prompt-tokens", ",".join(map(str, o.prompt_tokens)),
@@ -79,6 +79,8 @@ def bench_dawn(package: str | Path, *, profile: str | None, options: BenchOption
         cmd += ["--profile", profile]
     if decode_variant:
         cmd += ["--decode-variant", decode_variant]
+    if prefill_variant:
+        cmd += ["--prefill-variant", prefill_variant]
     if not o.bandwidth:
         cmd.append("--no-bandwidth")
     if not progress:
@@ -95,7 +97,7 @@ def bench_dawn(package: str | Path, *, profile: str | None, options: BenchOption
 
 def bench_hosts(package: str | Path, *, profile: str | None = None, options: BenchOptions | None = None,
                 decode_variant: str | None = None, node: str | None = None, node_modules: str | None = None,
-                progress: bool = False) -> dict:
+                progress: bool = False, prefill_variant: str | None = None) -> dict:
     """The native measurement, then the Dawn one on the same package and profile:
     {"package", "hosts": {"native": {...}, "dawn": {...}}}. Node and webgpu are looked for first, so a
     missing one fails before the native run rather than after it."""
@@ -104,11 +106,13 @@ def bench_hosts(package: str | Path, *, profile: str | None = None, options: Ben
     modules = find_node_modules(node_modules)
     try:
         native = {"host": "native", **bench(package, profile=profile, options=o, decode_variant=decode_variant,
+                                            prefill_variant=prefill_variant,
                                             progress=progress)}
     except AdapterError as e:
         native = {"host": "native", "adapter": _native_adapter(), "unavailable": str(e)}
     gc.collect()  # release the native model's GPU buffers before Dawn allocates its own
     dawn = bench_dawn(package, profile=native.get("profile", profile), options=o, decode_variant=decode_variant,
+                      prefill_variant=prefill_variant,
                       node=node, node_modules=modules, progress=progress)
     return {"package": str(package), "hosts": {"native": native, "dawn": dawn}}
 
@@ -135,7 +139,7 @@ def _cells(res: dict) -> dict[str, str]:
     c = {"adapter": res["adapter"], "profile": f"{res['profile']}, {res['quantization']}",
          "load": f"{res['load_s']:.1f} s", "GPU memory": _bytes(res["gpu_memory_bytes"]),
          "dispatches per decode step": f"{res['dispatches_per_decode_step']} ({res['dispatches_per_layer']:.1f} per layer, "
-                                       f"{res['decode_variant']})"}
+                                       f"{res['decode_variant']}; prefill {res.get('prefill_variant', '?')})"}
     if "stream_read_gb_s" in res:
         c["streaming read"] = f"{res['stream_read_gb_s']:.0f} GB/s"
     for p in res["prefill"]:

@@ -107,12 +107,13 @@ class BenchOptions:
 
 
 def bench(package: str | Path, *, profile: str | None = None, options: BenchOptions | None = None,
-          decode_variant: str | None = None, progress: bool = False) -> dict:
-    """Load `package` and measure it (see the module docstring). `decode_variant` forces one of the
-    plan's decode variants (default: the fastest, timed once and cached). Returns a JSON-ready dict."""
+          decode_variant: str | None = None, progress: bool = False, prefill_variant: str | None = None) -> dict:
+    """Load `package` and measure it (see the module docstring). `decode_variant`, `prefill_variant` force
+    one of the plan's variants (default: the fastest, timed once and cached). Returns a JSON-ready dict."""
     o = options or BenchOptions()
     t = time.perf_counter()
-    model = Model.load(package, profile=profile, progress=progress, decode_variant=decode_variant)
+    model = Model.load(package, profile=profile, progress=progress, decode_variant=decode_variant,
+                       prefill_variant=prefill_variant)
     load_s = time.perf_counter() - t
     res: dict = {"adapter": adapter_name(model.adapter), "driver": model.adapter.info.get("description", ""),
                  "profile": model.profile, "quantization": model.manifest["quantization"],

@@ -24,6 +24,7 @@ const USAGE = `usage: node web/src/node/bench.js <package-dir-or-url> [options]
   --repeat N                 repetitions; the best is reported (default 3)
   --profile f16|f32          device profile (default: the first the device runs)
   --decode-variant NAME      force a decode variant (default: the fastest, timed once and cached)
+  --prefill-variant NAME     force a prefill variant (default: the fastest, timed once and cached)
   --no-bandwidth             skip the streaming-read measurement (and the roofline ratio)
   --stream-read-mib N        size of the streaming-read buffer (default 1024, capped by the binding limit)
   --dawn OPTIONS             Dawn options, ';'-separated (default $WEBLLM_DAWN)
@@ -51,7 +52,8 @@ function report(res) {
   const lines = [`dawn: ${res.adapter}, profile ${res.profile}, ${res.quantization}, ${res.layers} layers, `
     + `context window ${res.context_window}`,
   `load ${res.load_s.toFixed(1)} s; GPU memory ${(res.gpu_memory_bytes / 2 ** 30).toFixed(2)} GiB; `
-    + `${res.dispatches_per_decode_step} dispatches per decode step (variant ${res.decode_variant})`];
+    + `${res.dispatches_per_decode_step} dispatches per decode step; variants: decode ${res.decode_variant}, `
+    + `prefill ${res.prefill_variant}`];
   if (res.stream_read_gb_s !== undefined) lines.push(`streaming read, measured: ${res.stream_read_gb_s.toFixed(0)} GB/s`);
   for (const p of res.prefill) lines.push(`prefill ${p.tokens}: ${p.tok_s.toFixed(0)} tok/s, first token ${p.ttft_ms.toFixed(1)} ms`);
   for (const d of res.decode) {
@@ -67,7 +69,7 @@ async function main() {
     options: {
       'prompt-tokens': { type: 'string', default: '512,1024' }, context: { type: 'string', default: '0,4096' },
       'decode-tokens': { type: 'string', default: '128' }, repeat: { type: 'string', default: '3' },
-      profile: { type: 'string' }, 'decode-variant': { type: 'string' },
+      profile: { type: 'string' }, 'decode-variant': { type: 'string' }, 'prefill-variant': { type: 'string' },
       'no-bandwidth': { type: 'boolean', default: false }, 'stream-read-mib': { type: 'string', default: '1024' },
       dawn: { type: 'string' }, quiet: { type: 'boolean', default: false }, json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -90,7 +92,7 @@ async function main() {
   let model;
   try {
     model = await loadModel(positionals[0], {
-      profile: a.profile, decodeVariant: a['decode-variant'],
+      profile: a.profile, decodeVariant: a['decode-variant'], prefillVariant: a['prefill-variant'],
       onProgress: (p) => { if (p.phase !== last || p.phase !== 'weights') log(p.text); last = p.phase; },
     });
   } catch (e) {
