@@ -61,11 +61,13 @@ def time_decode_variants(model, names: list[str]) -> dict[str, float]:
     still raising its clocks (or compiling pipelines on first use) favours none of them. Round 0 (one
     step each) is warm-up, led by the first variant that needs no feature. When that step takes over
     SLOW_STEP_S (a software adapter, where a step costs seconds and the gaps are wide) round 0 decides
-    alone, among the variants that need no feature: a software adapter emulates subgroups over its
-    SIMD lanes, and they were no faster there (lavapipe, SmolLM2-135M: 195 ms a step with gemv4sg, 161
-    with gemv4; SwiftShader: equal), while each variant costs its compile and a step of seconds at
-    first load. Steps start from an empty cache (no prefill: one costs seconds on a software adapter).
-    Leaves the model reset, on the variant it had."""
+    alone, among the variants that need no feature: each variant timed there costs its compile and a
+    step of seconds at first load (the default model in Chromium on SwiftShader: 60 s to a first
+    load with all four decode variants, 36 s with the two), and a software adapter emulates subgroups
+    over its SIMD lanes, where they gain little and not reliably (lavapipe, SmolLM2-135M f32: gemv32sg
+    73 ms a step against 85 for gemv32 on a quiet machine, slower under load). Steps start from an
+    empty cache (no prefill: one costs seconds on a software adapter). Leaves the model reset, on the
+    variant it had."""
     keep = model.decode_variant
     needs = model.plan.get("variant_features", {})
     plain = [n for n in names if not needs.get(n)] or names[:1]

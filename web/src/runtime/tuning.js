@@ -64,9 +64,9 @@ export async function chooseVariant(model, kind, store, report) {
  * raising its clocks (or compiling pipelines on first use) favours none of them. Round 0 (one step
  * each) is warm-up, led by the first variant that needs no feature. When that step takes over
  * SLOW_STEP_S (a software adapter, where a step costs seconds and the gaps are wide) round 0 decides
- * alone, among the variants that need no feature: a software adapter emulates subgroups over its SIMD
- * lanes, and they were no faster there, while each variant costs its compile and a step of seconds at
- * first load (webllm/runtime/tuning.py has the figures). Steps start from an empty cache (no prefill:
+ * alone, among the variants that need no feature: each variant timed there costs its compile and a step
+ * of seconds at first load, and emulated subgroups gain little there and not reliably
+ * (webllm/runtime/tuning.py has the figures). Steps start from an empty cache (no prefill:
  * one costs seconds on a software adapter). Leaves the model reset, on the variant it had.
  * @param {import('./model.js').Model} model @param {string[]} names
  * @returns {Promise<Record<string, number>>}
