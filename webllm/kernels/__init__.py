@@ -388,7 +388,7 @@ def sample(profile: Profile, *, vocab: int) -> list[tuple[Kernel, list[int]]]:
         # one thread per chunk
         wg, grid = (256, [1, 1, 1]) if stage == "sample_draw" else (32, [256, 1, 1])
         prelude = _fill(_template("sample"), HEADER=_header(profile), V=vocab, MAX_TOP=MAX_TOP_LOGPROBS,
-                        CAP=SAMPLE_CAP, WG=wg)
+                        CAP=SAMPLE_CAP, WG=wg, RULE=_template("sample_rule"))
         out.append((_make(stage, _fill(_template(stage), PRELUDE=prelude), bindings), grid))
     return out
 
@@ -397,5 +397,6 @@ def sample_single(profile: Profile, *, vocab: int) -> Kernel:
     """The sampling rule stated by one workgroup (wgsl/sample_single.wgsl): slow, kept as the reference
     the split sampler is tested and benchmarked against, and the plans' sampler for small vocabularies.
     Bindings: logits, token_ids, logit_bias, token_counts, token_mask, sample_out."""
-    src = _fill(_template("sample_single"), HEADER=_header(profile), V=vocab, MAX_TOP=MAX_TOP_LOGPROBS)
+    src = _fill(_template("sample_single"), HEADER=_header(profile), V=vocab, MAX_TOP=MAX_TOP_LOGPROBS,
+                RULE=_template("sample_rule"))
     return _make("sample_single", src, (UNIFORM, READ, WRITE, READ, WRITE, READ, WRITE))

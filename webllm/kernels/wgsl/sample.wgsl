@@ -39,11 +39,6 @@ const CH: u32 = (V + 255u) / 256u;  // vocabulary entries per chunk
 const TILES: u32 = (CH + 255u) / 256u;  // 256-token tiles per chunk
 const CAP: u32 = {{CAP}}u;  // listed tokens per chunk
 const MAX_TOP: u32 = {{MAX_TOP}}u;
-const F_PENALTIES: u32 = 1u;
-const F_BIAS: u32 = 2u;
-const F_MASK: u32 = 4u;
-const F_LOGPROBS: u32 = 8u;
-const EXCLUDED: f32 = -3.0e38;  // an adjusted logit at or below this: the token is not allowed
 const NONE: u32 = 0xffffffffu;
 
 // sample_chunks: word offsets of its sections; per-chunk values are [section + c], list entry j of
@@ -73,6 +68,7 @@ const TOP_V: u32 = TOP_I + MAX_TOP * 256u;  // [MAX_TOP][256] their values (f32)
 const WG: u32 = {{WG}}u;  // this stage's workgroup size
 const NG: u32 = WG / 16u;  // groups of 16 threads (exclusive_scan)
 
+{{RULE}}
 var<workgroup> best_max: array<atomic<u32>, 2>;  // workgroup_best: two sets, used in turn
 var<workgroup> best_min: array<atomic<u32>, 2>;
 var<workgroup> scan: array<u32, 256>;
@@ -84,40 +80,13 @@ var<private> best_value: f32;  // the value of workgroup_best's winner
 var<private> best_turn: u32;   // which set of best_max / best_min the next workgroup_best uses
 var<private> scan_total: u32;  // the total of the last exclusive_scan
 
-fn pcg(v: u32) -> u32 {
-    let s = v * 747796405u + 2891336453u;
-    let w = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;
-    return (w >> 22u) ^ w;
-}
-
-// the adjusted logit of token v (step 1), -3.4e38 when the mask forbids it
-fn adjusted(v: u32) -> f32 {
-    var l = logits[v];
-    let flags = step.sample_flags;
-    if ((flags & F_PENALTIES) != 0u) {
-        let raw = token_counts[v];
-        let c = raw & 0x7fffffffu;
-        if (raw != 0u && step.repetition_penalty != 1.0) {
-            if (l > 0.0) { l = l / step.repetition_penalty; } else { l = l * step.repetition_penalty; }
-        }
-        l -= step.frequency_penalty * f32(c) + select(0.0, step.presence_penalty, c > 0u);
-    }
-    if ((flags & F_BIAS) != 0u) { l += logit_bias[v]; }
-    if ((flags & F_MASK) != 0u && ((token_mask[v >> 5u] >> (v & 31u)) & 1u) == 0u) { l = -3.4e38; }
-    return l;
-}
-
 // where token v's adjusted logit lies in sample_adjusted
 fn adj_at(v: u32) -> u32 {
     let c = v / CH;
     return (v - c * CH) * 256u + c;
 }
 
-// an order-preserving u32 key of an f32 (a < b  <=>  key(a) < key(b)), and back
-fn key(x: f32) -> u32 {
-    let b = bitcast<u32>(x);
-    return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
-}
+// an order-preserving u32 key of an f32 back to the f32 (key: sample_rule.wgsl)
 fn unkey(k: u32) -> f32 {
     return bitcast<f32>(select(~k, k & 0x7fffffffu, (k & 0x80000000u) != 0u));
 }

@@ -33,11 +33,6 @@
 const V: u32 = {{V}}u;
 const CH: u32 = (V + 255u) / 256u;  // vocabulary entries per thread chunk
 const MAX_TOP: u32 = {{MAX_TOP}}u;
-const F_PENALTIES: u32 = 1u;
-const F_BIAS: u32 = 2u;
-const F_MASK: u32 = 4u;
-const F_LOGPROBS: u32 = 8u;
-const EXCLUDED: f32 = -3.0e38;  // an adjusted logit at or below this: the token is not allowed
 
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read_write> token_ids: array<u32>;
@@ -46,38 +41,10 @@ const EXCLUDED: f32 = -3.0e38;  // an adjusted logit at or below this: the token
 @group(0) @binding(5) var<storage, read> token_mask: array<u32>;
 @group(0) @binding(6) var<storage, read_write> sample_out: array<u32>;
 
+{{RULE}}
 var<workgroup> best_v: array<f32, 256>;
 var<workgroup> best_i: array<u32, 256>;
 var<workgroup> red: array<f32, 256>;
-
-fn pcg(v: u32) -> u32 {
-    let s = v * 747796405u + 2891336453u;
-    let w = ((s >> ((s >> 28u) + 4u)) ^ s) * 277803737u;
-    return (w >> 22u) ^ w;
-}
-
-// the adjusted logit of token v (step 1), EXCLUDED when the mask forbids it
-fn adjusted(v: u32) -> f32 {
-    var l = logits[v];
-    let flags = step.sample_flags;
-    if ((flags & F_PENALTIES) != 0u) {
-        let raw = token_counts[v];
-        let c = raw & 0x7fffffffu;
-        if (raw != 0u && step.repetition_penalty != 1.0) {
-            if (l > 0.0) { l = l / step.repetition_penalty; } else { l = l * step.repetition_penalty; }
-        }
-        l -= step.frequency_penalty * f32(c) + select(0.0, step.presence_penalty, c > 0u);
-    }
-    if ((flags & F_BIAS) != 0u) { l += logit_bias[v]; }
-    if ((flags & F_MASK) != 0u && ((token_mask[v >> 5u] >> (v & 31u)) & 1u) == 0u) { l = -3.4e38; }
-    return l;
-}
-
-// an order-preserving u32 key of an f32 (a < b  <=>  key(a) < key(b))
-fn key(x: f32) -> u32 {
-    let b = bitcast<u32>(x);
-    return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
-}
 
 // sum over the workgroup of each thread's `v` (all threads must call it)
 fn workgroup_sum(lid: u32, v: f32) -> f32 {
