@@ -31,8 +31,8 @@
 // Grid: one workgroup of 256; thread i owns the vocabulary chunk [i * CH, (i + 1) * CH).
 // Shared prelude of every kernel. `act` is the activation storage type of the device profile
 // (f32, or f16 with shader-f16); arithmetic is always done in f32.
-enable f16;
-alias act = f16;
+
+alias act = f32;
 
 // The per-step uniform, written once per step by the runtime; its fields are generated from
 // STEP_FIELDS (webllm/kernels/__init__.py), the same table the plan's `uniform` entry gives runtimes.
@@ -83,11 +83,6 @@ fn nib_dot(q: vec4<u32>, x: X8) -> f32 {
 const V: u32 = 256u;
 const CH: u32 = (V + 255u) / 256u;  // vocabulary entries per thread chunk
 const MAX_TOP: u32 = 20u;
-const F_PENALTIES: u32 = 1u;
-const F_BIAS: u32 = 2u;
-const F_MASK: u32 = 4u;
-const F_LOGPROBS: u32 = 8u;
-const EXCLUDED: f32 = -3.0e38;  // an adjusted logit at or below this: the token is not allowed
 
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read_write> token_ids: array<u32>;
@@ -96,9 +91,15 @@ const EXCLUDED: f32 = -3.0e38;  // an adjusted logit at or below this: the token
 @group(0) @binding(5) var<storage, read> token_mask: array<u32>;
 @group(0) @binding(6) var<storage, read_write> sample_out: array<u32>;
 
-var<workgroup> best_v: array<f32, 256>;
-var<workgroup> best_i: array<u32, 256>;
-var<workgroup> red: array<f32, 256>;
+// The sampling rule's shared pieces (docs/FORMAT.md, "Sampling"), in both samplers (sample_single.wgsl
+// and the split one's prelude, sample.wgsl): the sample flags, the seeded hash, the adjusted logit of
+// a token (step 1 of the rule) and an order-preserving u32 key of an f32. Needs the bindings logits,
+// token_counts, logit_bias and token_mask.
+const F_PENALTIES: u32 = 1u;
+const F_BIAS: u32 = 2u;
+const F_MASK: u32 = 4u;
+const F_LOGPROBS: u32 = 8u;
+const EXCLUDED: f32 = -3.0e38;  // an adjusted logit at or below this: the token is not allowed
 
 fn pcg(v: u32) -> u32 {
     let s = v * 747796405u + 2891336453u;
@@ -106,7 +107,7 @@ fn pcg(v: u32) -> u32 {
     return (w >> 22u) ^ w;
 }
 
-// the adjusted logit of token v (step 1), EXCLUDED when the mask forbids it
+// the adjusted logit of token v (step 1), -3.4e38 when the mask forbids it
 fn adjusted(v: u32) -> f32 {
     var l = logits[v];
     let flags = step.sample_flags;
@@ -128,6 +129,10 @@ fn key(x: f32) -> u32 {
     let b = bitcast<u32>(x);
     return select(b | 0x80000000u, ~b, (b & 0x80000000u) != 0u);
 }
+
+var<workgroup> best_v: array<f32, 256>;
+var<workgroup> best_i: array<u32, 256>;
+var<workgroup> red: array<f32, 256>;
 
 // sum over the workgroup of each thread's `v` (all threads must call it)
 fn workgroup_sum(lid: u32, v: f32) -> f32 {
