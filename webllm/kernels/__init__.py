@@ -332,7 +332,10 @@ def attention_tiled(profile: Profile, *, nq: int, nkv: int, hd: int, window: int
     wgsl/attention_tiled.wgsl. Blocks of 8 positions (4 with head_dim > 128) keep its workgroup memory
     within 16 KiB."""
     n = hd // 16  # vec4 of q and of output sums per thread
-    lines = lambda fmt, ind: "\n".join(" " * ind + fmt.format(e=e) for e in range(n))  # noqa: E731
+
+    def lines(fmt: str, indent: int) -> str:  # fmt once per vec4 e (named registers, straight-line code)
+        return "\n".join(" " * indent + fmt.format(e=e) for e in range(n))
+
     src = _fill(_template("attention_tiled"), HEADER=_header(profile), NQ=nq, NKV=nkv, HD=hd, WINDOW=window,
                 SCALE=_f32(scale), QT=attention_tiled_tokens(nq=nq, nkv=nkv), BK=8 if hd <= 128 else 4,
                 DECLS=lines("var q{e} = vec4<f32>(0.0);\n    var a{e} = vec4<f32>(0.0);", 4),
