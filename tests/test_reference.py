@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -301,3 +303,40 @@ def test_transformers_v4_rope_scaling_config(zoo, tmp_path):
     a, b = compile_model(v5, tmp_path / "p5", opts), compile_model(v4, tmp_path / "p4", opts)
     assert json.loads((a / "manifest.json").read_text())["config"] == json.loads((b / "manifest.json").read_text())["config"]
     np.testing.assert_array_equal(read_tensor(a, "rope_table"), read_tensor(b, "rope_table"))
+
+
+def test_kv_splits_choices_match_transformers(zoo, tmp_path):
+    """The step's uniform may ask decode attention for fewer splits than its kernels were compiled for
+    (the plan's `decode_splits` choices, timed at first load): every choice gives transformers' logits
+    after 400 tokens (1 split of 448 positions, 2 of 256, 4 of 128), a count the plan doesn't offer is
+    refused, and the load-time choice is one of them, cached per adapter, package and decode variant."""
+    from webllm.errors import WebLLMError
+    from webllm.runtime import Model
+    from webllm.runtime.model import workgroups
+
+    spec = BY_NAME["llama_hd128"]
+    opts = {"prefill_chunk": 64, "context_window": LONG_PROMPT + DECODE_STEPS, "decode_splits": 4}
+    pkg = tmp_path / "pkg"
+    shutil.copytree(zoo.package(spec, "q0f32", **opts), pkg)
+    plan_path = pkg / "plan-f32.json"
+    plan = json.loads(plan_path.read_text())
+    assert plan["decode_splits"] == {"default": 4, "choices": [4]}  # a --decode-splits count is pinned
+    plan["decode_splits"]["choices"] = [1, 2, 4]
+    plan_path.write_text(json.dumps(plan))
+    load = dict(profile="f32", progress=False, adapter=zoo.adapter, device=zoo.device)
+    for n in (1, 2, 4):
+        rt = Model.load(pkg, kv_splits=n, **load)
+        assert rt.kv_splits == n and rt._uniform["kv_splits"] == n
+        rt.set_sampling(temperature=0.5)  # sampling fields return to defaults; the split count stays
+        assert rt._uniform["kv_splits"] == n
+        rt.set_sampling()
+        attn = next(d for d in rt._dispatch["decode"] if d[7] is not None)  # the dispatch with max_z
+        assert workgroups(attn, 1, LONG_PROMPT, n)[2] == n  # the grid follows: no idle split workgroups
+        errs = decode_errors(zoo, rt, spec, "q0f32", LONG_PROMPT)
+        assert max(errs) <= TOL_F32, f"kv_splits {n}: error {max(errs):.2e} > {TOL_F32:.0e}"
+    with pytest.raises(WebLLMError, match="kv_splits 3: this package offers 1, 2, 4"):
+        Model.load(pkg, kv_splits=3, **load)
+    rt = Model.load(pkg, **load)
+    assert rt.kv_splits in (1, 2, 4)
+    cache = json.loads((Path(os.environ["WEBLLM_CACHE"]) / "tuning.json").read_text())
+    assert [v for k, v in cache.items() if "|splits." in k] == [str(rt.kv_splits)]

@@ -135,6 +135,25 @@ def reference(zoo, gpu, tmp_path_factory) -> Path:
         ids = _ids(v.generate(prompt[:6], 12))
         ref["variants"]["decode"][name] = {"ids": ids, "logits": v.logits().tolist()}
 
+    # Decode attention's split counts (web/test/variants.test.js): a copy of the package whose plan
+    # offers 1 and 2 splits (its kernels are compiled for 2); after 150 tokens one split spans 192
+    # positions, two 128: each count's native ids and logits.
+    kpkg = tmp_path_factory.mktemp("kv-splits") / "pkg"
+    shutil.copytree(zoo.package(SPEC, "q4f16_1", **OPTIONS), kpkg)
+    kplan = json.loads((kpkg / "plan-f32.json").read_text())
+    kplan["decode_splits"]["choices"] = [1, 2]
+    (kpkg / "plan-f32.json").write_text(json.dumps(kplan))
+    ref["kv_splits"] = {"package": str(kpkg), "prompt": ref["long_decode"]["prompt"], "steps": 3, "runs": {}}
+    for n in (1, 2):
+        k = Model.load(kpkg, profile="f32", progress=False, adapter=gpu[0], device=gpu[1], decode_variant=VARIANT,
+                       kv_splits=n)
+        k.prefill(ref["kv_splits"]["prompt"])
+        ids = []
+        for _ in range(3):
+            ids.append(k.next_token())
+            k.decode()
+        ref["kv_splits"]["runs"][str(n)] = {"ids": ids, "next": k.next_token(), "logits": k.logits().tolist()}
+
     # The split sampler: greedy, and seeded draws through top-k, top-p and logprobs
     pkg = zoo.package(SPLIT_SPEC, "q4f16_1", context_window=64, prefill_chunk=16)
     plan = json.loads((pkg / "plan-f32.json").read_text())
@@ -264,7 +283,7 @@ def test_bench_dawn_reports_both_hosts(node, tmp_path):
     native, dawn = res["hosts"]["native"], res["hosts"]["dawn"]
     assert native["host"] == "native" and dawn["host"] == "dawn"
     assert dawn["adapter"].startswith("SwiftShader") and not native["adapter"].startswith("SwiftShader")
-    for key in ("profile", "decode_variant", "dispatches_per_decode_step", "layers", "context_window",
+    for key in ("profile", "decode_variant", "kv_splits", "dispatches_per_decode_step", "layers", "context_window",
                 "prefill_chunk", "quantization"):
         assert native[key] == dawn[key], key
     assert native["decode_variant"] == variant

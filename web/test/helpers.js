@@ -14,6 +14,8 @@ import assert from 'node:assert/strict';
  *   stop: {stop_ids: number[], ids: number[], past: number, logits: number[], next: number},
  *   long: {next: number, logits: number[]}, rewind: {keep: number, suffix: number[], next: number, logits: number[]},
  *   long_decode: {prompt: number[], steps: number, ids: number[], next: number, logits: number[]},
+ *   kv_splits: {package: string, prompt: number[], steps: number,
+ *     runs: Record<string, {ids: number[], next: number, logits: number[]}>},
  *   split: {package: string, prompt: number[], greedy: number[],
  *     seeded: {temperature: number, top_p: number, top_k: number, seed: number, ids: number[]}},
  *   variants: {package: string, prompt: number[], prefill: Record<string, {next: number, logits: number[]}>,

@@ -104,3 +104,36 @@ test('prefill and decode variants are timed once, then read from the store; a ca
   assert.deepEqual([...m._lists.keys()].sort(), [`decode.${chosen[1]}`, `prefill.${chosen[0]}`]);
   m.destroy();
 });
+
+test('every split count of decode attention gives the native ids and logits; the choice is timed and cached', { skip }, async () => {
+  if (!ref) return;
+  const k = ref.kv_splits;
+  /** @param {import('../src/runtime/model.js').LoadOptions} options */
+  const open = (options) => Model.load(toUrl(k.package), { ...gpu, fetch: nodeFetch, tuningStore: null, profile: 'f32',
+    decodeVariant: 'gemv32', ...options });
+  for (const [n, want] of Object.entries(k.runs)) {
+    const m = await open({ kvSplits: Number(n) });
+    assert.equal(m.kvSplits, Number(n));
+    assert.deepEqual(m.kvSplitsChoices, [1, 2]);
+    await m.prefill(k.prompt);
+    const ids = [];
+    for (let i = 0; i < k.steps; i++) {
+      ids.push(await m.nextToken());
+      m.decode();
+    }
+    assert.deepEqual(ids, want.ids, `kv_splits ${n}`);
+    assert.equal(await m.nextToken(), want.next);
+    assertClose(await m.logits(), want.logits);
+    m.setSampling({ temperature: 0.5 }); // sampling fields return to their defaults; the split count stays
+    assert.equal(m._values.kv_splits, Number(n));
+    assert.ok(!('kv_splits' in m.sampling));
+    m.destroy();
+  }
+  await assert.rejects(open({ kvSplits: 3 }), /kv_splits 3: this package offers 1, 2/);
+  const store = fileTuningStore(join(tmp, 'kv-splits.json'));
+  const m = await open({ tuningStore: store });
+  assert.ok([1, 2].includes(m.kvSplits));
+  const saved = JSON.parse(readFileSync(join(tmp, 'kv-splits.json'), 'utf8'));
+  assert.deepEqual(Object.entries(saved).filter(([key]) => key.includes('|splits.gemv32|')).map(([, v]) => v), [String(m.kvSplits)]);
+  m.destroy();
+});

@@ -35,8 +35,9 @@ def add_arguments(p) -> None:
     p.add_argument("--max-binding-size", type=positive_int, default=None,
                    help="split tensors larger than this many bytes (default 134217728, WebGPU's default limit)")
     p.add_argument("--decode-splits", type=positive_int, default=None,
-                   help="most KV splits (workgroups per KV head) of decode attention (default: chosen per model and "
-                        "profile; for measurements)")
+                   help="pin the most KV splits (workgroups per KV head) of decode attention (default: a rule per "
+                        "model and profile, with half and twice it timed by the runtime at first load; for "
+                        "measurements)")
     p.add_argument("--prefill-tiles", type=_tiles, default=(32, 128),
                    help="prefill variants: token tiles (32, 64, 128) tried on every matrix besides the built-in rule; "
                         "runtimes time them on their adapter (default 32,128)")

@@ -67,15 +67,30 @@ def prefill_token_tile(rows: int, pair: bool, chunk: int) -> int:
     return 128 if chunk >= 128 and tiles * (chunk // 128) >= PREFILL_MIN_WORKGROUPS else 32
 
 
+def combine_lanes(cfg, profile: K.Profile, lanes: int) -> int:
+    """Threads per row of the o matmul that combines decode attention's splits (gemv.wgsl COMBINE_IN).
+    With the combined x staged in workgroup memory (COMBINE_STAGED: once per workgroup) a workgroup of
+    16 rows (16 lanes) where that still makes 256 workgroups: half the combines of 8-row workgroups.
+    Measured on an H100, Llama-3.1-8B shape, f16, context 4,096, 8 splits: the o matmul 32.0 µs with
+    each row set combining for itself, 20.0 staged with 16 rows (benchmarks/decode_splits.py)."""
+    k = cfg.num_attention_heads * cfg.head_dim
+    if k * profile.act_bytes <= K.COMBINE_STAGE_BYTES and cfg.hidden_size >= 16 * 256:
+        return min(lanes, 16)
+    return lanes
+
+
 def decode_splits(cfg, profile: K.Profile) -> int:
     """Most KV splits of decode attention (wgsl/attention_splits.wgsl): the largest power of two up to
-    DECODE_SPLITS_MAX whose partials [splits, heads, head_dim] stay within COMBINE_BYTES, since every
-    workgroup of the o matmul reads all of them (gemv.wgsl COMBINE_IN; its x alone is 1/splits of
-    that). Llama-3.1-8B: 8 splits in f16, 4 in f32; Llama-3.2-1B: 16 and 8; short contexts use
-    fewer (one per 64 positions), so this bounds the combine's cost at long context only."""
+    DECODE_SPLITS_MAX whose partials [splits, heads, head_dim] stay within COMBINE_BYTES (twice that
+    where the o matmul combines them once per 16-row workgroup, combine_lanes), since every workgroup of
+    the o matmul reads all of them (gemv.wgsl COMBINE_IN; its x alone is 1/splits of that).
+    Llama-3.1-8B: 16 splits in f16, 4 in f32; Llama-3.2-1B: 16 and 8; short contexts use fewer (one
+    per 64 positions), so this bounds the combine's cost at long context only. Llama-3.1-8B, f16,
+    4,096 positions, attention + o per layer on an H100: 63.1 µs with 8 splits, 53.5 with 16."""
     per_split = cfg.num_attention_heads * cfg.head_dim * profile.act_bytes
+    budget = COMBINE_BYTES * (2 if combine_lanes(cfg, profile, 32) < 32 else 1)
     s = 1
-    while s * 2 <= DECODE_SPLITS_MAX and s * 2 * per_split <= COMBINE_BYTES:
+    while s * 2 <= DECODE_SPLITS_MAX and s * 2 * per_split <= budget:
         s *= 2
     return s
 
@@ -196,10 +211,18 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     mem.where.update({t: t for t in optional})
     # decode attention's per-split partials (fold_combine): a fixed grid of at most `splits` splits
     # (no more splits than the context window fills, and the partials within one binding)
+    # The kernels are compiled for `splits`; the step's uniform (kv_splits) may ask for fewer, and the
+    # runtime times the plan's `decode_splits` choices at a long context at first load: the compiler's
+    # rule (decode_splits) is the default, half and twice it the alternatives. `decode_splits_max`
+    # pins one count (measurements).
     per_split = cfg.num_attention_heads * cfg.head_dim * profile.act_bytes
-    splits = min(decode_splits_max or decode_splits(cfg, profile), -(-model.capacity // K.KV_SPLIT_UNIT))
+    rule = decode_splits_max or decode_splits(cfg, profile)
+    splits = min(rule if decode_splits_max else 2 * rule, -(-model.capacity // K.KV_SPLIT_UNIT))
     while splits > 1 and max_binding_size is not None and splits * per_split > max_binding_size:
         splits -= 1
+    split_default = min(rule, splits)
+    split_choices = sorted({c for c in (max(1, rule // 2), rule, 2 * rule) if c <= splits} | {split_default}
+                           if not decode_splits_max else {split_default})
     mem.buffers["attn_part_o"] = _round16(splits * per_split)
     mem.buffers["attn_part_lse"] = _round16(splits * cfg.num_attention_heads * 4)
     mem.where.update({"attn_part_o": "attn_part_o", "attn_part_lse": "attn_part_lse"})
@@ -229,6 +252,14 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
         """Dispatches of a step of at most `tt` tokens. One-token matmuls: `lanes` threads per row,
         the subgroup reduction with `sg`. Tiled matmuls: `tile` tokens per workgroup (None: the rule)."""
         out = []
+        # the matmul that combines decode attention's splits (COMBINE_IN) may take more rows per
+        # workgroup (combine_lanes): fewer workgroups combine; its producer's norm partials follow
+        combine_mats = {op.weights[0] for op in ops if op.attrs.get("combine_in")}
+        o_lanes = combine_lanes(cfg, profile, lanes)
+
+        def lanes_of(name: str) -> int:
+            return o_lanes if name in combine_mats else lanes
+
         for op in ops:
             if op.kind == "embed":
                 m = matrices[op.weights[0]]
@@ -266,18 +297,19 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                         kw.pop("n_out")
                         chain = {}
                         if norm_in:  # the producer's workgroups each left one partial sum of squares
-                            chain["norm_in"] = sum(-(-q.rows // (256 // lanes)) for q in matrices[norm_in].parts)
+                            chain["norm_in"] = sum(-(-q.rows // (256 // lanes_of(norm_in))) for q in matrices[norm_in].parts)
                             chain["eps"] = cfg.rms_norm_eps
                         if norm_out:
-                            chain["norm_out_offset"] = sum(-(-q.rows // (256 // lanes)) for q in m.parts
+                            chain["norm_out_offset"] = sum(-(-q.rows // (256 // lanes_of(op.weights[0]))) for q in m.parts
                                                            if q.row0 < p.row0)
                         if op.attrs.get("combine_in"):  # x: decode attention's partials (fold_combine)
                             chain["combine_in"] = dict(nq=cfg.num_attention_heads, hd=cfg.head_dim,
                                                        window=cfg.sliding_window or 0, splits=splits)
                             kw["x_type"] = profile.act
-                        kern = K.gemv(profile, m.part_view(p), lanes=lanes, x_last=bool(op.attrs.get("x_last")),
+                        ln = lanes_of(op.weights[0])
+                        kern = K.gemv(profile, m.part_view(p), lanes=ln, x_last=bool(op.attrs.get("x_last")),
                                       norm_eps=cfg.rms_norm_eps if norm else None, subgroups=sg, **chain, **kw)
-                        rows_per_wg, per_y = 256 // lanes, None
+                        rows_per_wg, per_y = 256 // ln, None
                     binds = [buf(x), buf(y)] + m.arrays(p) + ([p.bias] if p.bias else [])
                     if rope:
                         binds += [buf(op.outputs[1]), buf(op.outputs[2]), "rope_table"]
@@ -355,6 +387,9 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
         if feats:
             variant_features[name] = feats
     uniform = K.uniform_table()
+    for f in uniform["fields"]:
+        if f["name"] == "kv_splits":
+            f["default"] = split_default
     storage = ["STORAGE", "COPY_SRC", "COPY_DST"]
     buffers = [{"name": "uniform", "size": uniform["size"], "usage": ["UNIFORM", "COPY_DST"]}]
     for b, size in K.sample_plan_buffers(cfg.vocab_size).items():
@@ -379,6 +414,7 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
         plan["score_variants"] = score_variants
     plan["decode_variants"] = decode_variants
     plan["variant_features"] = variant_features
+    plan["decode_splits"] = {"default": split_default, "choices": split_choices}
     plan["_sources"] = {name: k.source for name, k in kernels.items()}
     return plan
 

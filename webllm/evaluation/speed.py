@@ -119,7 +119,7 @@ def bench(package: str | Path, *, profile: str | None = None, options: BenchOpti
                  "profile": model.profile, "quantization": model.manifest["quantization"],
                  "layers": model.config["num_hidden_layers"], "context_window": model.capacity,
                  "prefill_chunk": model.chunk, "load_s": load_s, "decode_variant": model.decode_variant,
-                 "prefill_variant": model.prefill_variant,
+                 "prefill_variant": model.prefill_variant, "kv_splits": model.kv_splits,
                  "dispatches_per_decode_step": dispatches_per_decode_step(model),
                  "gpu_memory_bytes": model.gpu_memory_bytes}
     res["dispatches_per_layer"] = res["dispatches_per_decode_step"] / res["layers"]
@@ -190,7 +190,8 @@ def format_report(res: dict) -> str:
              f"load {res['load_s']:.1f} s; GPU memory {res['gpu_memory_bytes'] / 2**30:.2f} GiB; "
              f"{res['dispatches_per_decode_step']} dispatches per decode step "
              f"({res['dispatches_per_layer']:.1f} per layer); variants: decode {res['decode_variant']}, "
-             f"prefill {res.get('prefill_variant', '?')}"]
+             f"prefill {res.get('prefill_variant', '?')}"
+             + (f", {res['kv_splits']} KV splits" if res.get("kv_splits") else "")]
     if "stream_read_gb_s" in res:
         lines.append(f"streaming read, measured: {res['stream_read_gb_s']:.0f} GB/s")
     lines.append("")

@@ -60,6 +60,7 @@ STEP_FIELDS: tuple[UniformField, ...] = (
     UniformField("sample_flags", "u32", 0, "1 penalties, 2 logit_bias, 4 token_mask, 8 logprobs"),
     UniformField("n_logprobs", "u32", 0, "top logprobs to write to sample_out (<= MAX_TOP_LOGPROBS)"),
     UniformField("emit", "u32", 1, "0: a prefill chunk before the prompt's last; the sampler does nothing"),
+    UniformField("kv_splits", "u32", 0, "most KV splits of decode attention (0: the compiled most, SPLITS)"),
 )
 
 # The sampler's buffers (FORMAT.md, "Sampling"): what the runtime writes and reads by name.
@@ -190,6 +191,11 @@ def matmul_tile_rows(pair: bool) -> int:
     return 64 if pair else 128
 
 
+# gemv.wgsl COMBINE_STAGED: the o matmul's combined x in workgroup memory up to this size (Llama-3.1-8B's
+# 4,096 inputs in f16); with the reduction's arrays it stays within WebGPU's default 16 KiB
+COMBINE_STAGE_BYTES = 8192
+
+
 def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: str, y_type: str, lanes: int = 32,
          pair: bool = False, add: bool = False, bias: bool = False, rope: dict | None = None,
          norm_eps: float | None = None, x_last: bool = False, norm_in: int = 0, norm_out_offset: int | None = None,
@@ -219,7 +225,9 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
                    "fn ssq_store(i: u32, v: f32) { ssq_out[i] = v; }")
         bindings += (READ, WRITE, WRITE)
     params["NORM_DECL"] += "\n" + "\n".join(decl)
-    params.update(COMBINE_IN=str(combine_in is not None).lower(),
+    staged = combine_in is not None and w.shape[1] * (2 if x_type == "f16" else 4) <= COMBINE_STAGE_BYTES
+    params.update(COMBINE_IN=str(combine_in is not None).lower(), COMBINE_STAGED=str(staged).lower(),
+                  XW_LEN=w.shape[1] // 4 if staged else 1, PAIR_U=int(pair),
                   COMBINE_DECL="fn combined_x(g: u32) -> X8 { return X8(); }")
     if combine_in is not None:
         c = combine_in

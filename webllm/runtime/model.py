@@ -20,19 +20,22 @@ from tqdm import tqdm
 from webllm.errors import AdapterError, PackageError, WebLLMError
 from webllm.runtime.device import create_shader_module, device_features, request_device
 from webllm.runtime.package import choose_profile, context_size, iter_shards, read_manifest, read_plan, usable_variants
-from webllm.runtime.tuning import choose_variant
+from webllm.runtime.tuning import choose_kv_splits, choose_variant
 
 _STAGING = 2  # token readback ring: the CPU reads step t while the GPU runs step t + 1
 
 
-def workgroups(d: tuple, n_tokens: int, kv_end: int) -> tuple[int, int, int]:
+def workgroups(d: tuple, n_tokens: int, kv_end: int, kv_splits: int = 0) -> tuple[int, int, int]:
     """The workgroup counts of dispatch d = (pipeline, bind group, x, y, z, tokens_per_y, kv_per_z, max_z)
-    for a step of n_tokens ending at KV length kv_end (FORMAT.md, "A step")."""
+    for a step of n_tokens ending at KV length kv_end, with the uniform's kv_splits (0: none asked)
+    (FORMAT.md, "A step")."""
     _, _, x, y, z, per, kv_per, max_z = d
     if per is not None:
         y = -(-n_tokens // per)
     if kv_per is not None:
-        z = -(-kv_end // kv_per) if max_z is None else min(max_z, -(-kv_end // kv_per))
+        z = -(-kv_end // kv_per)
+        if max_z is not None:
+            z = min(z, max_z, kv_splits or max_z)
     return x, y, z
 
 
@@ -70,6 +73,7 @@ class Model:
         self._uniform = {f["name"]: f["default"] for f in self._fields}  # the values written each step
         self._counter = 0
         self.prefill_variant = self.decode_variant = ""  # set by use_prefill_variant / use_decode_variant
+        self.kv_splits = 0  # decode attention's most splits in use (use_kv_splits; 0: the plan offers no choice)
         # what each streamed step copies back: the sampler's output (token, logprobs) when the plan has
         # one, else the token id alone
         self._readback = "sample_out" if "sample_out" in buffers else "token_ids"
@@ -86,12 +90,14 @@ class Model:
     def load(cls, folder: str | Path, *, profile: str | None = None, max_binding_size: int | None = None,
              progress: bool = True, device=None, adapter=None, scoring: bool = False,
              decode_variant: str | None = None, context_window: int | None = None,
-             prefill_variant: str | None = None) -> Model:
+             prefill_variant: str | None = None, kv_splits: int | None = None) -> Model:
         """Load a package. `profile`: "f16"/"f32" (default: the first of the package's profile_order
         the device can run). `max_binding_size` lowers the adapter's storage binding limit (for tests).
         `scoring` also allocates the all-token logits buffer, for `score` (perplexity). `decode_variant`,
         `prefill_variant` force one of the plan's variants (default: the fastest on this adapter, timed
-        once and cached). `context_window` allocates a smaller KV cache than the package's."""
+        once and cached). `kv_splits` forces one of the plan's split counts of decode attention (default:
+        timed at a long context once and cached, see tuning.choose_kv_splits). `context_window` allocates
+        a smaller KV cache than the package's."""
         import wgpu
 
         folder = Path(folder)
@@ -207,6 +213,7 @@ class Model:
         model = cls(folder, manifest, plan, adapter, device, buffers, encode_list, capacity, features, scoring)
         model.use_prefill_variant(prefill_variant or choose_variant(model, "prefill"))
         model.use_decode_variant(decode_variant or choose_variant(model, "decode"))
+        model.use_kv_splits(kv_splits or choose_kv_splits(model))
         return model
 
     def _recorded(self, key: str, dlist: list[dict]) -> list[tuple]:
@@ -229,6 +236,23 @@ class Model:
             raise WebLLMError(f"no usable decode variant {name!r} (has: {', '.join(self.decode_variants)})")
         self.decode_variant = name
         self._dispatch["decode"] = self._recorded(f"decode.{name}", self.plan["decode_variants"][name])
+
+    @property
+    def kv_splits_choices(self) -> list[int]:
+        """The split counts of decode attention this plan offers (`decode_splits`; older plans: none)."""
+        return list(self.plan.get("decode_splits", {}).get("choices", []))
+
+    def use_kv_splits(self, n: int) -> None:
+        """Cut decode attention's KV range into at most `n` splits from now on (one of kv_splits_choices;
+        0 where the plan offers none)."""
+        choices = self.kv_splits_choices
+        if choices and n not in choices:
+            raise WebLLMError(f"kv_splits {n}: this package offers {', '.join(map(str, choices))}")
+        if not choices and n:
+            raise WebLLMError(f"kv_splits {n}: this package's plan has no decode_splits choices")
+        self.kv_splits = n
+        if "kv_splits" in self._uniform:
+            self._uniform["kv_splits"] = n
 
     @property
     def gpu_memory_bytes(self) -> int:
@@ -259,12 +283,14 @@ class Model:
         seed = int(np.random.default_rng().integers(0, 2**32)) if seed is None else int(seed) & 0xFFFFFFFF
         self._uniform = {f["name"]: f["default"] for f in self._fields}
         self._uniform.update(fields, temperature=float(temperature), top_p=float(top_p), seed=seed)
+        if "kv_splits" in self._uniform:  # the runtime's choice, not a sampling field
+            self._uniform["kv_splits"] = self.kv_splits
         self._counter = 0
 
     @property
     def sampling(self) -> dict:
-        """The uniform's current sampling values (every field but the per-step ones)."""
-        return {k: v for k, v in self._uniform.items() if k not in ("n_tokens", "past", "counter")}
+        """The uniform's current sampling values (every field but the per-step ones and kv_splits)."""
+        return {k: v for k, v in self._uniform.items() if k not in ("n_tokens", "past", "counter", "kv_splits")}
 
     def _encode(self, phase: str, n_tokens: int, staging: int | None = None):
         """Record one step (one compute pass) for the current KV length; submitted by `_submit`."""
@@ -274,7 +300,7 @@ class Model:
         for d in self._dispatch[phase]:
             cp.set_pipeline(d[0])
             cp.set_bind_group(0, d[1])
-            cp.dispatch_workgroups(*workgroups(d, n_tokens, kv_end))
+            cp.dispatch_workgroups(*workgroups(d, n_tokens, kv_end, self.kv_splits))
         cp.end()
         if staging is not None:
             enc.copy_buffer_to_buffer(self._buffers[self._readback], 0, self._staging[staging], 0, self._readback_bytes)

@@ -16,6 +16,7 @@ import time
 from webllm.runtime.device import adapter_name
 
 SLOW_STEP_S = 0.1  # a warm-up step slower than this decides alone (software adapters; see the timers)
+TUNE_CONTEXT = 4096  # KV length at which decode attention's split counts are timed
 
 
 def cache_key(model, kind: str, names: list[str]) -> str:
@@ -26,26 +27,61 @@ def choose_variant(model, kind: str) -> str:
     """The cached winner among this device's `kind` ("prefill" or "decode") variants for this adapter
     and package, else time each and remember the fastest. Small contexts (< 64 tokens) and a single
     variant just take the first."""
-    from webllm.models_cache import cache_dir
-
     names = model.prefill_variants if kind == "prefill" else model.decode_variants
     if len(names) == 1 or model.capacity < 64:
         return names[0]
     key = cache_key(model, kind, names)
-    path = cache_dir() / "tuning.json"
-    try:
-        cache = json.loads(path.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    if cache.get(key) in names:
-        return cache[key]
+    cached = _cached(key)
+    if cached in names:
+        return cached
     timings = (time_prefill_variants if kind == "prefill" else time_decode_variants)(model, names)
     best = min(timings, key=timings.get)
+    _remember(key, best, model)
+    return best
+
+
+def choose_kv_splits(model) -> int:
+    """Decode attention's most KV splits (the plan's `decode_splits` choices): the cached winner for
+    this adapter, package and decode variant, else each choice timed over decode steps at a long
+    context (TUNE_CONTEXT, or the cache's end) and the fastest remembered. The plan's default where it
+    offers one choice, the context is too short for every choice to be used (64 positions a split),
+    or the adapter is a software one (its first step over SLOW_STEP_S); 0 for plans without choices."""
+    choices = model.kv_splits_choices
+    if not choices:
+        return 0
+    default = model.plan["decode_splits"]["default"]
+    past = min(TUNE_CONTEXT, model.capacity - 8)
+    if len(choices) == 1 or past < 64 * max(choices):  # below that, the largest count isn't all used
+        return default
+    names = [str(c) for c in choices]
+    key = cache_key(model, f"splits.{model.decode_variant}", names)
+    cached = _cached(key)
+    if cached in names:
+        return int(cached)
+    timings = time_kv_splits(model, choices, past)
+    best = min(timings, key=timings.get) if len(timings) > 1 else default
+    _remember(key, str(best), model)
+    return best
+
+
+def _cached(key: str) -> str | None:
+    from webllm.models_cache import cache_dir
+
+    try:
+        return json.loads((cache_dir() / "tuning.json").read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _remember(key: str, value: str, model) -> None:
+    from webllm.models_cache import cache_dir
+
+    path = cache_dir() / "tuning.json"
     try:  # read again: another process may have written meanwhile
         cache = json.loads(path.read_text())
     except (OSError, ValueError):
         cache = {}
-    cache[key] = best
+    cache[key] = value
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{id(model)}")
@@ -53,6 +89,37 @@ def choose_variant(model, kind: str) -> str:
         tmp.replace(path)
     except OSError:
         pass  # a read-only cache only costs the timing again next load
+
+
+def time_kv_splits(model, choices: list[int], past: int) -> dict[int, float]:
+    """Seconds per decode step at KV length `past` with each split count, best of rounds taken in turn
+    (as time_decode_variants). The cache's contents there are whatever it holds: the time does not
+    depend on them. A first step over SLOW_STEP_S (a software adapter) ends the timing with that one
+    choice. Leaves the model reset, on the split count it had."""
+    keep = model.kv_splits
+
+    def run(n: int, steps: int) -> float:
+        model.use_kv_splits(n)
+        model.reset()
+        model.past = past
+        model.next_token()  # the GPU is idle
+        t = time.perf_counter()
+        for _ in range(steps):
+            model.decode()
+        model.next_token()
+        return (time.perf_counter() - t) / steps
+
+    first = run(choices[0], 1)
+    if first > SLOW_STEP_S:
+        best = {choices[0]: first}
+    else:
+        best = dict.fromkeys(choices, float("inf"))
+        for n in (4, 8, 8):
+            for c in choices:
+                best[c] = min(best[c], run(c, n))
+    model.reset()
+    if keep:
+        model.use_kv_splits(keep)
     return best
 
 

@@ -119,7 +119,7 @@ export async function benchModel(model, options = {}) {
   const res = {
     adapter: adapterName(model.adapter), driver: info.description ?? '', profile: model.profile, quantization: model.manifest.quantization, layers,
     context_window: model.capacity, prefill_chunk: model.chunk, decode_variant: model.decodeVariant,
-    prefill_variant: model.prefillVariant,
+    prefill_variant: model.prefillVariant, kv_splits: model.kvSplits,
     dispatches_per_decode_step: dispatches, dispatches_per_layer: dispatches / layers,
     gpu_memory_bytes: model.gpuMemoryBytes,
   };

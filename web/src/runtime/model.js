@@ -12,13 +12,15 @@ import { AdapterError, ContextWindowError, DeviceLostError, InputError, OutOfMem
 import { adapterName, requestDevice } from './device.js';
 import { PLAN_FIELDS, chooseProfile, packageBase, readKernels, readManifest, readPlan, usableVariants } from './package.js';
 import { loadShards, openShardCache } from './cache.js';
-import { chooseVariant, localTuningStore } from './tuning.js';
+import { chooseKvSplits, chooseVariant, localTuningStore } from './tuning.js';
 import { contextSize, fitCapacity } from './memory.js';
 
 /** Token readback ring: step t is read while steps t + 1 .. t + LOOKAHEAD run. */
 const LOOKAHEAD = 2;
 const STAGING = LOOKAHEAD + 1;
 const STEP_FIELDS = ['n_tokens', 'past', 'counter'];
+/** Uniform fields the runtime sets that are not sampling fields: the per-step ones and its split count. */
+const NOT_SAMPLING = [...STEP_FIELDS, 'kv_splits'];
 
 /**
  * @typedef {import('./package.js').Manifest} Manifest
@@ -28,7 +30,7 @@ const STEP_FIELDS = ['n_tokens', 'past', 'counter'];
  *   perY: number | undefined, kvPerZ: number | undefined, maxZ: number | undefined}} Step
  * @typedef {{device?: GPUDevice, adapter?: GPUAdapter, gpu?: GPU, profile?: string, contextWindow?: number,
  *   onProgress?: (p: Progress) => void, decodeVariant?: string, prefillVariant?: string, scoring?: boolean,
- *   maxBindingSize?: number,
+ *   kvSplits?: number, maxBindingSize?: number,
  *   maxMemoryBytes?: number, fetch?: typeof globalThis.fetch, cache?: import('./cache.js').ShardCache | false,
  *   tuningStore?: import('./tuning.js').TuningStore | null}} LoadOptions
  */
@@ -61,6 +63,8 @@ export class Model {
     /** The variants in use (set by `usePrefillVariant` / `useDecodeVariant`). */
     this.prefillVariant = '';
     this.decodeVariant = '';
+    /** Decode attention's most KV splits in use (`useKvSplits`; 0: the plan offers no choice). */
+    this.kvSplits = 0;
     /** Set when the device is lost: `{reason, message}`. */
     this.lost = /** @type {{reason: string, message: string} | null} */ (null);
     this._ownsDevice = p.ownsDevice;
@@ -96,7 +100,8 @@ export class Model {
    * there). `profile`: "f16"/"f32" (default: the first of profile_order the device runs).
    * `contextWindow`: a smaller KV cache than the package's (default: the package's, lowered to what
    * fits the device's limits and `maxMemoryBytes`). `decodeVariant`, `prefillVariant` force one of the
-   * plan's variants (default: the fastest on this adapter, timed once and cached). `scoring` allocates the
+   * plan's variants (default: the fastest on this adapter, timed once and cached); `kvSplits` one of its
+   * split counts of decode attention (default: timed at a long context once and cached). `scoring` allocates the
    * all-token logits for `score`. `maxBindingSize` lowers the device's binding limit (tests).
    * `fetch`, `cache`, `tuningStore`: how files are read and where shards and timings are kept
    * (defaults: the global fetch, Cache Storage, localStorage).
@@ -202,8 +207,10 @@ export class Model {
       report({ phase: 'kernels', bytesDone: 0, bytesTotal: 0, text: 'compiling kernels' });
       await model.usePrefillVariant(options.prefillVariant ?? await chooseVariant(model, 'prefill', store, tuningReport));
       await model.useDecodeVariant(options.decodeVariant ?? await chooseVariant(model, 'decode', store, tuningReport));
+      model.useKvSplits(options.kvSplits ?? await chooseKvSplits(model, store, tuningReport));
       report({ phase: 'ready', bytesDone: 0, bytesTotal: 0, text: `ready (${model.profile} profile, `
-        + `${capacity} tokens of context, prefill ${model.prefillVariant}, decode ${model.decodeVariant}, `
+        + `${capacity} tokens of context, prefill ${model.prefillVariant}, decode ${model.decodeVariant}`
+        + `${model.kvSplits ? ` with ${model.kvSplits} KV splits` : ''}, `
         + `${adapterName(adapter)})` });
       return model;
     } catch (e) {
@@ -263,6 +270,24 @@ export class Model {
     this.decodeVariant = name;
   }
 
+  /** The split counts of decode attention this plan offers (`decode_splits`; older plans: none). @returns {number[]} */
+  get kvSplitsChoices() {
+    return [...(this.plan.decode_splits?.choices ?? [])];
+  }
+
+  /**
+   * Cut decode attention's KV range into at most `n` splits from now on (one of `kvSplitsChoices`; 0
+   * where the plan offers none).
+   * @param {number} n
+   */
+  useKvSplits(n) {
+    const choices = this.kvSplitsChoices;
+    if (choices.length && !choices.includes(n)) throw new InputError(`kv_splits ${n}: this package offers ${choices.join(', ')}`);
+    if (!choices.length && n) throw new InputError(`kv_splits ${n}: this package's plan has no decode_splits choices`);
+    this.kvSplits = n;
+    if ('kv_splits' in this._values) this._values.kv_splits = n;
+  }
+
   // ---- stepping -----------------------------------------------------------------------------------
 
   /** Forget the conversation: the KV cache is simply overwritten from position 0. */
@@ -296,12 +321,13 @@ export class Model {
     const s = seed === undefined || seed === null ? Math.floor(Math.random() * 2 ** 32) : Number(BigInt.asUintN(32, BigInt(seed)));
     this._values = Object.fromEntries(this._fields.map((f) => [f.name, f.default ?? 0]));
     Object.assign(this._values, fields, { temperature, top_p, seed: s });
+    if ('kv_splits' in this._values) this._values.kv_splits = this.kvSplits; // the runtime's choice, kept
     this._counter = 0;
   }
 
-  /** The uniform's current sampling values (every field but the per-step ones). */
+  /** The uniform's current sampling values (every field but the per-step ones and kv_splits). */
   get sampling() {
-    return Object.fromEntries(Object.entries(this._values).filter(([k]) => !STEP_FIELDS.includes(k)));
+    return Object.fromEntries(Object.entries(this._values).filter(([k]) => !NOT_SAMPLING.includes(k)));
   }
 
   /**
@@ -317,7 +343,8 @@ export class Model {
       pass.setPipeline(d.pipeline);
       pass.setBindGroup(0, d.bindGroup);
       pass.dispatchWorkgroups(d.x, d.perY === undefined ? d.y : Math.ceil(nTokens / d.perY),
-        d.kvPerZ === undefined ? d.z : Math.min(Math.ceil(kvEnd / d.kvPerZ), d.maxZ ?? Infinity));
+        d.kvPerZ === undefined ? d.z : Math.min(Math.ceil(kvEnd / d.kvPerZ), d.maxZ ?? Infinity,
+          d.maxZ === undefined ? Infinity : this.kvSplits || Infinity));
     }
     pass.end();
     if (staging !== null) enc.copyBufferToBuffer(this._tokenIds, 0, this._staging[staging], 0, 4);

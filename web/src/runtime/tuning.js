@@ -15,6 +15,8 @@ const STORAGE_KEY = 'webllm-tuning';
 
 /** A warm-up step slower than this decides alone (software adapters; see the timers). */
 export const SLOW_STEP_S = 0.1;
+/** KV length at which decode attention's split counts are timed. */
+export const TUNE_CONTEXT = 4096;
 
 /** A store in the browser's localStorage, or null where there is none. @returns {TuningStore | null} */
 export function localTuningStore() {
@@ -32,7 +34,7 @@ export function localTuningStore() {
 }
 
 /**
- * @param {import('./model.js').Model} model @param {'prefill' | 'decode'} kind @param {string[]} names
+ * @param {import('./model.js').Model} model @param {string} kind @param {string[]} names
  */
 export function cacheKey(model, kind, names) {
   return `${adapterName(model.adapter)}|${model.profile}|${model.manifest.shards[0]?.sha256}|${kind}|${names.join(',')}`;
@@ -56,6 +58,70 @@ export async function chooseVariant(model, kind, store, report) {
   const timed = Object.keys(timings);
   const best = timed.reduce((a, b) => (timings[b] < timings[a] ? b : a));
   if (store) await store.set(key, best);
+  return best;
+}
+
+/**
+ * Decode attention's most KV splits (the plan's `decode_splits` choices): the cached winner for this
+ * adapter, package and decode variant, else each choice timed over decode steps at a long context
+ * (TUNE_CONTEXT, or the cache's end) and the fastest remembered. The plan's default where it offers one
+ * choice, the context is too short for every choice to be used (64 positions a split), or the adapter
+ * is a software one (its first step over SLOW_STEP_S); 0 for plans without choices.
+ * @param {import('./model.js').Model} model @param {TuningStore | null} store
+ * @param {(text: string) => void} [report] @returns {Promise<number>}
+ */
+export async function chooseKvSplits(model, store, report) {
+  const choices = model.kvSplitsChoices;
+  if (!choices.length) return 0;
+  const fallback = model.plan.decode_splits.default;
+  const past = Math.min(TUNE_CONTEXT, model.capacity - 8);
+  if (choices.length === 1 || past < 64 * Math.max(...choices)) return fallback;
+  const names = choices.map(String);
+  const key = cacheKey(model, `splits.${model.decodeVariant}`, names);
+  const cached = store ? await store.get(key) : undefined;
+  if (cached && names.includes(cached)) return Number(cached);
+  report?.(`timing decode attention's split counts ${names.join(', ')} at ${past} tokens of context (once)`);
+  const timings = await timeKvSplits(model, choices, past);
+  const timed = Object.keys(timings).map(Number);
+  const best = timed.length > 1 ? timed.reduce((a, b) => (timings[b] < timings[a] ? b : a)) : fallback;
+  if (store) await store.set(key, String(best));
+  return best;
+}
+
+/**
+ * Seconds per decode step at KV length `past` with each split count, best of rounds taken in turn (as
+ * timeDecodeVariants). The cache's contents there are whatever it holds: the time does not depend on
+ * them. A first step over SLOW_STEP_S (a software adapter) ends the timing with that one choice.
+ * Leaves the model reset, on the split count it had.
+ * @param {import('./model.js').Model} model @param {number[]} choices @param {number} past
+ * @returns {Promise<Record<number, number>>}
+ */
+export async function timeKvSplits(model, choices, past) {
+  const keep = model.kvSplits;
+  /** @param {number} n @param {number} steps */
+  const run = async (n, steps) => {
+    model.useKvSplits(n);
+    model.reset();
+    model.past = past;
+    await model.nextToken(); // the GPU is idle
+    const t = performance.now();
+    for (let i = 0; i < steps; i++) model.decode();
+    await model.nextToken();
+    return (performance.now() - t) / 1000 / steps;
+  };
+  /** @type {Record<number, number>} */
+  let best = {};
+  const first = await run(choices[0], 1);
+  if (first > SLOW_STEP_S) {
+    best = { [choices[0]]: first };
+  } else {
+    best = Object.fromEntries(choices.map((c) => [c, Infinity]));
+    for (const steps of [4, 8, 8]) {
+      for (const c of choices) best[c] = Math.min(best[c], await run(c, steps));
+    }
+  }
+  model.reset();
+  if (keep) model.useKvSplits(keep);
   return best;
 }
 

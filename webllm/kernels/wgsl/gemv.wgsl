@@ -19,7 +19,8 @@
 //   rows into ssq_out[SSQ_OFF + workgroup], so that the next matmul (NORM_IN) needs no norm dispatch.
 // X_LAST: x is the step's last token's row (the output head after a prefill).
 // COMBINE_IN (the o matmul in decode): x is decode attention's per-split partials, combined as they
-//   are loaded (see the COMBINE_IN block below).
+//   are loaded, or (COMBINE_STAGED) once per workgroup into workgroup memory first (see the COMBINE_IN
+//   block below).
 // Bindings: 0 step; 1 x [K] (vec4 of {{XT}}); 2 y [N_OUT] ({{YT}}); 3.. weight arrays of format
 // {{FORMAT}}; then bias [rows] f32 (HAS_BIAS); with ROPE, y is q_out, then k_cache, v_cache, rope_table;
 // last, with NORM: norm_w [K] f32; with NORM_IN: ssq_in [NSSQ] f32; with NORM_OUT: nw_out [N_OUT] f32,
@@ -71,7 +72,7 @@ const X_LAST: bool = {{X_LAST}};
 var<workgroup> red_s: array<f32, T>;          // sums of squares of x (NORM, NORM_IN)
 var<workgroup> red_q: array<f32, RW>;         // squares of the rows written (NORM_OUT)
 var<workgroup> red_a: array<vec4<f32>, T>;  // partial sums of the R rows (gate rows with PAIR)
-var<workgroup> red_b: array<vec4<f32>, T>;  // up rows (PAIR)
+var<workgroup> red_b: array<vec4<f32>, (T - 1u) * {{PAIR_U}}u + 1u>;  // up rows (PAIR; else one unused slot)
 
 fn bias_at(i: u32) -> f32 { {{BIAS_LOAD}} }
 
@@ -80,14 +81,48 @@ fn bias_at(i: u32) -> f32 { {{BIAS_LOAD}} }
 // splits z the step used (kv_splits, the same rule as the attention kernel). A group of 32 inputs lies
 // in one head when HEAD_DIM % 32 == 0, else in at most two (h0, h1).
 const COMBINE_IN: bool = {{COMBINE_IN}};
+// COMBINE_STAGED: the workgroup combines x once into workgroup memory (xw, K values in the activation
+// type) before its row sets walk it, instead of each row set combining all of x for itself: the
+// combine's reads of the partials (splits x K a workgroup) then fall with the rows per workgroup, and
+// more splits cost the o matmul less. Used where K values of the activation type fit in 8 KiB.
+const COMBINE_STAGED: bool = {{COMBINE_STAGED}};
+var<workgroup> xw: array<vec4<{{XT}}>, {{XW_LEN}}u>;
 {{COMBINE_DECL}}
 // ---- end COMBINE_IN ------------------------------------------------------------------------------
 
+// the combined x of every group into xw (COMBINE_STAGED), each group by one thread
+fn stage_combined(lid: u32) {
+    for (var g = lid; g < w_KG; g += T) {
+        let r = combined_x(g);
+        let b = g * 8u;
+        xw[b] = vec4<{{XT}}>(r.v0);
+        xw[b + 1u] = vec4<{{XT}}>(r.v1);
+        xw[b + 2u] = vec4<{{XT}}>(r.v2);
+        xw[b + 3u] = vec4<{{XT}}>(r.v3);
+        xw[b + 4u] = vec4<{{XT}}>(r.v4);
+        xw[b + 5u] = vec4<{{XT}}>(r.v5);
+        xw[b + 6u] = vec4<{{XT}}>(r.v6);
+        xw[b + 7u] = vec4<{{XT}}>(r.v7);
+    }
+}
+
 fn load_x(g: u32) -> X8 {
-    if (COMBINE_IN) { return combined_x(g); }
-    var b = g * 8u;
-    if (X_LAST) { b += (step.n_tokens - 1u) * (K / 4u); }
     var r: X8;
+    var b = g * 8u;
+    if (COMBINE_STAGED) {
+        r.v0 = vec4<f32>(xw[b]);
+        r.v1 = vec4<f32>(xw[b + 1u]);
+        r.v2 = vec4<f32>(xw[b + 2u]);
+        r.v3 = vec4<f32>(xw[b + 3u]);
+        r.v4 = vec4<f32>(xw[b + 4u]);
+        r.v5 = vec4<f32>(xw[b + 5u]);
+        r.v6 = vec4<f32>(xw[b + 6u]);
+        r.v7 = vec4<f32>(xw[b + 7u]);
+        r.sum = dot((r.v0 + r.v1) + (r.v2 + r.v3) + (r.v4 + r.v5) + (r.v6 + r.v7), vec4<f32>(1.0));
+        return r;
+    }
+    if (COMBINE_IN) { return combined_x(g); }
+    if (X_LAST) { b += (step.n_tokens - 1u) * (K / 4u); }
     r.v0 = vec4<f32>(x[b]);
     r.v1 = vec4<f32>(x[b + 1u]);
     r.v2 = vec4<f32>(x[b + 2u]);
@@ -149,6 +184,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var a = vec4<f32>(0.0);
     var b = vec4<f32>(0.0);
     var ss = 0.0;
+    if (COMBINE_STAGED) {
+        stage_combined(lid);
+        workgroupBarrier();
+    }
     if (NORM_IN) {
         for (var i = lane; i < NSSQ; i += L) { ss += ssq_at(i); }
     }

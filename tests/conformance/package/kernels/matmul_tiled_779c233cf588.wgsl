@@ -1,0 +1,392 @@
+// Register-tiled dequantizing matmul for prefill:  y[t, ROW0 + n] (op) sum_k W[n, k] * x[t, k]
+//   (op) = store | ADD into y (the residual stream) | PAIR: y = silu(W[n]·x + b) * (W[n + N_ROWS]·x + b')
+// A workgroup computes BM tokens x 128 rows (PAIR: 64 rows, whose 64 gate and 64 up rows are staged),
+// walking K in groups of 32. For each group, threads 0..127 each read one staged row's 32 weights
+// (w_fetch: the raw words) and every thread reads XU vec4 of x; the group goes through workgroup
+// memory in two halves of 16 k (at most 16 KiB, WebGPU's default limit), each weight dequantized once
+// per tile as it is staged (w_half), and the next group is fetched into registers while the second
+// half is multiplied.
+// Thread (tx, ty) of 16 x 16 (BM 32: 16 x 8) accumulates TPT x 8 outputs: tokens 4ty..4ty+3 (and, with
+// TPT 8, BM/2 + 4ty..) x rows 4tx..4tx+3 and 64+4tx.. (PAIR: the gate and the up row of 4tx..4tx+3).
+// Per k, (TPT + 8) / 4 vec4 reads of workgroup memory feed 8 TPT FMAs; a warp covers 8 tx x 4 ty, so
+// each of its reads touches at most 128 bytes.
+// Bindings: 0 step; 1 x [T, K] (vec4 of f16); 2 y [T, N_OUT] (f16); 3.. weight arrays of format
+// q4s; then bias [rows] f32 (HAS_BIAS); with ROPE, y is q_out, then k_cache, v_cache, rope_table.
+// Grid: x = ceil(N_ROWS / TILE_ROWS), y = ceil(T / BM).
+// Shared prelude of every kernel. `act` is the activation storage type of the device profile
+// (f32, or f16 with shader-f16); arithmetic is always done in f32.
+enable f16;
+alias act = f16;
+
+// The per-step uniform, written once per step by the runtime; its fields are generated from
+// STEP_FIELDS (webllm/kernels/__init__.py), the same table the plan's `uniform` entry gives runtimes.
+struct Step {
+    n_tokens: u32,  // tokens in this step (1 for decode, <= prefill chunk for prefill)
+    past: u32,  // tokens already in the KV cache: position of this step's first token
+    counter: u32,  // steps since the sampling parameters were set: with seed, picks the draw
+    seed: u32,  // sampling seed
+    temperature: f32,  // <= 0: greedy
+    top_p: f32,  // nucleus mass, (0, 1]
+    top_k: u32,  // sample among the top_k largest logits (ties kept); 0: no limit
+    min_p: f32,  // drop tokens whose probability is below min_p times the largest
+    repetition_penalty: f32,  // seen tokens: positive logits divided, negative multiplied
+    frequency_penalty: f32,  // subtracted once per time a token was generated
+    presence_penalty: f32,  // subtracted once if a token was generated
+    sample_flags: u32,  // 1 penalties, 2 logit_bias, 4 token_mask, 8 logprobs
+    n_logprobs: u32,  // top logprobs to write to sample_out (<= MAX_TOP_LOGPROBS)
+    emit: u32,  // 0: a prefill chunk before the prompt's last; the sampler does nothing
+    kv_splits: u32,  // most KV splits of decode attention (0: the compiled most, SPLITS)
+    _pad0: u32,
+}
+@group(0) @binding(0) var<uniform> step: Step;
+
+// 32 consecutive inputs as eight vec4 (and their sum, which folds a quantization offset out of the
+// inner loop): plain struct fields, so they live in registers (indexed arrays may not).
+struct X8 { v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>,
+            v4: vec4<f32>, v5: vec4<f32>, v6: vec4<f32>, v7: vec4<f32>, sum: f32 }
+
+// The eight 4-bit values of a u32 (nibble i = element i), low four and high four.
+fn nib_lo(w: u32) -> vec4<f32> { return vec4<f32>(vec4<u32>(w, w >> 4u, w >> 8u, w >> 12u) & vec4<u32>(15u)); }
+fn nib_hi(w: u32) -> vec4<f32> { return vec4<f32>(vec4<u32>(w >> 16u, w >> 20u, w >> 24u, w >> 28u) & vec4<u32>(15u)); }
+
+// The same nibbles as the f32 1 + n/16, without an int-to-float conversion (a slow instruction on some
+// GPUs): n moved into mantissa bits 19..22 of 1.0.
+fn mant_lo(w: u32) -> vec4<f32> {
+    return bitcast<vec4<f32>>((vec4<u32>(w << 19u, w << 15u, w << 11u, w << 7u) & vec4<u32>(0x00780000u)) | vec4<u32>(0x3f800000u));
+}
+fn mant_hi(w: u32) -> vec4<f32> {
+    return bitcast<vec4<f32>>((vec4<u32>(w << 3u, w >> 1u, w >> 5u, w >> 9u) & vec4<u32>(0x00780000u)) | vec4<u32>(0x3f800000u));
+}
+
+// sum of nibble * x over one group of 32 (four words)
+fn nib_dot(q: vec4<u32>, x: X8) -> f32 {
+    return dot(nib_lo(q.x), x.v0) + dot(nib_hi(q.x), x.v1) + dot(nib_lo(q.y), x.v2) + dot(nib_hi(q.y), x.v3)
+         + dot(nib_lo(q.z), x.v4) + dot(nib_hi(q.z), x.v5) + dot(nib_lo(q.w), x.v6) + dot(nib_hi(q.w), x.v7);
+}
+
+const K: u32 = 64u;
+const KV4: u32 = K / 4u;
+const w_KG: u32 = K / 32u;
+const N_ROWS: u32 = 128u;
+const N_OUT: u32 = 128u;
+const ROW0: u32 = 0u;
+const PAIR: bool = false;
+const ADD: bool = false;
+const HAS_BIAS: bool = false;
+const ROPE: bool = true;  // y is q_out and rows come in rope pairs: see rope_store
+const BM: u32 = 32u;       // tokens per workgroup: 32, 64 or 128
+const BM4: u32 = BM / 4u;
+const TPT: u32 = 4u;     // tokens per thread: 4, or 8 with BM 128
+const NT: u32 = 4u * BM / (TPT / 4u);  // threads: 128 or 256
+const XU: u32 = 8u * BM / NT;  // vec4 of x each thread stages per group: 2 or 4
+const TILE_ROWS: u32 = 128u;  // output rows per workgroup: 128, or 64 with PAIR
+
+@group(0) @binding(1) var<storage, read> x: array<vec4<f16>>;
+@group(0) @binding(2) var<storage, read_write> y: array<f16>;
+// Weight format q4s: symmetric 4-bit, group 32. q [N, K/32] vec4<u32> (nibble i of word j = element
+// 8j+i of the group); scales [N*K/32] (f16 pairs in u32). W[n, k] = (nibble - 8) * scale[n*K/32 + k/32].
+@group(0) @binding(3) var<storage, read> w_q: array<vec4<u32>>;
+@group(0) @binding(4) var<storage, read> w_s: array<u32>;
+
+fn w_scale(i: u32) -> f32 { let p = unpack2x16float(w_s[i >> 1u]); return select(p.x, p.y, (i & 1u) == 1u); }
+
+// Prefill (matmul_tiled): a group's words fetched ahead, dequantized a half (16) at a time when staged.
+// Nibble n as the f32 1 + n/16 (mant_lo/hi): (n - 8) s = (1 + n/16) 16 s - 24 s, no int-to-float.
+struct w_Raw { q: vec4<u32>, s: f32 }
+
+fn w_fetch(row: u32, g: u32) -> w_Raw {
+    let i = row * w_KG + g;
+    return w_Raw(w_q[i], w_scale(i));
+}
+
+fn w_half(r: w_Raw, h: u32) -> mat4x4<f32> {
+    let a = select(r.q.x, r.q.z, h == 1u);
+    let b = select(r.q.y, r.q.w, h == 1u);
+    let s = vec4<f32>(16.0 * r.s);
+    let o = vec4<f32>(-24.0 * r.s);
+    return mat4x4<f32>(fma(mant_lo(a), s, o), fma(mant_hi(a), s, o), fma(mant_lo(b), s, o), fma(mant_hi(b), s, o));
+}
+
+fn w_load_group(row: u32, g: u32) -> array<vec4<f32>, 8> {
+    let i = row * w_KG + g;
+    let q = w_q[i];
+    let s = w_scale(i);
+    var o: array<vec4<f32>, 8>;
+    for (var j = 0u; j < 4u; j++) {
+        let w = q[j];
+        o[2u * j] = (nib_lo(w) - 8.0) * s;
+        o[2u * j + 1u] = (nib_hi(w) - 8.0) * s;
+    }
+    return o;
+}
+
+// sum_k W[row, k] x[k] over group g (decode): sum (n - 8) x * scale = (16 sum (1 + n/16) x - 24 sum x) * scale,
+// with the nibbles as 1 + n/16 (mant_lo/hi, header.wgsl)
+fn w_dot(row: u32, g: u32, x: X8) -> f32 {
+    let i = row * w_KG + g;
+    let q = w_q[i];
+    let m = dot(mant_lo(q.x), x.v0) + dot(mant_hi(q.x), x.v1) + dot(mant_lo(q.y), x.v2) + dot(mant_hi(q.y), x.v3)
+          + dot(mant_lo(q.z), x.v4) + dot(mant_hi(q.z), x.v5) + dot(mant_lo(q.w), x.v6) + dot(mant_hi(q.w), x.v7);
+    return (16.0 * m - 24.0 * x.sum) * w_scale(i);
+}
+
+
+// Rope epilogue of the qkv matmul (ROPE). The package orders each head's rows in rope pairs: rows
+// 2i, 2i + 1 of head h are its dims i and i + HD/2. Given both values (a, b) of token t at position
+// p: query heads write rope(a, b) to q_out; key heads append rope(a, b) to k_cache; value heads append
+// (a, b) to v_cache. rope (HF rotate_half): (a cos - b sin, b cos + a sin), (cos, sin) = rope_table[p, i].
+const NQ: u32 = 4u;
+const NKV: u32 = 2u;
+const HD: u32 = 16u;
+const HALF: u32 = HD / 2u;
+
+@group(0) @binding(5) var<storage, read_write> k_cache: array<act>;
+@group(0) @binding(6) var<storage, read_write> v_cache: array<act>;
+@group(0) @binding(7) var<storage, read> rope_table: array<vec2<f32>>;
+
+fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {
+    let head = pair_row / HD;
+    let i = (pair_row % HD) / 2u;
+    if (head < NQ + NKV) {
+        let cs = rope_table[p * HALF + i];
+        let ra = a * cs.x - b * cs.y;
+        let rb = b * cs.x + a * cs.y;
+        if (head < NQ) {
+            let dst = (t * NQ + head) * HD;
+            y[dst + i] = act(ra);
+            y[dst + i + HALF] = act(rb);
+        } else {
+            let dst = (p * NKV + head - NQ) * HD;  // position-major cache
+            k_cache[dst + i] = act(ra);
+            k_cache[dst + i + HALF] = act(rb);
+        }
+    } else {
+        let dst = (p * NKV + head - NQ - NKV) * HD;
+        v_cache[dst + i] = act(a);
+        v_cache[dst + i + HALF] = act(b);
+    }
+}
+
+
+var<workgroup> xs: array<vec4<f32>, 16u * BM4>;  // [16 k][BM tokens], 4 tokens per vec4
+var<workgroup> ws: array<vec4<f32>, 512>;        // [16 k][128 staged rows], 4 rows per vec4
+
+fn bias_at(i: u32) -> f32 { return 0.0; }
+
+// Accumulators of this thread: token 4ty + i (a, b) and, with TPT 8, BM/2 + 4ty + i (c, d), by rows
+// 4tx..+3 (a, c) and 64 + 4tx..+3 (b, d; PAIR: the up rows of 4tx..).
+var<private> a0: vec4<f32>;
+var<private> a1: vec4<f32>;
+var<private> a2: vec4<f32>;
+var<private> a3: vec4<f32>;
+var<private> b0: vec4<f32>;
+var<private> b1: vec4<f32>;
+var<private> b2: vec4<f32>;
+var<private> b3: vec4<f32>;
+var<private> c0: vec4<f32>;
+var<private> c1: vec4<f32>;
+var<private> c2: vec4<f32>;
+var<private> c3: vec4<f32>;
+var<private> d0: vec4<f32>;
+var<private> d1: vec4<f32>;
+var<private> d2: vec4<f32>;
+var<private> d3: vec4<f32>;
+
+// x[t, 32g + 4kq .. + 3]. Loads are never skipped (a branch would make the warp wait for them before
+// the multiply that should hide them): rows and tokens past the end are clamped to the last, and
+// their sums are never stored.
+fn load_x(t: u32, g: u32, kq: u32) -> vec4<f32> {
+    return vec4<f32>(x[t * KV4 + g * 8u + kq]);
+}
+
+// staged row s (0..127) of the tile at row n0, clamped to the matrix
+fn staged_row(n0: u32, s: u32) -> u32 {
+    if (PAIR) {
+        let r = min(n0 + s % 64u, N_ROWS - 1u);
+        return select(r, r + N_ROWS, s >= 64u);
+    }
+    return min(n0 + s, N_ROWS - 1u);
+}
+
+// one half (16 k) of a group into workgroup memory: v = W's k 0..15 or 16..31 of row lid (< 128),
+// xv, xw = x vec4 (token xt, half-local k 4xq.. and 4xq2..)
+fn stage(lid: u32, v: mat4x4<f32>, xt: u32, xq: u32, xq2: u32, xv: vec4<f32>, xw: vec4<f32>) {
+    // straight-line stores (no loop indexing v or xv: a dynamically indexed local may live in memory)
+    if (lid < 128u) {  // stored transposed: [k][row]; v[i] holds k 4i..4i+3
+        let q = lid / 4u;
+        let wl = lid % 4u;
+        ws[0u * 32u + q][wl] = v[0].x;
+        ws[1u * 32u + q][wl] = v[0].y;
+        ws[2u * 32u + q][wl] = v[0].z;
+        ws[3u * 32u + q][wl] = v[0].w;
+        ws[4u * 32u + q][wl] = v[1].x;
+        ws[5u * 32u + q][wl] = v[1].y;
+        ws[6u * 32u + q][wl] = v[1].z;
+        ws[7u * 32u + q][wl] = v[1].w;
+        ws[8u * 32u + q][wl] = v[2].x;
+        ws[9u * 32u + q][wl] = v[2].y;
+        ws[10u * 32u + q][wl] = v[2].z;
+        ws[11u * 32u + q][wl] = v[2].w;
+        ws[12u * 32u + q][wl] = v[3].x;
+        ws[13u * 32u + q][wl] = v[3].y;
+        ws[14u * 32u + q][wl] = v[3].z;
+        ws[15u * 32u + q][wl] = v[3].w;
+    }
+    xs[(4u * xq + 0u) * BM4 + xt / 4u][xt % 4u] = xv.x;
+    xs[(4u * xq + 1u) * BM4 + xt / 4u][xt % 4u] = xv.y;
+    xs[(4u * xq + 2u) * BM4 + xt / 4u][xt % 4u] = xv.z;
+    xs[(4u * xq + 3u) * BM4 + xt / 4u][xt % 4u] = xv.w;
+    if (XU == 4u) {
+        xs[(4u * xq2 + 0u) * BM4 + xt / 4u][xt % 4u] = xw.x;
+        xs[(4u * xq2 + 1u) * BM4 + xt / 4u][xt % 4u] = xw.y;
+        xs[(4u * xq2 + 2u) * BM4 + xt / 4u][xt % 4u] = xw.z;
+        xs[(4u * xq2 + 3u) * BM4 + xt / 4u][xt % 4u] = xw.w;
+    }
+}
+
+// the staged 16 k into this thread's accumulators (fma: one instruction per product, never a multiply
+// and an add)
+fn multiply(tx: u32, ty: u32) {
+    for (var k = 0u; k < 16u; k++) {
+        let xk = xs[k * BM4 + ty];
+        let wa = ws[k * 32u + tx];
+        let wb = ws[k * 32u + 16u + tx];
+        a0 = fma(vec4<f32>(xk.x), wa, a0);
+        b0 = fma(vec4<f32>(xk.x), wb, b0);
+        a1 = fma(vec4<f32>(xk.y), wa, a1);
+        b1 = fma(vec4<f32>(xk.y), wb, b1);
+        a2 = fma(vec4<f32>(xk.z), wa, a2);
+        b2 = fma(vec4<f32>(xk.z), wb, b2);
+        a3 = fma(vec4<f32>(xk.w), wa, a3);
+        b3 = fma(vec4<f32>(xk.w), wb, b3);
+        if (TPT == 8u) {
+            let xl = xs[k * BM4 + BM4 / 2u + ty];
+            c0 = fma(vec4<f32>(xl.x), wa, c0);
+            d0 = fma(vec4<f32>(xl.x), wb, d0);
+            c1 = fma(vec4<f32>(xl.y), wa, c1);
+            d1 = fma(vec4<f32>(xl.y), wb, d1);
+            c2 = fma(vec4<f32>(xl.z), wa, c2);
+            d2 = fma(vec4<f32>(xl.z), wb, d2);
+            c3 = fma(vec4<f32>(xl.w), wa, c3);
+            d3 = fma(vec4<f32>(xl.w), wb, d3);
+        }
+    }
+}
+
+// The epilogue of one token and 4 consecutive rows: a = W x (+ bias); PAIR: b = the up rows.
+fn finish(t0: u32, t: u32, nt: u32, r0: u32, a: vec4<f32>, b: vec4<f32>) {
+    if (t >= nt) { return; }
+    if (ROPE) {  // rows r0.. are two rope pairs
+        for (var c = 0u; c < 4u; c += 2u) {
+            let row = r0 + c;
+            if (row >= N_ROWS) { continue; }
+            var u = a[c];
+            var v = a[c + 1u];
+            if (HAS_BIAS) {
+                u += bias_at(row);
+                v += bias_at(row + 1u);
+            }
+            rope_store(t0 + t, step.past + t0 + t, ROW0 + row, u, v);
+        }
+        return;
+    }
+    for (var c = 0u; c < 4u; c++) {
+        let row = r0 + c;
+        if (row >= N_ROWS) { continue; }
+        var u = a[c];
+        if (HAS_BIAS) { u += bias_at(row); }
+        if (PAIR) {
+            var v = b[c];
+            if (HAS_BIAS) { v += bias_at(row + N_ROWS); }
+            u = u / (1.0 + exp(-u)) * v;
+        }
+        let o = (t0 + t) * N_OUT + ROW0 + row;
+        if (ADD) {
+            y[o] = f16(f32(y[o]) + u);
+        } else {
+            y[o] = f16(u);
+        }
+    }
+}
+
+@compute @workgroup_size(NT)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let t0 = wid.y * BM;
+    let n0 = wid.x * TILE_ROWS;
+    let nt = min(BM, step.n_tokens - t0);
+    let warp = lid / 32u;
+    let lane = lid % 32u;
+    let tx = lane % 8u + 8u * (warp % 2u);  // row quads 4tx.. and 64 + 4tx..
+    let ty = lane / 8u + 4u * (warp / 2u);  // tokens 4ty.. (and BM/2 + 4ty.. with TPT 8)
+    // staging roles: x vec4 of token xt, half-local k 4xq.. (and 4xq2.. with XU 4); W row lid % 128
+    let xt = lid % BM;
+    let xq = lid / BM;
+    let xq2 = xq + NT / BM;
+    let xrow = t0 + min(xt, nt - 1u);
+    let wn = staged_row(n0, lid % 128u);
+
+    var wr = w_fetch(wn, 0u);
+    var x0 = load_x(xrow, 0u, xq);
+    var x1 = load_x(xrow, 0u, xq + 4u);
+    var x2 = vec4<f32>(0.0);
+    var x3 = vec4<f32>(0.0);
+    if (XU == 4u) {
+        x2 = load_x(xrow, 0u, xq2);
+        x3 = load_x(xrow, 0u, xq2 + 4u);
+    }
+    for (var g = 0u; g < w_KG; g++) {
+        stage(lid, w_half(wr, 0u), xt, xq, xq2, x0, x2);
+        workgroupBarrier();
+        multiply(tx, ty);
+        workgroupBarrier();
+        stage(lid, w_half(wr, 1u), xt, xq, xq2, x1, x3);
+        workgroupBarrier();
+        // fetch the next group (the last one again at the end) while this half is multiplied
+        let gn = min(g + 1u, w_KG - 1u);
+        wr = w_fetch(wn, gn);
+        x0 = load_x(xrow, gn, xq);
+        x1 = load_x(xrow, gn, xq + 4u);
+        if (XU == 4u) {
+            x2 = load_x(xrow, gn, xq2);
+            x3 = load_x(xrow, gn, xq2 + 4u);
+        }
+        multiply(tx, ty);
+        workgroupBarrier();
+    }
+
+    let ra = n0 + 4u * tx;
+    let rb = select(ra + 64u, ra, PAIR);
+    let t = 4u * ty;
+    let u = t + BM / 2u;
+    if (PAIR) {
+        finish(t0, t, nt, ra, a0, b0);
+        finish(t0, t + 1u, nt, ra, a1, b1);
+        finish(t0, t + 2u, nt, ra, a2, b2);
+        finish(t0, t + 3u, nt, ra, a3, b3);
+        if (TPT == 8u) {
+            finish(t0, u, nt, ra, c0, d0);
+            finish(t0, u + 1u, nt, ra, c1, d1);
+            finish(t0, u + 2u, nt, ra, c2, d2);
+            finish(t0, u + 3u, nt, ra, c3, d3);
+        }
+        return;
+    }
+    finish(t0, t, nt, ra, a0, a0);
+    finish(t0, t + 1u, nt, ra, a1, a1);
+    finish(t0, t + 2u, nt, ra, a2, a2);
+    finish(t0, t + 3u, nt, ra, a3, a3);
+    finish(t0, t, nt, rb, b0, b0);
+    finish(t0, t + 1u, nt, rb, b1, b1);
+    finish(t0, t + 2u, nt, rb, b2, b2);
+    finish(t0, t + 3u, nt, rb, b3, b3);
+    if (TPT == 8u) {
+        finish(t0, u, nt, ra, c0, c0);
+        finish(t0, u + 1u, nt, ra, c1, c1);
+        finish(t0, u + 2u, nt, ra, c2, c2);
+        finish(t0, u + 3u, nt, ra, c3, c3);
+        finish(t0, u, nt, rb, d0, d0);
+        finish(t0, u + 1u, nt, rb, d1, d1);
+        finish(t0, u + 2u, nt, rb, d2, d2);
+        finish(t0, u + 3u, nt, rb, d3, d3);
+    }
+}
