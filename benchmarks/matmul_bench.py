@@ -1,15 +1,17 @@
 """The prefill matmul alone (wgsl/matmul_tiled.wgsl) on this adapter: TFLOP/s and GB/s of weights.
 
     python benchmarks/matmul_bench.py [--tokens 512] [--tile 64 32] [--quick] [--json out.json]
-                                      [--template OLD.wgsl] [--profile f32]
+                                      [--template OLD.wgsl] [--profile f32] [--staging wide dbuf]
 
 Cold weights: each shape rotates through copies of its 4-bit matrix (q4s, f16 scales) totalling at
 least 512 MiB, so each dispatch reads its weights from memory, not from the 50 MiB L2; x stays hot
 (as in a model step, where the previous kernel just wrote it). `reps` dispatches go into one compute
 pass (as in a prefill step; they write the same y, so they run one after the other) and are timed
 by a readback. FLOPs = 2 * T * K * N (both halves of a pair). The first dispatch's output is checked
-against numpy on the dequantized weights for a few tokens. `--template` times another matmul_tiled
-template (e.g. `git show <rev>:webllm/kernels/wgsl/matmul_tiled.wgsl`) of the 32 x 32 tile generation.
+against numpy on the dequantized weights for a few tokens. With tile 128, the 32 KiB stagings of
+--staging (those of the prefill variants wide128, dbuf128) are timed too where the device reaches
+32 KiB. `--template` times another matmul_tiled template (e.g. `git show
+<rev>:webllm/kernels/wgsl/matmul_tiled.wgsl`) of the 32 x 32 tile generation.
 """
 
 from __future__ import annotations
@@ -17,14 +19,17 @@ from __future__ import annotations
 import argparse
 import json
 import struct
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from webllm import kernels as K
-from webllm.quantization.formats import dequantize, quantize_q4s
-from webllm.runtime.device import adapter_name, request_device
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's webllm
+
+from webllm import kernels as K  # noqa: E402
+from webllm.quantization.formats import dequantize, quantize_q4s  # noqa: E402
+from webllm.runtime.device import adapter_name, request_device  # noqa: E402
 
 SHAPES = {  # name: (K, N, pair)
     "1b.qkv 2048x3072": (2048, 3072, False),
@@ -54,6 +59,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokens", type=int, default=512)
     ap.add_argument("--tile", type=int, nargs="+", default=[128, 64, 32], help="tokens per workgroup to time")
+    ap.add_argument("--staging", nargs="*", default=["wide", "dbuf"], choices=K.MATMUL_STAGINGS[1:],
+                    help="also time the 128-token tile with these 32 KiB stagings (default: wide dbuf)")
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--quick", action="store_true", help="small shapes (software adapters)")
     ap.add_argument("--template", type=Path, help="also time this older matmul_tiled.wgsl (32 x 32 tiles)")
@@ -93,6 +100,14 @@ def main() -> None:
         variants = {f"tile {tm}x{K.matmul_tile_rows(pair)}": (
             K.matmul_tiled(prof, w, n_rows=n, n_out=n, row0=0, x_type=prof.act, y_type=prof.act, pair=pair,
                            tokens=tm), tm, K.matmul_tile_rows(pair)) for tm in args.tile}
+        for staging in args.staging if 128 in args.tile else []:
+            kern = K.matmul_tiled(prof, w, n_rows=n, n_out=n, row0=0, x_type=prof.act, y_type=prof.act, pair=pair,
+                                  tokens=128, staging=staging)
+            need = dict(kern.limits).get("maxComputeWorkgroupStorageSize", 0)
+            if need > dev.limits["max-compute-workgroup-storage-size"]:
+                print(f"{label:22s} {staging}128: skipped (needs {need} bytes of workgroup memory)", flush=True)
+                continue
+            variants[f"{staging}128x{K.matmul_tile_rows(pair)}"] = (kern, 128, K.matmul_tile_rows(pair))
         if args.ablate:
             kern, tm, tn = variants[f"tile {args.tile[0]}x{K.matmul_tile_rows(pair)}"]
             cut = {"no loads": [("wr = w_fetch(wn, gn);", ""), ("x0 = load_x(xrow, gn, xq);", ""),
@@ -103,7 +118,7 @@ def main() -> None:
                 for a, b in edits:
                     assert a in src, a
                     src = src.replace(a, b)
-                variants[f"{tm} {what}"] = (K.Kernel(kern.name, src, kern.bindings), tm, tn)
+                variants[f"{tm} {what}"] = (K.Kernel(kern.name, src, kern.bindings, kern.features, kern.limits), tm, tn)
         if args.template:
             variants["old 32x32"] = (legacy_kernel(args.template.read_text(), prof, w, n, pair), 32, 32)
         for vname, (kern, tm, tn) in variants.items():

@@ -1,7 +1,9 @@
 """The prefill matmul (wgsl/matmul_tiled.wgsl) against numpy, for every token tile, weight format and
 epilogue. The model tests (test_reference.py) run tiny models whose matrices are too small for the
 lowering to pick the 128-token tile, so each tile is pinned here on shapes that end in partial tiles
-of tokens and rows and take several groups of 32 along K.
+of tokens and rows and take several groups of 32 along K. "wide" and "dbuf" are the 128-token tile
+holding whole groups (32 KiB of workgroup memory: lavapipe offers 32 KiB and the session's device
+requests it).
 
 Tolerance: sums of 96 f32 products in a different order than numpy's, relative to the largest
 output: 1e-5 (f32 activations); f16 activations round x and y to 11 bits: 2e-3.
@@ -64,13 +66,17 @@ def run_kernel(gpu, kern: K.Kernel, buffers: list[np.ndarray], n_tokens: int, gr
 CASES = [(tokens, fmt, "plain") for tokens in (32, 64, 128) for fmt in ("q4s", "q4s-f32", "q4a", "q8s", "f16", "f32")]
 CASES += [(tokens, "q4s", epi) for tokens in (32, 128) for epi in ("pair+bias", "add+bias")]
 CASES += [(128, "q4a", "pair"), (128, "f16", "add")]
+CASES += [(staging, fmt, "plain") for staging in ("wide", "dbuf") for fmt in ("q4s", "q4s-f32", "q4a", "q8s", "f16", "f32")]
+CASES += [(staging, "q4s", epi) for staging in ("wide", "dbuf") for epi in ("pair+bias", "add+bias")]
 
 
 @pytest.mark.parametrize("n_tokens", [133, 5])
 @pytest.mark.parametrize("tokens,fmt,epilogue", CASES)
 def test_matmul_tiled_matches_numpy(gpu, tokens, fmt, epilogue, n_tokens):
     _, dev = gpu
-    rng = np.random.default_rng(tokens + len(fmt) + len(epilogue))
+    staging = tokens if tokens in K.MATMUL_STAGINGS else "halves"
+    tokens = 128 if staging != "halves" else tokens
+    rng = np.random.default_rng(tokens + len(fmt) + len(epilogue) + len(staging))
     pair, add, bias = "pair" in epilogue, "add" in epilogue, "bias" in epilogue
     rows = 2 * N_ROWS if pair else N_ROWS
     w = weights(fmt, rows, rng)
@@ -88,7 +94,8 @@ def test_matmul_tiled_matches_numpy(gpu, tokens, fmt, epilogue, n_tokens):
     if add:
         ref = y0 + ref
     kern = K.matmul_tiled(prof, w, n_rows=N_ROWS, n_out=N_ROWS, row0=0, x_type=act, y_type="f32", pair=pair, add=add,
-                          bias=bias, tokens=tokens)
+                          bias=bias, tokens=tokens, staging=staging)
+    assert kern.limits == ((("maxComputeWorkgroupStorageSize", 32768),) if staging != "halves" else ())
     arrays = [w.arrays[a] for a in K.WEIGHT_ARRAYS[w.format]] + ([b] if bias else [])
     grid = (-(-N_ROWS // K.matmul_tile_rows(pair)), -(-n_tokens // tokens), 1)
     ybuf = run_kernel(gpu, kern, [x, y0 if add else np.zeros_like(y0)] + arrays, n_tokens, grid, 2)

@@ -28,6 +28,9 @@ class Kernel:
     source: str
     bindings: tuple[str, ...]  # binding i's type: UNIFORM, READ or WRITE
     features: tuple[str, ...] = ()  # WebGPU features the device needs beyond the profile's (e.g. "subgroups")
+    # WebGPU limits ("max..." ones, camelCase) the device must reach where the kernel needs more than the
+    # WebGPU default, e.g. (("maxComputeWorkgroupStorageSize", 32768),)
+    limits: tuple[tuple[str, int], ...] = ()
 
     def to_json(self) -> dict:
         return {"file": f"{self.name}.wgsl", "entry_point": "main", "bindings": list(self.bindings)}
@@ -126,9 +129,10 @@ def _f32(v: float) -> str:
     return s if ("e" in s or "." in s) else s + ".0"
 
 
-def _make(kind: str, source: str, bindings: tuple[str, ...], features: tuple[str, ...] = ()) -> Kernel:
+def _make(kind: str, source: str, bindings: tuple[str, ...], features: tuple[str, ...] = (),
+          limits: tuple[tuple[str, int], ...] = ()) -> Kernel:
     digest = hashlib.sha256(source.encode()).hexdigest()[:12]
-    return Kernel(f"{kind}_{digest}", source, bindings, features)
+    return Kernel(f"{kind}_{digest}", source, bindings, features, limits)
 
 
 def weight_snippet(fmt: str, scale_dtype: str, first_binding: int) -> tuple[str, int]:
@@ -171,19 +175,32 @@ def _weights_and_bias(w: PackedWeight, bias: bool, rope: dict | None = None,
     return params, bindings
 
 
+WEBGPU_WORKGROUP_STORAGE = 16384  # WebGPU's default (and guaranteed) maxComputeWorkgroupStorageSize
+MATMUL_STAGINGS = ("halves", "wide", "dbuf")  # matmul_tiled's STAGING modes, in its numbering
+
+
 def matmul_tiled(profile: Profile, w: PackedWeight, *, n_rows: int, n_out: int, row0: int, x_type: str, y_type: str,
                  pair: bool = False, add: bool = False, bias: bool = False, rope: dict | None = None,
-                 tokens: int = 64) -> Kernel:
+                 tokens: int = 64, staging: str = "halves") -> Kernel:
     """The prefill matmul: `tokens` (32, 64 or 128) x 128-row tiles (64 with `pair`), 4 (128: 8) tokens x 8
-    rows per thread; see wgsl/matmul_tiled.wgsl. Grid: x = ceil(n_rows / matmul_tile_rows(pair)),
-    y = ceil(T / tokens)."""
+    rows per thread; see wgsl/matmul_tiled.wgsl. `staging` (MATMUL_STAGINGS): how each group of 32 k goes
+    through workgroup memory: "halves" (16 KiB, 4 barriers per group), or with tokens 128 "wide" (whole)
+    or "dbuf" (double-buffered halves), 2 barriers per group in 32 KiB (the kernel's `limits` say so).
+    Grid: x = ceil(n_rows / matmul_tile_rows(pair)), y = ceil(T / tokens)."""
     if tokens not in (32, 64, 128):
         raise ValueError(f"matmul_tiled: tokens must be 32, 64 or 128, not {tokens}")
+    if staging not in MATMUL_STAGINGS:
+        raise ValueError(f"matmul_tiled: staging must be one of {', '.join(MATMUL_STAGINGS)}, not {staging!r}")
+    if staging != "halves" and tokens != 128:
+        raise ValueError(f"matmul_tiled: {staging} staging needs 128 tokens (256 threads), not {tokens}")
     params, bindings = _weights_and_bias(w, bias, rope)
+    ks = 16 if staging == "halves" else 32  # k held in workgroup memory
     src = _fill(_template("matmul_tiled"), HEADER=_header(profile), N_ROWS=n_rows, N_OUT=n_out, ROW0=row0,
                 PAIR=str(pair).lower(), ADD=str(add).lower(), XT=x_type, YT=y_type, BM=tokens, TPT=8 if tokens == 128 else 4,
-                TILE_ROWS=matmul_tile_rows(pair), **params)
-    return _make("matmul_tiled", src, bindings)
+                TILE_ROWS=matmul_tile_rows(pair), STAGING=MATMUL_STAGINGS.index(staging), KS=ks, **params)
+    shared = ks * (tokens + 128) * 4  # xs [KS][tokens] and ws [KS][128 rows], f32
+    limits = (("maxComputeWorkgroupStorageSize", shared),) if shared > WEBGPU_WORKGROUP_STORAGE else ()
+    return _make("matmul_tiled", src, bindings, limits=limits)
 
 
 def matmul_tile_rows(pair: bool) -> int:
