@@ -23,7 +23,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's webllm
 
 from webllm.runtime import Model  # noqa: E402
-from webllm.runtime.device import adapter_name  # noqa: E402
+from webllm.runtime.device import adapter_name, device_features, device_limits  # noqa: E402
+from webllm.runtime.package import variant_lacks  # noqa: E402
 
 
 def main() -> None:
@@ -48,6 +49,11 @@ def main() -> None:
     rng = np.random.default_rng(0)
     n = max(1, min(a.prompt_tokens, model.capacity - 1))
     prompt = rng.integers(0, vocab, size=n)
+    for kind in ("prefill", "decode"):  # the plan's variants this device cannot run, and why
+        for name in model.plan[f"{kind}_variants"]:
+            if name not in (model.prefill_variants if kind == "prefill" else model.decode_variants):
+                lacks = variant_lacks(model.plan, name, device_features(model.device), device_limits(model.device))
+                print(f"{kind:7s} {name:10s} skipped: the device lacks {', '.join(lacks)}", flush=True)
     keep = model.prefill_variant
     for name in model.prefill_variants:
         model.use_prefill_variant(name)

@@ -203,7 +203,8 @@ def test_missing_and_truncated_shard(package, zoo):
     raises(PackageError, load(package, zoo), str(shard), "missing")
 
 
-@pytest.mark.parametrize("version", [1, 2, 4, None])  # 1: before the plan described itself; 2: before variants
+@pytest.mark.parametrize("version", [1, 2, 3, 5, None])  # 1: before the plan described itself; 2: before variants;
+# 3: before variant_limits
 def test_unknown_format_version(package, zoo, version):
     path = package / "manifest.json"
     m = json.loads(path.read_text())

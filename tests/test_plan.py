@@ -23,7 +23,7 @@ def package(zoo):
 
 def test_plan_is_self_describing(package):
     m = json.loads((package / "manifest.json").read_text())
-    assert m["format_version"] == 3 and m["profile_order"] == ["f16", "f32"]
+    assert m["format_version"] == 4 and m["profile_order"] == ["f16", "f32"]
     uploaded = {}
     for shard in m["shards"]:
         for tensor, _, shard_off, n in shard["uploads"]:
@@ -41,6 +41,7 @@ def test_plan_is_self_describing(package):
         used = {d["kernel"] for dl in variants for d in dl}
         assert used == set(plan["kernels"])  # no kernel of a dropped phase
         assert set(plan["variant_features"]) == {n for n in plan["decode_variants"] if n.endswith("sg")}
+        assert plan["variant_limits"] == {}  # chunk 32: no 128-token tiles, so no wide staging
         # a bind group serves every kernel with its kernel's binding types (one layout per such list)
         for d in (d for dl in variants for d in dl):
             g = plan["bind_groups"][d["bind_group"]]

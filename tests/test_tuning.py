@@ -1,7 +1,9 @@
-"""Variants: the plan carries prefill (and score) lists per matmul token tile and decode lists per
-one-token matmul shape, with and without subgroups. Every variant computes the same logits as
-transformers; a device without the subgroups feature never builds the subgroup kernels and runs the
-fallbacks; the runtime times the variants once per adapter and package and caches the winners.
+"""Variants: the plan carries prefill (and score) lists per matmul token tile (and the 128-token tile
+holding whole groups in 32 KiB of workgroup memory) and decode lists per one-token matmul shape, with
+and without subgroups. Every variant computes the same logits as transformers; a device without the
+subgroups feature, or with WebGPU's default 16 KiB of workgroup memory, never builds the kernels
+needing them and runs the fallbacks; the runtime times the variants once per adapter and package and
+caches the winners.
 
 Tolerances are the reference tests' (tiny_models.TOL_F16 / TOL_F32): the variants only change the
 order of f32 sums, far below those bounds."""
@@ -19,7 +21,8 @@ from webllm.runtime import Model, tuning
 from webllm.runtime.device import device_features
 
 SPEC = BY_NAME["qwen2"]  # biases, GQA: every gemv epilogue
-# a chunk of 128 and three tiles: the variants rule (32 here), tile64, tile128; 300 tokens = 2 full chunks + 44
+# a chunk of 128 and three tiles: the variants rule (32 here), tile64, tile128, and wide128 and dbuf128
+# (widerule is the rule here: no 128-token tile); 300 tokens = 2 full chunks + 44
 OPTIONS = dict(context_window=316, prefill_tiles=(32, 64, 128))
 MODE = "q4f16_1"
 PROFILES = [("f16", TOL_F16), ("f32", TOL_F32)]
@@ -55,7 +58,7 @@ def test_every_variant_matches_transformers(package, zoo, profile, tol):
     if profile == "f16" and "shader-f16" not in zoo.device.features:
         pytest.skip("no shader-f16")
     rt = load(package, zoo, profile)
-    assert rt.prefill_variants == ["rule", "tile64", "tile128"]
+    assert rt.prefill_variants == ["rule", "tile64", "tile128", "wide128", "dbuf128"]  # lavapipe offers 32 KiB
     expected = ["gemv32sg", "gemv32", "gemv4sg", "gemv4"]
     if "subgroups" not in device_features(zoo.device):
         expected = [n for n in expected if not n.endswith("sg")]
@@ -91,6 +94,7 @@ def test_a_device_without_subgroups_runs_the_fallbacks(package, zoo):
     and their kernels never built (naga would refuse them there), and the rest matches transformers."""
     plan = json.loads((package / "plan-f32.json").read_text())
     assert plan["variant_features"] == {"gemv32sg": ["subgroups"], "gemv4sg": ["subgroups"]}
+    assert plan["variant_limits"] == {n: {"maxComputeWorkgroupStorageSize": 32768} for n in ("wide128", "dbuf128")}
     assert all("enable subgroups;" in (package / "kernels" / plan["kernels"][d["kernel"]]["file"]).read_text()
                for d in plan["decode_variants"]["gemv32sg"] if d["kernel"].startswith("gemv"))
     device = zoo.adapter.request_device_sync(required_features=[])
@@ -101,6 +105,18 @@ def test_a_device_without_subgroups_runs_the_fallbacks(package, zoo):
         check_decode(rt, zoo, TOL_F32, name)
     with pytest.raises(Exception, match="needs"):
         load(package, zoo, "f32", device=device, decode_variant="gemv32sg")
+
+
+def test_a_device_with_default_workgroup_memory_skips_the_wide_variant(package, zoo):
+    """wide128 and dbuf128 need 32 KiB of workgroup memory (variant_limits): a device with WebGPU's
+    default 16 KiB skips them and never builds their kernels (a pipeline over the limit fails
+    validation); forcing one says what is missing."""
+    device = zoo.adapter.request_device_sync(required_limits={"max-compute-workgroup-storage-size": 16384})
+    rt = Model.load(package, profile="f32", progress=False, adapter=zoo.adapter, device=device)
+    assert rt.prefill_variants == ["rule", "tile64", "tile128"]
+    assert not any(k.endswith("128") and not k.endswith("tile128") for k in rt._lists)
+    with pytest.raises(Exception, match=r"needs maxComputeWorkgroupStorageSize 32768 \(device: 16384\)"):
+        load(package, zoo, "f32", device=device, prefill_variant="wide128")
 
 
 def test_only_the_variants_in_use_are_built(package, zoo):

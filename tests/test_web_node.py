@@ -43,8 +43,9 @@ OPTIONS = dict(context_window=256, prefill_chunk=16, decode_splits=2)  # small c
 SPLIT_SPEC = Spec("web_split_sampler", hidden_size=64, intermediate_size=128, num_hidden_layers=1,
                   num_attention_heads=4, num_key_value_heads=2, vocab_size=8209, seed=5)
 VARIANT = "gemv32"
-# a package with prefill variants: chunks of 64 take tiles of 32 (the rule) or 64
-VARIANT_OPTIONS = dict(context_window=256, prefill_chunk=64, prefill_tiles=(32, 64))
+# a package with prefill variants: chunks of 128 take tiles of 32 (the rule), 64, or 128 holding whole groups
+# (wide128, dbuf128: 32 KiB of workgroup memory, which SwiftShader and lavapipe offer)
+VARIANT_OPTIONS = dict(context_window=256, prefill_chunk=128, prefill_tiles=(32, 64))
 
 
 def node_env(tmp: Path) -> dict:
@@ -116,12 +117,12 @@ def reference(zoo, gpu, tmp_path_factory) -> Path:
     ref["long_decode"].update(ids=ids, next=m.next_token(), logits=m.logits().tolist())
     m.reset()
 
-    # Every variant (web/test/variants.test.js), on a package with two prefill variants: the native ids
+    # Every variant (web/test/variants.test.js), on a package with four prefill variants: the native ids
     # and logits of each, which Dawn must give with the same variant (its subgroups are 4 wide, lavapipe's 8).
     vpkg = zoo.package(SPEC, "q4f16_1", **VARIANT_OPTIONS)
     v = Model.load(vpkg, profile="f32", progress=False, adapter=gpu[0], device=gpu[1], prefill_variant="rule",
                    decode_variant="gemv32")
-    assert v.prefill_variants == ["rule", "tile64"]
+    assert v.prefill_variants == ["rule", "tile64", "wide128", "dbuf128"]
     ref["variants"] = {"package": str(vpkg), "prompt": prompt, "prefill": {}, "decode": {}}
     for name in v.prefill_variants:
         v.use_prefill_variant(name)

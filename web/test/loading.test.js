@@ -99,10 +99,10 @@ test('an unknown format version is refused clearly', { skip }, async () => {
   const v9 = join(tmp, 'v9');
   cpSync(pkg, v9, { recursive: true });
   const manifest = JSON.parse(readFileSync(join(v9, 'manifest.json'), 'utf8'));
-  for (const version of [9, 2]) { // 2: before the variants of format 3
+  for (const version of [9, 3]) { // 3: before the variant limits of format 4
     writeFileSync(join(v9, 'manifest.json'), JSON.stringify({ ...manifest, format_version: version }));
     await assert.rejects(load(toUrl(v9)), (e) => e instanceof PackageError
-      && new RegExp(`'format_version' is ${version}; this runtime reads version 3`).test(e.message));
+      && new RegExp(`'format_version' is ${version}; this runtime reads version 4`).test(e.message));
   }
   await assert.rejects(load(`${server.url}nothing-here`), (e) => e instanceof PackageError && /manifest\.json: not found/.test(e.message));
 });

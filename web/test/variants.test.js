@@ -1,9 +1,10 @@
 /// <reference types="node" />
-// Variants (FORMAT.md, version 3): every prefill and decode variant gives the native runtime's ids and
-// logits with the same variant, subgroup ones included (Dawn's SwiftShader has 4-wide subgroups,
-// lavapipe's native run 8-wide: the sums meet in another order, within f32 tolerance); a device
-// without the subgroups feature runs the fallbacks and never compiles a subgroup kernel; the timing
-// of both phases is cached, and a cached load builds only the winners.
+// Variants (FORMAT.md, version 4): every prefill and decode variant gives the native runtime's ids and
+// logits with the same variant, subgroup ones and the wide prefill (32 KiB of workgroup memory) included
+// (Dawn's SwiftShader has 4-wide subgroups, lavapipe's native run 8-wide: the sums meet in another
+// order, within f32 tolerance); a device without the subgroups feature and with WebGPU's default
+// limits runs the fallbacks and never compiles a subgroup or wide kernel; the timing of both phases
+// is cached, and a cached load builds only the winners.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -46,6 +47,8 @@ test('every prefill and decode variant gives the native ids and logits', { skip 
   assert.deepEqual(m.prefillVariants, Object.keys(v.prefill));
   assert.deepEqual(m.decodeVariants, Object.keys(v.decode));
   assert.deepEqual(m.decodeVariants, ['gemv32sg', 'gemv32', 'gemv4sg', 'gemv4']);
+  assert.ok(gpu.device.limits.maxComputeWorkgroupStorageSize >= 32768, 'SwiftShader offers 32 KiB: wide128, dbuf128 run here');
+  assert.deepEqual(m.prefillVariants, ['rule', 'tile64', 'wide128', 'dbuf128']);
   for (const [name, want] of Object.entries(v.prefill)) {
     await m.usePrefillVariant(name);
     m.reset();
@@ -63,17 +66,22 @@ test('every prefill and decode variant gives the native ids and logits', { skip 
   m.destroy();
 });
 
-test('a device without subgroups runs the fallbacks and compiles no subgroup kernel', { skip }, async () => {
+test('a device without subgroups or 32 KiB of workgroup memory runs the fallbacks and compiles neither', { skip }, async () => {
   if (!ref) return;
   const v = ref.variants;
   const adapter = /** @type {GPUAdapter} */ (await nodeGpu().requestAdapter()); // an adapter gives one device
-  const device = await adapter.requestDevice({ requiredFeatures: [] });
+  const device = await adapter.requestDevice({ requiredFeatures: [] }); // and WebGPU's default limits
   assert.ok(!device.features.has('subgroups'));
-  // timed at load: every usable variant is compiled, and Dawn refuses `enable subgroups;` without the feature
+  assert.equal(device.limits.maxComputeWorkgroupStorageSize, 16384);
+  // timed at load: every usable variant is compiled, and Dawn refuses `enable subgroups;` without the
+  // feature, and a 32 KiB kernel beyond the device's limit
   const m = await Model.load(toUrl(v.package), { device, adapter, fetch: nodeFetch, tuningStore: null, profile: 'f32' });
   assert.deepEqual(m.decodeVariants, ['gemv32', 'gemv4']);
-  assert.ok([...m._lists.keys()].every((k) => !k.endsWith('sg')));
+  assert.deepEqual(m.prefillVariants, ['rule', 'tile64']);
+  assert.ok([...m._lists.keys()].every((k) => !k.endsWith('sg') && !/wide|dbuf/.test(k)));
   await assert.rejects(load({ device, adapter, decodeVariant: 'gemv32sg' }), /needs subgroups/);
+  await assert.rejects(load({ device, adapter, prefillVariant: 'wide128' }),
+    /needs maxComputeWorkgroupStorageSize 32768 \(device: 16384\)/);
   await m.useDecodeVariant('gemv32');
   m.reset();
   assert.deepEqual(await collect(m.generate(v.prompt.slice(0, 6), v.decode.gemv32.ids.length)), v.decode.gemv32.ids);

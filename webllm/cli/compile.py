@@ -41,6 +41,8 @@ def add_arguments(p) -> None:
     p.add_argument("--prefill-tiles", type=_tiles, default=(32, 128),
                    help="prefill variants: token tiles (32, 64, 128) tried on every matrix besides the built-in rule; "
                         "runtimes time them on their adapter (default 32,128)")
+    p.add_argument("--no-prefill-wide", dest="prefill_wide", action="store_false",
+                   help="leave out the prefill variants that need 32 KiB of workgroup memory (wide128, widerule)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -52,7 +54,8 @@ def run(args) -> int:
     t = time.perf_counter()
     opts = CompileOptions(quantization=args.quantization, context_window=args.context_window,
                           prefill_chunk=args.prefill_chunk, max_binding_size=args.max_binding_size or DEFAULT_MAX_BINDING,
-                          decode_splits=args.decode_splits, progress=not args.quiet, prefill_tiles=args.prefill_tiles)
+                          decode_splits=args.decode_splits, progress=not args.quiet, prefill_tiles=args.prefill_tiles,
+                          prefill_wide=args.prefill_wide)
     out = compile_model(args.source, args.output, opts)
     m = json.loads((out / MANIFEST).read_text())
     size = sum(s["nbytes"] for s in m["shards"])

@@ -32,7 +32,8 @@ def run(args) -> int:
         print(f"profile {name:6s} needs {p['memory_bytes'] / 2**20:.1f} MiB of GPU memory; "
               f"{total} dispatches per decode step ({per_layer:g} per layer); "
               f"{len(plan['kernels'])} kernels; requires {p['requires_features'] or 'nothing'}")
-        need = plan["variant_features"]
+        need = {n: list(plan["variant_features"].get(n, [])) + [f"{k} {v}" for k, v in plan["variant_limits"].get(n, {}).items()]
+                for n in [*plan["variant_features"], *plan["variant_limits"]]}
         for kind in ("prefill", "decode"):
             names = [n + (f" (needs {', '.join(need[n])})" if n in need else "") for n in plan[f"{kind}_variants"]]
             print(f"  {kind} variants {', '.join(names)}")

@@ -35,6 +35,7 @@ class CompileOptions:
     decode_splits: int | None = None  # most KV splits of decode attention (None: lower.decode_splits per profile)
     subgroups: bool = True  # also each one-token matmul variant with the subgroup reduction
     prefill_tiles: tuple[int, ...] = (32, 128)  # prefill variants: these token tiles on every matrix, besides the rule
+    prefill_wide: bool = True  # prefill variants whose 128-token matmuls stage whole groups (32 KiB workgroup memory)
 
 
 def _split(name: str, w: PackedWeight, pair: bool, limit: int) -> list[tuple[str, int, int, PackedWeight]]:
@@ -152,7 +153,8 @@ def compile_model(source: str | Path, output: str | Path, options: CompileOption
         for pname in mode.profiles:
             plan = lower(model, matrices, K.Profile(pname), options.prefill_chunk, tuple(options.gemv_lanes), limit,
                          options.decode_splits,
-                         subgroups=options.subgroups, prefill_tiles=tuple(options.prefill_tiles))
+                         subgroups=options.subgroups, prefill_tiles=tuple(options.prefill_tiles),
+                         prefill_wide=options.prefill_wide)
             for kname, src in plan.pop("_sources").items():
                 (kernel_dir / f"{kname}.wgsl").write_text(src, encoding="utf-8")
             for b in plan["buffers"]:

@@ -124,10 +124,19 @@ def decode_variant_names(gemv_lanes: tuple[int, ...], subgroups: bool) -> list[t
     return [(f"gemv{lanes}{'sg' if sg else ''}", lanes, sg) for lanes in gemv_lanes for sg in reductions]
 
 
-def prefill_variant_names(chunk: int, tiles: tuple[int, ...]) -> list[tuple[str, int | None]]:
-    """(name, token tile or None for the rule) of each prefill variant, the rule first ("rule", then
-    "tile32", "tile128", ...); tiles larger than the chunk (rounded up to 32) are left out."""
-    return [("rule", None)] + [(f"tile{t}", t) for t in tiles if t <= max(32, chunk)]
+def prefill_variant_names(chunk: int, tiles: tuple[int, ...], wide: bool = False) -> list[tuple[str, int | None, str]]:
+    """(name, token tile or None for the rule, staging of the 128-token tiles) of each prefill variant,
+    the rule first ("rule", then "tile32", "tile128", ...); tiles larger than the chunk (rounded up to
+    32) are left out. With `wide` and a chunk of at least 128, then the variants whose 128-token
+    matmuls hold a whole group of k in 32 KiB of workgroup memory (matmul_tiled.wgsl STAGING; beyond
+    WebGPU's default limit, so `variant_limits` lists them): "wide128" (staged whole) and "dbuf128"
+    (double-buffered halves) on every matrix, and "widerule" (the rule's tiles, staged whole where they
+    are 128). They come after the variants that need nothing beyond WebGPU's defaults, which runtimes
+    fall back to."""
+    names = [("rule", None, "halves")] + [(f"tile{t}", t, "halves") for t in tiles if t <= max(32, chunk)]
+    if wide and chunk >= 128:
+        names += [("wide128", 128, "wide"), ("dbuf128", 128, "dbuf"), ("widerule", None, "wide")]
+    return names
 
 
 def fold_norms(ops: list, allow=lambda matmul: True) -> list:
@@ -184,14 +193,16 @@ def chain_norms(ops: list) -> list:
 
 def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int,
           gemv_lanes: tuple[int, ...] = (32, 4), max_binding_size: int | None = None,
-          decode_splits_max: int | None = None, subgroups: bool = True, prefill_tiles: tuple[int, ...] = (32, 128)) -> dict:
+          decode_splits_max: int | None = None, subgroups: bool = True, prefill_tiles: tuple[int, ...] = (32, 128),
+          prefill_wide: bool = True) -> dict:
     """Build the plan of one profile (docs/FORMAT.md, "Plans"): the uniform table, kernels, buffers,
     bind groups, and the prefill, score and decode dispatch lists, each as named variants that compute
     the same thing with differently shaped kernels; runtimes time them on their adapter and keep the
     fastest (see `decode_variant_names` and `prefill_variant_names`). `gemv_lanes`: threads per row of
     the one-token matmul (decode, output head; 32 suits GPUs, 4 is 2.3x faster on lavapipe), each
     also with the subgroup reduction when `subgroups`. `prefill_tiles`: token tiles of the prefill
-    matmul tried on every matrix, besides the rule's per-matrix choice (`prefill_token_tile`). The
+    matmul tried on every matrix, besides the rule's per-matrix choice (`prefill_token_tile`);
+    `prefill_wide`: also the variants whose 128-token tiles hold whole groups in 32 KiB. The
     `score` phase is left out when its all-token logits would exceed `max_binding_size`.
     `decode_splits_max`: most KV splits of decode attention (default: decode_splits()). The kernel
     sources come back under "_sources"."""
@@ -248,9 +259,10 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
         return d
 
     def phase(tt: int, ops: list = ops, lanes: int = gemv_lanes[0], sg: bool = False,
-              tile: int | None = None) -> list[dict]:
+              tile: int | None = None, staging: str = "halves") -> list[dict]:
         """Dispatches of a step of at most `tt` tokens. One-token matmuls: `lanes` threads per row,
-        the subgroup reduction with `sg`. Tiled matmuls: `tile` tokens per workgroup (None: the rule)."""
+        the subgroup reduction with `sg`. Tiled matmuls: `tile` tokens per workgroup (None: the rule),
+        those of 128 with `staging` (K.matmul_tiled)."""
         out = []
         # the matmul that combines decode attention's splits (COMBINE_IN) may take more rows per
         # workgroup (combine_lanes): fewer workgroups combine; its producer's norm partials follow
@@ -291,7 +303,8 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                               y_type="f32" if y in ("h", "logits", "logits_all") else profile.act, rope=rope)
                     if tiled:
                         tokens = tile or prefill_token_tile(p.rows, pair, tt)
-                        kern = K.matmul_tiled(profile, m.part_view(p), tokens=tokens, **kw)
+                        kern = K.matmul_tiled(profile, m.part_view(p), tokens=tokens,
+                                              staging=staging if tokens == 128 else "halves", **kw)
                         rows_per_wg, per_y = K.matmul_tile_rows(pair), tokens
                     else:  # one token: decode, or the output head on the last token's row
                         kw.pop("n_out")
@@ -356,8 +369,8 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     # Prefill variants: the rule's tiles first, then each tile on every matrix; one identical to an
     # earlier variant is dropped (small models: the rule already takes 32 everywhere).
     prefill_variants: dict[str, list[dict]] = {}
-    for name, tile in prefill_variant_names(chunk, prefill_tiles):
-        dl = phase(chunk, tile=tile)
+    for name, tile, staging in prefill_variant_names(chunk, prefill_tiles, prefill_wide):
+        dl = phase(chunk, tile=tile, staging=staging)
         if dl not in prefill_variants.values():
             prefill_variants[name] = dl
 
@@ -379,13 +392,20 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                        for name, lanes, sg in decode_variant_names(gemv_lanes, subgroups)}
     scoring = max_binding_size is None or max(optional.values()) <= max_binding_size
     # the scoring phase is prefill-shaped: one list per prefill variant, under the same names
-    score_variants = {name: phase(chunk, score_ops, tile=tile) for name, tile in prefill_variant_names(chunk, prefill_tiles)
+    score_variants = {name: phase(chunk, score_ops, tile=tile, staging=staging)
+                      for name, tile, staging in prefill_variant_names(chunk, prefill_tiles, prefill_wide)
                       if name in prefill_variants} if scoring else None
-    variant_features = {}
+    variant_features, variant_limits = {}, {}
     for name, dl in [*prefill_variants.items(), *decode_variants.items(), *(score_variants or {}).items()]:
         feats = sorted({f for d in dl for f in kernels[d["kernel"]].features})
         if feats:
             variant_features[name] = feats
+        limits: dict[str, int] = dict(variant_limits.get(name, {}))  # score lists share their prefill name
+        for d in dl:
+            for lim, v in kernels[d["kernel"]].limits:
+                limits[lim] = max(v, limits.get(lim, 0))
+        if limits:
+            variant_limits[name] = dict(sorted(limits.items()))
     uniform = K.uniform_table()
     for f in uniform["fields"]:
         if f["name"] == "kv_splits":
@@ -414,6 +434,7 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
         plan["score_variants"] = score_variants
     plan["decode_variants"] = decode_variants
     plan["variant_features"] = variant_features
+    plan["variant_limits"] = variant_limits
     plan["decode_splits"] = {"default": split_default, "choices": split_choices}
     plan["_sources"] = {name: k.source for name, k in kernels.items()}
     return plan

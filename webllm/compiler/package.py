@@ -14,7 +14,7 @@ from webllm.errors import InputError
 
 SHARD_BYTES = 32 << 20  # at most 32 MiB per shard: good for the browser's Cache Storage
 FORMAT_NAME = "webllm-package"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 MANIFEST = "manifest.json"
 
 

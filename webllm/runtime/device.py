@@ -57,6 +57,15 @@ def device_features(device) -> set[str]:
     return feats | {web for web, native in _WGPU_FEATURE.items() if native in feats}
 
 
+def device_limits(device) -> dict[str, int]:
+    """The device's limits under their WebGPU names (what a package's `variant_limits` say):
+    wgpu-py's "max-compute-workgroup-storage-size" is WebGPU's "maxComputeWorkgroupStorageSize"."""
+    def web(name: str) -> str:
+        head, *rest = name.split("-")
+        return head + "".join(w.capitalize() for w in rest)
+    return {web(k): v for k, v in device.limits.items() if isinstance(v, int)}
+
+
 def create_shader_module(device, code: str, label: str = ""):
     """A shader module from a package's WGSL. Kernels that use subgroups begin with `enable subgroups;`,
     which WGSL (and Dawn) require but naga in wgpu 0.32 refuses as "not yet supported" while

@@ -18,8 +18,16 @@ import numpy as np
 from tqdm import tqdm
 
 from webllm.errors import AdapterError, PackageError, WebLLMError
-from webllm.runtime.device import create_shader_module, device_features, request_device
-from webllm.runtime.package import choose_profile, context_size, iter_shards, read_manifest, read_plan, usable_variants
+from webllm.runtime.device import create_shader_module, device_features, device_limits, request_device
+from webllm.runtime.package import (
+    choose_profile,
+    context_size,
+    iter_shards,
+    read_manifest,
+    read_plan,
+    usable_variants,
+    variant_lacks,
+)
 from webllm.runtime.tuning import choose_kv_splits, choose_variant
 
 _STAGING = 2  # token readback ring: the CPU reads step t while the GPU runs step t + 1
@@ -44,7 +52,7 @@ class Model:
     plan; every size, binding and uniform offset comes from it)."""
 
     def __init__(self, folder, manifest, plan, adapter, device, buffers, encode_list, capacity: int,
-                 features: set[str], scoring: bool):
+                 features: set[str], limits: dict[str, int], scoring: bool):
         import wgpu
 
         self.folder = Path(folder)
@@ -61,12 +69,13 @@ class Model:
         self._lists: dict[str, list[tuple]] = {}  # "decode.gemv32", ... -> recorded form, built once
         self._dispatch: dict[str, list[tuple]] = {}  # phase -> [(pipeline, bind group, x, y, z, tokens_per_y, kv_per_z, max_z)]
         self._scoring = scoring
-        # the variants this device can run (variant_features), most preferred first
-        self.prefill_variants = usable_variants(plan, "prefill", features)
-        self.decode_variants = usable_variants(plan, "decode", features)
+        # the variants this device can run (variant_features, variant_limits), most preferred first
+        self.prefill_variants = usable_variants(plan, "prefill", features, limits)
+        self.decode_variants = usable_variants(plan, "decode", features, limits)
         if not self.prefill_variants or not self.decode_variants:
             raise AdapterError(f"{folder}: no {'prefill' if not self.prefill_variants else 'decode'} variant of this "
-                               f"package runs on this adapter (features: {plan['variant_features']})")
+                               f"package runs on this adapter (features: {plan['variant_features']}, "
+                               f"limits: {plan['variant_limits']})")
         self._wgpu = wgpu
         self.past = 0  # tokens in the KV cache (read-only outside: change it with truncate / reset)
         self._fields = plan["uniform"]["fields"]
@@ -104,7 +113,7 @@ class Model:
         manifest = read_manifest(folder)
         if device is None:
             adapter, device = request_device()
-        features = device_features(device)
+        features, limits = device_features(device), device_limits(device)
         profile = choose_profile(manifest, features, profile, str(folder))
         plan = read_plan(folder, manifest, profile)
         capacity = int(manifest["context_window"])
@@ -158,13 +167,13 @@ class Model:
         for kind, forced in (("prefill", prefill_variant), ("decode", decode_variant)):
             if forced is not None and forced not in plan[f"{kind}_variants"]:
                 raise PackageError(f"{folder}: no {kind} variant {forced!r} (has: {', '.join(plan[f'{kind}_variants'])})")
-            if forced is not None and forced not in usable_variants(plan, kind, features):
-                need = ", ".join(plan["variant_features"][forced])
-                raise AdapterError(f"{kind} variant {forced!r} needs {need}, which this adapter lacks")
+            lacks = variant_lacks(plan, forced, features, limits) if forced is not None else []
+            if lacks:
+                raise AdapterError(f"{kind} variant {forced!r} needs {', '.join(lacks)}, which this device lacks")
         lists = [dl for kind in ("prefill", "decode") for n, dl in plan[f"{kind}_variants"].items()
-                 if n in usable_variants(plan, kind, features)]
+                 if n in usable_variants(plan, kind, features, limits)]
         if scoring:
-            lists += [plan["score_variants"][n] for n in usable_variants(plan, "prefill", features)]
+            lists += [plan["score_variants"][n] for n in usable_variants(plan, "prefill", features, limits)]
         sources = {}
         for kname in sorted({d["kernel"] for dl in lists for d in dl}):  # a missing file fails the load, not a step
             path = folder / "kernels" / plan["kernels"][kname]["file"]
@@ -210,7 +219,7 @@ class Model:
             return [(pipeline(d["kernel"]), bind_group(d["bind_group"]), *d["workgroups"], d.get("tokens_per_y"),
                      d.get("kv_per_z"), d.get("max_z")) for d in dlist]
 
-        model = cls(folder, manifest, plan, adapter, device, buffers, encode_list, capacity, features, scoring)
+        model = cls(folder, manifest, plan, adapter, device, buffers, encode_list, capacity, features, limits, scoring)
         model.use_prefill_variant(prefill_variant or choose_variant(model, "prefill"))
         model.use_decode_variant(decode_variant or choose_variant(model, "decode"))
         model.use_kv_splits(kv_splits or choose_kv_splits(model))

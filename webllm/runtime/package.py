@@ -38,7 +38,7 @@ def read_manifest(folder: str | Path) -> dict:
 
 
 PLAN_FIELDS = ("profile", "uniform", "kernels", "buffers", "bind_groups", "prefill_variants", "decode_variants",
-               "variant_features")
+               "variant_features", "variant_limits")
 
 
 def read_plan(folder: Path, manifest: dict, profile: str) -> dict:
@@ -59,11 +59,22 @@ def read_plan(folder: Path, manifest: dict, profile: str) -> dict:
     return plan
 
 
-def usable_variants(plan: dict, kind: str, features: set[str]) -> list[str]:
+def variant_lacks(plan: dict, name: str, features: set[str], limits: dict[str, int]) -> list[str]:
+    """What the device lacks of variant `name`'s needs: its `variant_features` missing from `features`
+    and its `variant_limits` above the device's `limits` (both in WebGPU's names), as
+    ["subgroups", "maxComputeWorkgroupStorageSize 32768 (device: 16384)"]; empty if it can run it."""
+    lacks = [f for f in plan["variant_features"].get(name, ()) if f not in features]
+    for lim, v in plan["variant_limits"].get(name, {}).items():
+        if limits.get(lim, 0) < v:
+            lacks.append(f"{lim} {v} (device: {limits.get(lim, 0)})")
+    return lacks
+
+
+def usable_variants(plan: dict, kind: str, features: set[str], limits: dict[str, int]) -> list[str]:
     """Names of the plan's `<kind>_variants` ("prefill" or "decode") this device can run, in the plan's
-    order (most preferred first): those whose `variant_features` it has (WebGPU names)."""
-    need = plan.get("variant_features", {})
-    return [n for n in plan[f"{kind}_variants"] if set(need.get(n, ())) <= features]
+    order (most preferred first): those whose `variant_features` it has and whose `variant_limits` its
+    limits reach (WebGPU names)."""
+    return [n for n in plan[f"{kind}_variants"] if not variant_lacks(plan, n, features, limits)]
 
 
 def choose_profile(manifest: dict, features: set[str], requested: str | None, where: str = "") -> str:

@@ -10,7 +10,9 @@
 import { AdapterError, ContextWindowError, DeviceLostError, InputError, OutOfMemoryError, PackageError,
   WebLLMError } from './errors.js';
 import { adapterName, requestDevice } from './device.js';
-import { PLAN_FIELDS, chooseProfile, packageBase, readKernels, readManifest, readPlan, usableVariants } from './package.js';
+import {
+  PLAN_FIELDS, chooseProfile, packageBase, readKernels, readManifest, readPlan, usableVariants, variantLacks,
+} from './package.js';
 import { loadShards, openShardCache } from './cache.js';
 import { chooseKvSplits, chooseVariant, localTuningStore } from './tuning.js';
 import { contextSize, fitCapacity } from './memory.js';
@@ -57,9 +59,9 @@ export class Model {
     this.chunk = Number(p.manifest.prefill_chunk);
     /** Tokens in the KV cache (change it with `truncate` / `reset`). */
     this.past = 0;
-    /** The plan's variants this device can run (`variant_features`), most preferred first. */
-    this.prefillVariants = usableVariants(p.plan, 'prefill', p.device.features);
-    this.decodeVariants = usableVariants(p.plan, 'decode', p.device.features);
+    /** The plan's variants this device can run (`variant_features`, `variant_limits`), most preferred first. */
+    this.prefillVariants = usableVariants(p.plan, 'prefill', p.device.features, p.device.limits);
+    this.decodeVariants = usableVariants(p.plan, 'decode', p.device.features, p.device.limits);
     /** The variants in use (set by `usePrefillVariant` / `useDecodeVariant`). */
     this.prefillVariant = '';
     this.decodeVariant = '';
@@ -130,17 +132,18 @@ export class Model {
       }
       for (const kind of /** @type {const} */ (['prefill', 'decode'])) {
         const forced = kind === 'prefill' ? options.prefillVariant : options.decodeVariant;
-        const usable = usableVariants(plan, kind, device.features);
+        const usable = usableVariants(plan, kind, device.features, device.limits);
         if (!usable.length) {
           throw new AdapterError(`${base}: no ${kind} variant of this package runs on ${adapterName(adapter)} `
-            + `(features: ${JSON.stringify(plan.variant_features)})`);
+            + `(features: ${JSON.stringify(plan.variant_features)}, limits: ${JSON.stringify(plan.variant_limits)})`);
         }
         if (forced === undefined) continue;
         if (!(forced in plan[`${kind}_variants`])) {
           throw new PackageError(`${base}: no ${kind} variant "${forced}" (has: ${Object.keys(plan[`${kind}_variants`]).join(', ')})`);
         }
         if (!usable.includes(forced)) {
-          throw new AdapterError(`${kind} variant "${forced}" needs ${plan.variant_features[forced].join(', ')}, which this device lacks`);
+          throw new AdapterError(`${kind} variant "${forced}" needs ${variantLacks(plan, forced, device.features, device.limits).join(', ')}, `
+            + 'which this device lacks');
         }
       }
       const planBuffers = plan.buffers.filter((b) => !b.optional || (b.optional === 'score' && options.scoring));
@@ -611,9 +614,11 @@ export class Model {
 async function listBuilder(device, base, plan, buffers, fetchFn, scoring) {
   const lists = [];
   for (const kind of /** @type {const} */ (['prefill', 'decode'])) {
-    for (const n of usableVariants(plan, kind, device.features)) lists.push(plan[`${kind}_variants`][n]);
+    for (const n of usableVariants(plan, kind, device.features, device.limits)) lists.push(plan[`${kind}_variants`][n]);
   }
-  if (scoring) for (const n of usableVariants(plan, 'prefill', device.features)) lists.push(plan.score_variants?.[n] ?? []);
+  if (scoring) {
+    for (const n of usableVariants(plan, 'prefill', device.features, device.limits)) lists.push(plan.score_variants?.[n] ?? []);
+  }
   const names = [...new Set(lists.flat().map((d) => d.kernel))];
   for (const name of names) {
     if (!plan.kernels[name]) throw new PackageError(`${base}: plan-${plan.profile}.json dispatches unknown kernel ${name}`);

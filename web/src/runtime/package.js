@@ -5,7 +5,7 @@
 import { AdapterError, PackageError } from './errors.js';
 
 export const FORMAT_NAME = 'webllm-package';
-export const FORMAT_VERSION = 3;
+export const FORMAT_VERSION = 4;
 export const MANIFEST = 'manifest.json';
 
 /** @typedef {typeof globalThis.fetch} FetchFn */
@@ -30,12 +30,12 @@ export const MANIFEST = 'manifest.json';
  *   buffers: PlanBuffer[], bind_groups: {kernel: string, buffers: string[]}[],
  *   prefill_variants: Record<string, Dispatch[]>, score_variants?: Record<string, Dispatch[]>,
  *   decode_variants: Record<string, Dispatch[]>, variant_features: Record<string, string[]>,
- *   [key: string]: any}} Plan
+ *   variant_limits: Record<string, Record<string, number>>, [key: string]: any}} Plan
  */
 
 /** The plan fields every runtime reads. */
 export const PLAN_FIELDS = ['profile', 'uniform', 'kernels', 'buffers', 'bind_groups', 'prefill_variants',
-  'decode_variants', 'variant_features'];
+  'decode_variants', 'variant_features', 'variant_limits'];
 
 /**
  * The package's base URL (always ending in "/"), resolved against the page when relative.
@@ -151,15 +151,33 @@ export async function readPlan(base, manifest, profile, fetchFn) {
 }
 
 /**
- * Names of the plan's `<kind>_variants` ("prefill" or "decode") this device can run, in the plan's order
- * (most preferred first): those whose `variant_features` it has.
- * @param {Plan} plan @param {'prefill' | 'decode'} kind @param {Iterable<string>} features the device's
+ * What the device lacks of variant `name`'s needs: its `variant_features` missing from `features` and
+ * its `variant_limits` above the device's `limits`, as ["subgroups", "maxComputeWorkgroupStorageSize
+ * 32768 (device: 16384)"]; empty if it can run it (mirrors webllm/runtime/package.py).
+ * @param {Plan} plan @param {string} name @param {Iterable<string>} features the device's
+ * @param {GPUSupportedLimits | Record<string, number>} limits the device's
  * @returns {string[]}
  */
-export function usableVariants(plan, kind, features) {
+export function variantLacks(plan, name, features, limits) {
   const have = new Set(features);
-  const need = plan.variant_features ?? {};
-  return Object.keys(plan[`${kind}_variants`]).filter((n) => (need[n] ?? []).every((f) => have.has(f)));
+  const lacks = (plan.variant_features?.[name] ?? []).filter((f) => !have.has(f));
+  for (const [lim, v] of Object.entries(plan.variant_limits?.[name] ?? {})) {
+    const got = Number(/** @type {any} */ (limits)[lim] ?? 0);
+    if (got < v) lacks.push(`${lim} ${v} (device: ${got})`);
+  }
+  return lacks;
+}
+
+/**
+ * Names of the plan's `<kind>_variants` ("prefill" or "decode") this device can run, in the plan's order
+ * (most preferred first): those whose `variant_features` it has and whose `variant_limits` its limits reach.
+ * @param {Plan} plan @param {'prefill' | 'decode'} kind @param {Iterable<string>} features the device's
+ * @param {GPUSupportedLimits | Record<string, number>} limits the device's
+ * @returns {string[]}
+ */
+export function usableVariants(plan, kind, features, limits) {
+  const have = [...features];
+  return Object.keys(plan[`${kind}_variants`]).filter((n) => !variantLacks(plan, n, have, limits).length);
 }
 
 /**
