@@ -13,6 +13,9 @@ from webllm.errors import AdapterError
 # Packages name features as WebGPU does; wgpu-py 0.32 spells some differently.
 _WGPU_FEATURE = {"subgroups": "subgroup"}
 
+# Limits raised to the adapter's own maxima (never above: a request beyond the adapter's limit fails): big
+# weight matrices and KV caches need the first two; a plan's `variant_limits` name others (the 32 KiB
+# prefill matmuls need max-compute-workgroup-storage-size), and a variant runs only where they are met.
 _LIMITS = ("max-storage-buffer-binding-size", "max-buffer-size", "max-compute-workgroup-storage-size",
            "max-storage-buffers-per-shader-stage", "max-compute-invocations-per-workgroup")
 

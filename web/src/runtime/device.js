@@ -3,7 +3,11 @@
 
 import { AdapterError } from './errors.js';
 
-/** Limits raised to the adapter's own maxima: big weight matrices and KV caches need the first two. */
+/**
+ * Limits raised to the adapter's own maxima (never above: a request beyond the adapter's limit fails): big
+ * weight matrices and KV caches need the first two; a plan's `variant_limits` name others (the 32 KiB
+ * prefill matmuls need maxComputeWorkgroupStorageSize), and a variant runs only where they are met.
+ */
 const LIMITS = [
   'maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupStorageSize',
   'maxStorageBuffersPerShaderStage', 'maxComputeInvocationsPerWorkgroup', 'maxComputeWorkgroupSizeX',
