@@ -78,7 +78,11 @@ def package(tmp_path_factory) -> Path:
     make_checkpoint(SPEC, root / "ckpt")
     write_html_tokenizer(root / "ckpt", SPEC.vocab_size)
     out = root / "tiny"
-    compile_model(root / "ckpt", out, CompileOptions(quantization="q4f16_1", progress=False, context_window=CONTEXT))
+    # without the 32 KiB prefill variants (tests/test_web_node.py runs them on Dawn): the page times its
+    # prefill variants at first load, and in Chromium on SwiftShader, with workgroup memory zeroed, their
+    # kernels take 25-50 s to compile (the page was ready in 70 s with them, 29 s without)
+    compile_model(root / "ckpt", out, CompileOptions(quantization="q4f16_1", progress=False, context_window=CONTEXT,
+                                                     prefill_wide=False))
     return out
 
 
