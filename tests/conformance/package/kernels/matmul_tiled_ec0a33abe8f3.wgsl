@@ -5,12 +5,19 @@
 // (w_fetch: the raw words) and every thread reads XU vec4 of x; the group goes through workgroup
 // memory in two halves of 16 k (at most 16 KiB, WebGPU's default limit), each weight dequantized once
 // per tile as it is staged (w_half), and the next group is fetched into registers while the second
-// half is multiplied.
+// half is multiplied: 4 barriers per group, threads 128.. idle while the others dequantize.
+// With 256 threads (BM 128) and 32 KiB of workgroup memory (beyond WebGPU's default limit: the plan
+// lists such a variant's need under `variant_limits`), the workgroup memory holds a whole group
+// ([32 k]) and every thread stages weights, 2 barriers per group (STAGING):
+//   WIDE: the whole group staged at once (thread lid: half lid / 128 of row lid % 128), then its 32 k
+//     multiplied while the next group is fetched;
+//   DBUF: the two halves double-buffered (k 0..15, 16..31; thread lid: 8 k of a half), each half's
+//     stores going in beside the other half's multiply, so no stretch between barriers is staging alone.
 // Thread (tx, ty) of 16 x 16 (BM 32: 16 x 8) accumulates TPT x 8 outputs: tokens 4ty..4ty+3 (and, with
 // TPT 8, BM/2 + 4ty..) x rows 4tx..4tx+3 and 64+4tx.. (PAIR: the gate and the up row of 4tx..4tx+3).
 // Per k, (TPT + 8) / 4 vec4 reads of workgroup memory feed 8 TPT FMAs; a warp covers 8 tx x 4 ty, so
 // each of its reads touches at most 128 bytes.
-// Bindings: 0 step; 1 x [T, K] (vec4 of f16); 2 y [T, N_OUT] (f32); 3.. weight arrays of format
+// Bindings: 0 step; 1 x [T, K] (vec4 of f16); 2 y [T, N_OUT] (f16); 3.. weight arrays of format
 // q4s; then bias [rows] f32 (HAS_BIAS); with ROPE, y is q_out, then k_cache, v_cache, rope_table.
 // Grid: x = ceil(N_ROWS / TILE_ROWS), y = ceil(T / BM).
 // Shared prelude of every kernel. `act` is the activation storage type of the device profile
@@ -67,22 +74,26 @@ fn nib_dot(q: vec4<u32>, x: X8) -> f32 {
 const K: u32 = 64u;
 const KV4: u32 = K / 4u;
 const w_KG: u32 = K / 32u;
-const N_ROWS: u32 = 64u;
-const N_OUT: u32 = 64u;
+const N_ROWS: u32 = 128u;
+const N_OUT: u32 = 128u;
 const ROW0: u32 = 0u;
 const PAIR: bool = false;
-const ADD: bool = true;
+const ADD: bool = false;
 const HAS_BIAS: bool = false;
-const ROPE: bool = false;  // y is q_out and rows come in rope pairs: see rope_store
+const ROPE: bool = true;  // y is q_out and rows come in rope pairs: see rope_store
 const BM: u32 = 32u;       // tokens per workgroup: 32, 64 or 128
 const BM4: u32 = BM / 4u;
 const TPT: u32 = 4u;     // tokens per thread: 4, or 8 with BM 128
 const NT: u32 = 4u * BM / (TPT / 4u);  // threads: 128 or 256
 const XU: u32 = 8u * BM / NT;  // vec4 of x each thread stages per group: 2 or 4
 const TILE_ROWS: u32 = 128u;  // output rows per workgroup: 128, or 64 with PAIR
+const STAGING: u32 = 0u;  // 0: halves (16 KiB), 1: WIDE, 2: DBUF (32 KiB; NT 256)
+const WIDE: u32 = 1u;
+const DBUF: u32 = 2u;
+const KS: u32 = 16u;  // k held in workgroup memory: 16 (halves) or 32
 
 @group(0) @binding(1) var<storage, read> x: array<vec4<f16>>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f16>;
 // Weight format q4s: symmetric 4-bit, group 32. q [N, K/32] vec4<u32> (nibble i of word j = element
 // 8j+i of the group); scales [N*K/32] (f16 pairs in u32). W[n, k] = (nibble - 8) * scale[n*K/32 + k/32].
 @group(0) @binding(3) var<storage, read> w_q: array<vec4<u32>>;
@@ -131,10 +142,45 @@ fn w_dot(row: u32, g: u32, x: X8) -> f32 {
 }
 
 
-fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {}
+// Rope epilogue of the qkv matmul (ROPE). The package orders each head's rows in rope pairs: rows
+// 2i, 2i + 1 of head h are its dims i and i + HD/2. Given both values (a, b) of token t at position
+// p: query heads write rope(a, b) to q_out; key heads append rope(a, b) to k_cache; value heads append
+// (a, b) to v_cache. rope (HF rotate_half): (a cos - b sin, b cos + a sin), (cos, sin) = rope_table[p, i].
+const NQ: u32 = 4u;
+const NKV: u32 = 2u;
+const HD: u32 = 16u;
+const HALF: u32 = HD / 2u;
 
-var<workgroup> xs: array<vec4<f32>, 16u * BM4>;  // [16 k][BM tokens], 4 tokens per vec4
-var<workgroup> ws: array<vec4<f32>, 512>;        // [16 k][128 staged rows], 4 rows per vec4
+@group(0) @binding(5) var<storage, read_write> k_cache: array<act>;
+@group(0) @binding(6) var<storage, read_write> v_cache: array<act>;
+@group(0) @binding(7) var<storage, read> rope_table: array<vec2<f32>>;
+
+fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {
+    let head = pair_row / HD;
+    let i = (pair_row % HD) / 2u;
+    if (head < NQ + NKV) {
+        let cs = rope_table[p * HALF + i];
+        let ra = a * cs.x - b * cs.y;
+        let rb = b * cs.x + a * cs.y;
+        if (head < NQ) {
+            let dst = (t * NQ + head) * HD;
+            y[dst + i] = act(ra);
+            y[dst + i + HALF] = act(rb);
+        } else {
+            let dst = (p * NKV + head - NQ) * HD;  // position-major cache
+            k_cache[dst + i] = act(ra);
+            k_cache[dst + i + HALF] = act(rb);
+        }
+    } else {
+        let dst = (p * NKV + head - NQ - NKV) * HD;
+        v_cache[dst + i] = act(a);
+        v_cache[dst + i + HALF] = act(b);
+    }
+}
+
+
+var<workgroup> xs: array<vec4<f32>, KS * BM4>;  // [KS k][BM tokens], 4 tokens per vec4
+var<workgroup> ws: array<vec4<f32>, KS * 32u>;  // [KS k][128 staged rows], 4 rows per vec4
 
 fn bias_at(i: u32) -> f32 { return 0.0; }
 
@@ -173,46 +219,47 @@ fn staged_row(n0: u32, s: u32) -> u32 {
     return min(n0 + s, N_ROWS - 1u);
 }
 
-// one half (16 k) of a group into workgroup memory: v = W's k 0..15 or 16..31 of row lid (< 128),
-// xv, xw = x vec4 (token xt, half-local k 4xq.. and 4xq2..)
-fn stage(lid: u32, v: mat4x4<f32>, xt: u32, xq: u32, xq2: u32, xv: vec4<f32>, xw: vec4<f32>) {
-    // straight-line stores (no loop indexing v or xv: a dynamically indexed local may live in memory)
-    if (lid < 128u) {  // stored transposed: [k][row]; v[i] holds k 4i..4i+3
-        let q = lid / 4u;
-        let wl = lid % 4u;
-        ws[0u * 32u + q][wl] = v[0].x;
-        ws[1u * 32u + q][wl] = v[0].y;
-        ws[2u * 32u + q][wl] = v[0].z;
-        ws[3u * 32u + q][wl] = v[0].w;
-        ws[4u * 32u + q][wl] = v[1].x;
-        ws[5u * 32u + q][wl] = v[1].y;
-        ws[6u * 32u + q][wl] = v[1].z;
-        ws[7u * 32u + q][wl] = v[1].w;
-        ws[8u * 32u + q][wl] = v[2].x;
-        ws[9u * 32u + q][wl] = v[2].y;
-        ws[10u * 32u + q][wl] = v[2].z;
-        ws[11u * 32u + q][wl] = v[2].w;
-        ws[12u * 32u + q][wl] = v[3].x;
-        ws[13u * 32u + q][wl] = v[3].y;
-        ws[14u * 32u + q][wl] = v[3].z;
-        ws[15u * 32u + q][wl] = v[3].w;
-    }
-    xs[(4u * xq + 0u) * BM4 + xt / 4u][xt % 4u] = xv.x;
-    xs[(4u * xq + 1u) * BM4 + xt / 4u][xt % 4u] = xv.y;
-    xs[(4u * xq + 2u) * BM4 + xt / 4u][xt % 4u] = xv.z;
-    xs[(4u * xq + 3u) * BM4 + xt / 4u][xt % 4u] = xv.w;
+// 8 k of one staged row into workgroup memory: W's k kb..kb+7 (a = kb.., b = kb+4..) of staged row s
+// (< 128), stored transposed ([k][row]). Straight-line stores (no loop indexing a local: a dynamically
+// indexed local may live in memory).
+fn stage_w8(s: u32, kb: u32, a: vec4<f32>, b: vec4<f32>) {
+    let q = s / 4u;
+    let wl = s % 4u;
+    ws[(kb + 0u) * 32u + q][wl] = a.x;
+    ws[(kb + 1u) * 32u + q][wl] = a.y;
+    ws[(kb + 2u) * 32u + q][wl] = a.z;
+    ws[(kb + 3u) * 32u + q][wl] = a.w;
+    ws[(kb + 4u) * 32u + q][wl] = b.x;
+    ws[(kb + 5u) * 32u + q][wl] = b.y;
+    ws[(kb + 6u) * 32u + q][wl] = b.z;
+    ws[(kb + 7u) * 32u + q][wl] = b.w;
+}
+
+// 16 k of staged row s from k kb on: v = a half of W's group (w_half); v[i] holds k 4i..4i+3
+fn stage_w(s: u32, kb: u32, v: mat4x4<f32>) {
+    stage_w8(s, kb, v[0], v[1]);
+    stage_w8(s, kb + 8u, v[2], v[3]);
+}
+
+// x vec4 of token xt into workgroup memory: xv at stage-local k 4qa.., and with XU 4 xw at 4qb..
+fn stage_x(xt: u32, qa: u32, qb: u32, xv: vec4<f32>, xw: vec4<f32>) {
+    xs[(4u * qa + 0u) * BM4 + xt / 4u][xt % 4u] = xv.x;
+    xs[(4u * qa + 1u) * BM4 + xt / 4u][xt % 4u] = xv.y;
+    xs[(4u * qa + 2u) * BM4 + xt / 4u][xt % 4u] = xv.z;
+    xs[(4u * qa + 3u) * BM4 + xt / 4u][xt % 4u] = xv.w;
     if (XU == 4u) {
-        xs[(4u * xq2 + 0u) * BM4 + xt / 4u][xt % 4u] = xw.x;
-        xs[(4u * xq2 + 1u) * BM4 + xt / 4u][xt % 4u] = xw.y;
-        xs[(4u * xq2 + 2u) * BM4 + xt / 4u][xt % 4u] = xw.z;
-        xs[(4u * xq2 + 3u) * BM4 + xt / 4u][xt % 4u] = xw.w;
+        xs[(4u * qb + 0u) * BM4 + xt / 4u][xt % 4u] = xw.x;
+        xs[(4u * qb + 1u) * BM4 + xt / 4u][xt % 4u] = xw.y;
+        xs[(4u * qb + 2u) * BM4 + xt / 4u][xt % 4u] = xw.z;
+        xs[(4u * qb + 3u) * BM4 + xt / 4u][xt % 4u] = xw.w;
     }
 }
 
-// the staged 16 k into this thread's accumulators (fma: one instruction per product, never a multiply
-// and an add)
-fn multiply(tx: u32, ty: u32) {
-    for (var k = 0u; k < 16u; k++) {
+// staged k k0..k0+15 into this thread's accumulators (fma: one instruction per product, never a
+// multiply and an add); a constant trip count, whatever k0
+fn multiply(tx: u32, ty: u32, k0: u32) {
+    for (var i = 0u; i < 16u; i++) {
+        let k = k0 + i;
         let xk = xs[k * BM4 + ty];
         let wa = ws[k * 32u + tx];
         let wb = ws[k * 32u + 16u + tx];
@@ -267,9 +314,9 @@ fn finish(t0: u32, t: u32, nt: u32, r0: u32, a: vec4<f32>, b: vec4<f32>) {
         }
         let o = (t0 + t) * N_OUT + ROW0 + row;
         if (ADD) {
-            y[o] = f32(f32(y[o]) + u);
+            y[o] = f16(f32(y[o]) + u);
         } else {
-            y[o] = f32(u);
+            y[o] = f16(u);
         }
     }
 }
@@ -299,24 +346,64 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         x2 = load_x(xrow, 0u, xq2);
         x3 = load_x(xrow, 0u, xq2 + 4u);
     }
+    if (STAGING == DBUF) {  // the first group's first half: the loop finds k 0..15 staged
+        let h = w_half(wr, 0u);
+        stage_w8(lid % 128u, 8u * (lid / 128u), select(h[0], h[2], lid >= 128u), select(h[1], h[3], lid >= 128u));
+        stage_x(xt, xq, xq2, x0, x2);
+        workgroupBarrier();
+    }
     for (var g = 0u; g < w_KG; g++) {
-        stage(lid, w_half(wr, 0u), xt, xq, xq2, x0, x2);
-        workgroupBarrier();
-        multiply(tx, ty);
-        workgroupBarrier();
-        stage(lid, w_half(wr, 1u), xt, xq, xq2, x1, x3);
-        workgroupBarrier();
-        // fetch the next group (the last one again at the end) while this half is multiplied
-        let gn = min(g + 1u, w_KG - 1u);
-        wr = w_fetch(wn, gn);
-        x0 = load_x(xrow, gn, xq);
-        x1 = load_x(xrow, gn, xq + 4u);
-        if (XU == 4u) {
+        let gn = min(g + 1u, w_KG - 1u);  // the next group (the last one again at the end)
+        if (STAGING == WIDE) {  // the whole group, then its 32 k: 2 barriers
+            stage_w(lid % 128u, 16u * (lid / 128u), w_half(wr, lid / 128u));
+            stage_x(xt, xq, xq2, x0, x2);
+            stage_x(xt, xq + 4u, xq2 + 4u, x1, x3);
+            workgroupBarrier();
+            wr = w_fetch(wn, gn);  // fetched while the group is multiplied
+            x0 = load_x(xrow, gn, xq);
+            x1 = load_x(xrow, gn, xq + 4u);
             x2 = load_x(xrow, gn, xq2);
             x3 = load_x(xrow, gn, xq2 + 4u);
+            multiply(tx, ty, 0u);
+            multiply(tx, ty, 16u);
+            workgroupBarrier();
+        } else if (STAGING == DBUF) {  // k 0..15 staged; 2 barriers
+            // this group's second half into k 16..31 (free since the last barrier) beside the first's multiply
+            let h = w_half(wr, 1u);
+            stage_w8(lid % 128u, 16u + 8u * (lid / 128u), select(h[0], h[2], lid >= 128u), select(h[1], h[3], lid >= 128u));
+            stage_x(xt, xq + 4u, xq2 + 4u, x1, x3);
+            multiply(tx, ty, 0u);
+            workgroupBarrier();
+            wr = w_fetch(wn, gn);  // fetched while the second half is multiplied
+            x0 = load_x(xrow, gn, xq);
+            x1 = load_x(xrow, gn, xq + 4u);
+            x2 = load_x(xrow, gn, xq2);
+            x3 = load_x(xrow, gn, xq2 + 4u);
+            multiply(tx, ty, 16u);
+            // the next group's first half into k 0..15, free since the barrier above
+            let n = w_half(wr, 0u);
+            stage_w8(lid % 128u, 8u * (lid / 128u), select(n[0], n[2], lid >= 128u), select(n[1], n[3], lid >= 128u));
+            stage_x(xt, xq, xq2, x0, x2);
+            workgroupBarrier();
+        } else {  // halves through 16 k of workgroup memory: 4 barriers
+            if (lid < 128u) { stage_w(lid, 0u, w_half(wr, 0u)); }
+            stage_x(xt, xq, xq2, x0, x2);
+            workgroupBarrier();
+            multiply(tx, ty, 0u);
+            workgroupBarrier();
+            if (lid < 128u) { stage_w(lid, 0u, w_half(wr, 1u)); }
+            stage_x(xt, xq, xq2, x1, x3);
+            workgroupBarrier();
+            wr = w_fetch(wn, gn);  // fetched while the second half is multiplied
+            x0 = load_x(xrow, gn, xq);
+            x1 = load_x(xrow, gn, xq + 4u);
+            if (XU == 4u) {
+                x2 = load_x(xrow, gn, xq2);
+                x3 = load_x(xrow, gn, xq2 + 4u);
+            }
+            multiply(tx, ty, 0u);
+            workgroupBarrier();
         }
-        multiply(tx, ty);
-        workgroupBarrier();
     }
 
     let ra = n0 + 4u * tx;
