@@ -341,9 +341,18 @@ def attention_decode(profile: Profile, *, nq: int, nkv: int, hd: int, window: in
     return _make("attention_decode", src, (UNIFORM, READ, READ, READ, WRITE, WRITE))
 
 
+ATTN_TILED_WG_BYTES = 16384  # WebGPU's default maxComputeWorkgroupStorageSize
+
+
+def attention_tiled_slots(*, nq: int, nkv: int) -> int:
+    """Query-row slots of an attention_tiled workgroup: 32, or 64 where more heads share a KV head."""
+    return 32 if nq // nkv <= 32 else 64
+
+
 def attention_tiled_tokens(*, nq: int, nkv: int) -> int:
-    """Query tokens per workgroup of attention_tiled: 64 query rows of the nq / nkv heads sharing a KV head."""
-    return max(1, 64 // (nq // nkv))
+    """Query tokens per workgroup of attention_tiled: its row slots over the nq / nkv heads sharing a KV
+    head (8 tokens x 4 heads for Llama-3)."""
+    return max(1, attention_tiled_slots(nq=nq, nkv=nkv) // (nq // nkv))
 
 
 def attention_tiled_fits(*, nq: int, nkv: int, hd: int) -> bool:
@@ -352,23 +361,97 @@ def attention_tiled_fits(*, nq: int, nkv: int, hd: int) -> bool:
     return hd % 16 == 0 and nq // nkv <= 64
 
 
-def attention_tiled(profile: Profile, *, nq: int, nkv: int, hd: int, window: int, scale: float) -> Kernel:
+def attention_tiled_block(*, hd: int, slots: int, stage_bytes: int) -> int:
+    """Positions per block of attention_tiled: the most (4..32, a power of two) whose staged K and V
+    (stage_bytes an element) and partial dots (16 bytes a row slot) fit 16 KiB of workgroup memory."""
+    bk = 32
+    while bk > 4 and bk * (2 * hd * stage_bytes + 16 * slots) > ATTN_TILED_WG_BYTES:
+        bk //= 2
+    return bk
+
+
+def attention_tiled(profile: Profile, *, nq: int, nkv: int, hd: int, window: int, scale: float,
+                    rows_per_thread: int | None = None, stage: str = "f32", block: int | None = None) -> Kernel:
     """Prefill attention, one workgroup per (KV head, attention_tiled_tokens query tokens); see
-    wgsl/attention_tiled.wgsl. Blocks of 8 positions (4 with head_dim > 128) keep its workgroup memory
-    within 16 KiB."""
-    n = hd // 16  # vec4 of q and of output sums per thread
+    wgsl/attention_tiled.wgsl. `rows_per_thread` (default 2 with head_dim <= 64, else 1: q and the
+    output sums take 2 x rows x head_dim / 4 registers) sets the threads (4 per row group); `stage` the
+    type K and V are staged in (f32; "act" halves the bytes, so blocks hold twice the positions, and
+    converts on every read); `block` the positions per block (default: the most that fit 16 KiB)."""
+    slots = attention_tiled_slots(nq=nq, nkv=nkv)
+    rt = rows_per_thread or (2 if hd <= 64 else 1)
+    kvt = profile.act if stage == "act" else "f32"
+    bk = block or attention_tiled_block(hd=hd, slots=slots, stage_bytes=4 if kvt == "f32" else 2)
+    nt = slots // rt * 4
+    if slots % rt or hd % 16 or bk * (2 * hd * (4 if kvt == "f32" else 2) + 16 * slots) > ATTN_TILED_WG_BYTES:
+        raise ValueError(f"attention_tiled: no tiling for head_dim {hd}, {rt} rows a thread, blocks of {bk}")
+    n = hd // 16  # vec4 of q and of output sums per thread and row
+    rows, es = range(rt), range(n)
 
-    def lines(fmt: str, indent: int) -> str:  # fmt once per vec4 e (named registers, straight-line code)
-        return "\n".join(" " * indent + fmt.format(e=e) for e in range(n))
+    def block_of(lines: list[str], indent: int) -> str:
+        return "\n".join(" " * indent + line for line in lines)
 
+    decls = []
+    for i in rows:
+        decls += [f"let row{i} = rg + {i}u * NG;",
+                  f"let tq{i} = row{i} / G;",
+                  f"let valid{i} = row{i} < ROWS && tq{i} < nt;",
+                  f"let p{i} = step.past + t0 + tq{i};  // the row's query position",
+                  f"let qb{i} = ((t0 + tq{i}) * NQ + kh * G + row{i} % G) * HD4 + c;  // its vec4 0 of quarter c",
+                  f"var m{i} = NEG;",
+                  f"var l{i} = 0.0;"]
+        decls += [f"var q{i}_{e} = vec4<f32>(0.0);" for e in es] + [f"var a{i}_{e} = vec4<f32>(0.0);" for e in es]
+        decls += [f"if (valid{i}) {{"] + [f"    q{i}_{e} = vec4<f32>(q[qb{i} + {4 * e}u]) * SCALE;" for e in es] + ["}"]
+    # the block's K/V vec4 this thread loads: lid + l * NT (a guard where NT does not divide the block)
+    nload = -(-bk * hd // 4 // nt)
+    guard = (bk * hd // 4) % nt != 0
+
+    def load(j0: str, decl: bool) -> list[str]:
+        out = []
+        for li in range(nload):
+            idx = f"lid + {li * nt}u"
+            kw = "var " if decl else ""
+            at = (f"cache + min({j0} + ({idx}) / HD4, kv_end - 1u) * NKV * HD4 + ({idx}) % HD4")
+            if guard:  # past the block: a real row of the cache, not stored
+                at = (f"cache + min({j0} + min({idx}, BK * HD4 - 1u) / HD4, kv_end - 1u) * NKV * HD4 "
+                      f"+ ({idx}) % HD4")
+            out += [f"{kw}kn{li} = k_cache[{at}];", f"{kw}vn{li} = v_cache[{at}];"]
+        return out
+
+    stage_lines = []
+    for li in range(nload):
+        store = [f"ks[lid + {li * nt}u] = vec4<{kvt}>(kn{li});", f"vs[lid + {li * nt}u] = vec4<{kvt}>(vn{li});"]
+        if guard:
+            stage_lines += [f"if (lid + {li * nt}u < BK * HD4) {{"] + ["    " + s for s in store] + ["}"]
+        else:
+            stage_lines += store
+    qk = ["let kb = jj * HD4 + c;"] + [f"var d{i} = vec4<f32>(0.0);" for i in rows]
+    for e in es:
+        qk.append(f"let k{e} = vec4<f32>(ks[kb + {4 * e}u]);")
+        qk += [f"d{i} = fma(q{i}_{e}, k{e}, d{i});" for i in rows]
+    qk += [f"part[jj * SLOTS + row{i}][c] = (d{i}.x + d{i}.y) + (d{i}.z + d{i}.w);" for i in rows]
+    soft = [f"var bm{i} = NEG;" for i in rows]
+    soft += ["for (var jj = 0u; jj < BK; jj++) {"]
+    soft += [f"    bm{i} = max(bm{i}, score(row{i}, jj, j0 + jj, p{i}, valid{i}));" for i in rows] + ["}"]
+    for i in rows:
+        soft += [f"let nm{i} = max(m{i}, bm{i});", f"let al{i} = exp(m{i} - nm{i});"]
+        soft += [f"a{i}_{e} *= al{i};" for e in es] + [f"l{i} *= al{i};", f"m{i} = nm{i};"]
+    pv = ["let vb = jj * HD4 + c;"]
+    for i in rows:
+        pv += [f"let s{i} = score(row{i}, jj, j, p{i}, valid{i});",
+               f"let w{i} = vec4<f32>(select(0.0, exp(s{i} - m{i}), s{i} > -1e29));  // masked: no weight",
+               f"l{i} += w{i}.x;"]
+    for e in es:
+        pv.append(f"let v{e} = vec4<f32>(vs[vb + {4 * e}u]);")
+        pv += [f"a{i}_{e} = fma(w{i}, v{e}, a{i}_{e});" for i in rows]
+    store = []
+    for i in rows:
+        store += [f"if (valid{i}) {{", f"    let inv = 1.0 / l{i};"]
+        store += [f"    out[qb{i} + {4 * e}u] = vec4<act>(a{i}_{e} * inv);" for e in es] + ["}"]
     src = _fill(_template("attention_tiled"), HEADER=_header(profile), NQ=nq, NKV=nkv, HD=hd, WINDOW=window,
-                SCALE=_f32(scale), QT=attention_tiled_tokens(nq=nq, nkv=nkv), BK=8 if hd <= 128 else 4,
-                DECLS=lines("var q{e} = vec4<f32>(0.0);\n    var a{e} = vec4<f32>(0.0);", 4),
-                QLOAD=lines("q{e} = vec4<f32>(q[qb + {e}u]) * SCALE;", 8),
-                QK=lines("d = fma(q{e}, ks[kb + {e}u], d);", 12),
-                RESCALE=lines("a{e} *= alpha;", 8),
-                PV=lines("a{e} = fma(pv, vs[vb + {e}u], a{e});", 12),
-                STORE=lines("out[o + {e}u] = vec4<act>(a{e} * inv);", 8))
+                SCALE=_f32(scale), QT=attention_tiled_tokens(nq=nq, nkv=nkv), SLOTS=slots, RT=rt, BK=bk, KVT=kvt,
+                ROWDECLS=block_of(decls, 4), LOADDECLS=block_of(load("kv_start", True), 4),
+                STAGE=block_of(stage_lines, 8), LOADNEXT=block_of(load("j1", False), 12), QK=block_of(qk, 12),
+                SOFTMAX=block_of(soft, 8), PV=block_of(pv, 12), STORE=block_of(store, 4))
     return _make("attention_tiled", src, (UNIFORM, READ, READ, READ, WRITE))
 
 
