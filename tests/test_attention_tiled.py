@@ -1,7 +1,7 @@
 """The prefill attention (wgsl/attention_tiled.wgsl) against numpy, on shapes the tiny models of
 test_reference.py do not reach: head_dim 16 to 256, 1 to 40 query heads per KV head (3: tiles that
-leave row slots empty), blocks of 4 to 32 positions, 1 to 4 rows a thread, K/V staged in f32 or the
-activation type, a cached past, a sliding window, and token counts that end in a partial tile and a
+leave row slots empty), blocks of 4 to 32 positions, 1 to 4 rows a thread, 4 or 8 threads a row
+group, K/V staged in f32 or the activation type, a cached past, a sliding window, and token counts that end in a partial tile and a
 partial block.
 
 Tolerance, relative to the largest output: f32 activations 1e-5 (sums in another order than numpy's);
@@ -64,17 +64,19 @@ def run_attention(dev, kern, q, k, v, n_tokens, past, grid_x, per_y):
 
 # (nq, nkv, hd, n_tokens, past, window, profile, options)
 CASES = [
-    (4, 4, 32, 45, 0, 0, "f32", {}),                             # G 1: 32-token tiles; 2 rows a thread
+    (4, 4, 32, 45, 0, 0, "f32", {}),                             # G 1: 32-token tiles
     (8, 2, 64, 37, 5, 0, "f32", {}),                             # G 4, a past, partial tile and block
     (8, 2, 64, 37, 5, 0, "f16", {"stage": "act"}),               # K/V staged as f16: blocks of 32
-    (16, 2, 128, 21, 3, 0, "f16", {}),                           # G 8, head_dim 128 (one row a thread)
-    (16, 2, 128, 21, 3, 0, "f32", {"rows_per_thread": 2}),
+    (16, 2, 128, 21, 3, 0, "f16", {}),                           # G 8, head_dim 128: 8 threads a row group
+    (16, 2, 128, 21, 3, 0, "f32", {"rows_per_thread": 1, "split": 4}),
     (4, 1, 256, 13, 40, 0, "f32", {}),                           # head_dim 256: blocks of 4
-    (4, 1, 256, 13, 40, 0, "f16", {"stage": "act"}),
+    (4, 1, 256, 13, 40, 0, "f16", {"stage": "act", "rows_per_thread": 4}),
     (6, 2, 32, 50, 7, 16, "f32", {}),                            # G 3 (2 of 32 slots idle), a window
-    (8, 2, 64, 70, 30, 24, "f16", {"rows_per_thread": 4}),       # window crossing blocks, one warp
+    (6, 2, 32, 50, 7, 16, "f16", {"split": 8, "rows_per_thread": 1}),
+    (8, 2, 64, 70, 30, 24, "f16", {"rows_per_thread": 4, "split": 8}),  # window across blocks, one warp
     (40, 1, 16, 9, 2, 0, "f32", {}),                             # G 40: 64 slots, one token a tile
     (32, 8, 64, 33, 0, 0, "f32", {"block": 8}),                  # Llama-3.2-1B's heads
+    (48, 3, 48, 20, 0, 0, "f16", {}),                            # head_dim 48: 3 vec4 a share
 ]
 
 
@@ -101,6 +103,9 @@ def test_attention_tiled_matches_numpy(gpu, nq, nkv, hd, n_tokens, past, window,
 def test_attention_tiled_block_fits_16k():
     for hd in (16, 32, 64, 128, 256):
         for slots in (32, 64):
-            for nbytes in (2, 4):
-                bk = K.attention_tiled_block(hd=hd, slots=slots, stage_bytes=nbytes)
-                assert 4 <= bk <= 32 and bk * (2 * hd * nbytes + 16 * slots) <= 16384
+            for split in (4, 8):
+                for nbytes in (2, 4):
+                    bk = K.attention_tiled_block(hd=hd, slots=slots, split=split, stage_bytes=nbytes)
+                    assert 4 <= bk <= 32
+                    assert K.attention_tiled_bytes(hd=hd, slots=slots, split=split, stage_bytes=nbytes,
+                                                   block=bk) <= 16384

@@ -356,35 +356,56 @@ def attention_tiled_tokens(*, nq: int, nkv: int) -> int:
 
 
 def attention_tiled_fits(*, nq: int, nkv: int, hd: int) -> bool:
-    """Whether attention_tiled serves this shape: head_dim splits into 4 vec4 quarters, at most 64 query
-    heads share a KV head."""
+    """Whether attention_tiled serves this shape: head_dim splits into 4 shares of vec4, at most 64
+    query heads share a KV head."""
     return hd % 16 == 0 and nq // nkv <= 64
 
 
-def attention_tiled_block(*, hd: int, slots: int, stage_bytes: int) -> int:
-    """Positions per block of attention_tiled: the most (4..32, a power of two) whose staged K and V
-    (stage_bytes an element) and partial dots (16 bytes a row slot) fit 16 KiB of workgroup memory."""
+def attention_tiled_bytes(*, hd: int, slots: int, split: int, stage_bytes: int, block: int) -> int:
+    """Workgroup memory of attention_tiled: a block's K and V (stage_bytes an element) and its partial
+    dots (4 bytes per position, row slot and share of head_dim)."""
+    return block * (2 * hd * stage_bytes + 4 * slots * split)
+
+
+def attention_tiled_block(*, hd: int, slots: int, split: int, stage_bytes: int) -> int:
+    """Positions per block of attention_tiled: the most (4..32, a power of two) that fit 16 KiB of
+    workgroup memory."""
     bk = 32
-    while bk > 4 and bk * (2 * hd * stage_bytes + 16 * slots) > ATTN_TILED_WG_BYTES:
+    while bk > 4 and attention_tiled_bytes(hd=hd, slots=slots, split=split, stage_bytes=stage_bytes,
+                                           block=bk) > ATTN_TILED_WG_BYTES:
         bk //= 2
     return bk
 
 
+def attention_tiled_split(hd: int) -> int:
+    """Default threads per row group of attention_tiled: 8 where head_dim splits into 8 shares of
+    vec4 and is over 64 (so 2 rows a thread keep 2 x 2 x head_dim / 8 = 64 registers of q and output
+    sums at head_dim 128), else 4."""
+    return 8 if hd > 64 and hd % 32 == 0 else 4
+
+
 def attention_tiled(profile: Profile, *, nq: int, nkv: int, hd: int, window: int, scale: float,
-                    rows_per_thread: int | None = None, stage: str = "f32", block: int | None = None) -> Kernel:
+                    rows_per_thread: int = 2, split: int | None = None, stage: str = "f32",
+                    block: int | None = None) -> Kernel:
     """Prefill attention, one workgroup per (KV head, attention_tiled_tokens query tokens); see
-    wgsl/attention_tiled.wgsl. `rows_per_thread` (default 2 with head_dim <= 64, else 1: q and the
-    output sums take 2 x rows x head_dim / 4 registers) sets the threads (4 per row group); `stage` the
-    type K and V are staged in (f32; "act" halves the bytes, so blocks hold twice the positions, and
-    converts on every read); `block` the positions per block (default: the most that fit 16 KiB)."""
+    wgsl/attention_tiled.wgsl. A thread holds `rows_per_thread` query rows (each K/V vec4 it reads
+    from workgroup memory feeds that many FMAs) over a 1/`split` share of head_dim (split 4 or 8
+    threads a row group; default attention_tiled_split): q and the output sums take
+    2 x rows x head_dim / split registers. `stage`: the type K and V are staged in (f32; "act" halves
+    the bytes, so blocks hold twice the positions, and converts on every read); `block`: positions
+    per block (default: the most that fit 16 KiB)."""
     slots = attention_tiled_slots(nq=nq, nkv=nkv)
-    rt = rows_per_thread or (2 if hd <= 64 else 1)
+    rt = rows_per_thread
+    ds = split or attention_tiled_split(hd)
     kvt = profile.act if stage == "act" else "f32"
-    bk = block or attention_tiled_block(hd=hd, slots=slots, stage_bytes=4 if kvt == "f32" else 2)
-    nt = slots // rt * 4
-    if slots % rt or hd % 16 or bk * (2 * hd * (4 if kvt == "f32" else 2) + 16 * slots) > ATTN_TILED_WG_BYTES:
-        raise ValueError(f"attention_tiled: no tiling for head_dim {hd}, {rt} rows a thread, blocks of {bk}")
-    n = hd // 16  # vec4 of q and of output sums per thread and row
+    sb = 4 if kvt == "f32" else 2
+    bk = block or attention_tiled_block(hd=hd, slots=slots, split=ds, stage_bytes=sb)
+    nt = slots // rt * ds
+    if (ds not in (4, 8) or slots % rt or hd % (4 * ds)
+            or attention_tiled_bytes(hd=hd, slots=slots, split=ds, stage_bytes=sb, block=bk) > ATTN_TILED_WG_BYTES):
+        raise ValueError(f"attention_tiled: no tiling for head_dim {hd} with {rt} rows a thread, {ds} threads "
+                         f"a row group, blocks of {bk}")
+    n = hd // 4 // ds  # vec4 of q and of output sums per thread and row
     rows, es = range(rt), range(n)
 
     def block_of(lines: list[str], indent: int) -> str:
@@ -396,11 +417,11 @@ def attention_tiled(profile: Profile, *, nq: int, nkv: int, hd: int, window: int
                   f"let tq{i} = row{i} / G;",
                   f"let valid{i} = row{i} < ROWS && tq{i} < nt;",
                   f"let p{i} = step.past + t0 + tq{i};  // the row's query position",
-                  f"let qb{i} = ((t0 + tq{i}) * NQ + kh * G + row{i} % G) * HD4 + c;  // its vec4 0 of quarter c",
+                  f"let qb{i} = ((t0 + tq{i}) * NQ + kh * G + row{i} % G) * HD4 + c;  // its vec4 0 of share c",
                   f"var m{i} = NEG;",
                   f"var l{i} = 0.0;"]
         decls += [f"var q{i}_{e} = vec4<f32>(0.0);" for e in es] + [f"var a{i}_{e} = vec4<f32>(0.0);" for e in es]
-        decls += [f"if (valid{i}) {{"] + [f"    q{i}_{e} = vec4<f32>(q[qb{i} + {4 * e}u]) * SCALE;" for e in es] + ["}"]
+        decls += [f"if (valid{i}) {{"] + [f"    q{i}_{e} = vec4<f32>(q[qb{i} + {ds * e}u]) * SCALE;" for e in es] + ["}"]
     # the block's K/V vec4 this thread loads: lid + l * NT (a guard where NT does not divide the block)
     nload = -(-bk * hd // 4 // nt)
     guard = (bk * hd // 4) % nt != 0
@@ -426,9 +447,10 @@ def attention_tiled(profile: Profile, *, nq: int, nkv: int, hd: int, window: int
             stage_lines += store
     qk = ["let kb = jj * HD4 + c;"] + [f"var d{i} = vec4<f32>(0.0);" for i in rows]
     for e in es:
-        qk.append(f"let k{e} = vec4<f32>(ks[kb + {4 * e}u]);")
+        qk.append(f"let k{e} = vec4<f32>(ks[kb + {ds * e}u]);")
         qk += [f"d{i} = fma(q{i}_{e}, k{e}, d{i});" for i in rows]
-    qk += [f"part[jj * SLOTS + row{i}][c] = (d{i}.x + d{i}.y) + (d{i}.z + d{i}.w);" for i in rows]
+    qk += [f"part[(jj * SLOTS + row{i}) * PV4 + c / 4u][c % 4u] = (d{i}.x + d{i}.y) + (d{i}.z + d{i}.w);"
+           for i in rows]
     soft = [f"var bm{i} = NEG;" for i in rows]
     soft += ["for (var jj = 0u; jj < BK; jj++) {"]
     soft += [f"    bm{i} = max(bm{i}, score(row{i}, jj, j0 + jj, p{i}, valid{i}));" for i in rows] + ["}"]
@@ -441,14 +463,14 @@ def attention_tiled(profile: Profile, *, nq: int, nkv: int, hd: int, window: int
                f"let w{i} = vec4<f32>(select(0.0, exp(s{i} - m{i}), s{i} > -1e29));  // masked: no weight",
                f"l{i} += w{i}.x;"]
     for e in es:
-        pv.append(f"let v{e} = vec4<f32>(vs[vb + {4 * e}u]);")
+        pv.append(f"let v{e} = vec4<f32>(vs[vb + {ds * e}u]);")
         pv += [f"a{i}_{e} = fma(w{i}, v{e}, a{i}_{e});" for i in rows]
     store = []
     for i in rows:
         store += [f"if (valid{i}) {{", f"    let inv = 1.0 / l{i};"]
-        store += [f"    out[qb{i} + {4 * e}u] = vec4<act>(a{i}_{e} * inv);" for e in es] + ["}"]
+        store += [f"    out[qb{i} + {ds * e}u] = vec4<act>(a{i}_{e} * inv);" for e in es] + ["}"]
     src = _fill(_template("attention_tiled"), HEADER=_header(profile), NQ=nq, NKV=nkv, HD=hd, WINDOW=window,
-                SCALE=_f32(scale), QT=attention_tiled_tokens(nq=nq, nkv=nkv), SLOTS=slots, RT=rt, BK=bk, KVT=kvt,
+                SCALE=_f32(scale), QT=attention_tiled_tokens(nq=nq, nkv=nkv), SLOTS=slots, RT=rt, DS=ds, BK=bk, KVT=kvt,
                 ROWDECLS=block_of(decls, 4), LOADDECLS=block_of(load("kv_start", True), 4),
                 STAGE=block_of(stage_lines, 8), LOADNEXT=block_of(load("j1", False), 12), QK=block_of(qk, 12),
                 SOFTMAX=block_of(soft, 8), PV=block_of(pv, 12), STORE=block_of(store, 4))

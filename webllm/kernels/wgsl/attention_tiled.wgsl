@@ -3,20 +3,21 @@
 // so each K/V block staged in workgroup memory serves all of them (GQA).
 //   out[t, h, :] = sum_j softmax_j(q[t, h, :] . k[j, kh, :] * SCALE) v[j, kh, :],  kh = h / G
 //   over cache positions j in [max(0, p + 1 - WINDOW), p], p = step.past + t (WINDOW 0: no window).
-// Threads: 4 per row group (quarter c = lid % 4 of head_dim), RT query rows per thread (slots rg,
-// rg + NG, ..., rg = lid / 4); a thread keeps its rows' q and output sums over its quarter in
-// registers. The quarters interleave by vec4 (quarter c owns vec4 e*4 + c of a row), so the 4 threads
-// of a row read 4 adjacent vec4 of a staged K or V row: no bank conflicts (contiguous quarters, 128
-// bytes apart, put all 4 in the same banks), and each K/V vec4 read feeds RT rows.
+// Threads: DS (4 or 8) per row group, each owning a share c = lid % DS of head_dim, and RT query rows
+// per thread (slots rg, rg + NG, ..., rg = lid / DS); a thread keeps its rows' q and output sums over
+// its share in registers. The shares interleave by vec4 (share c owns vec4 e*DS + c of a row), so the
+// DS threads of a row group read DS adjacent vec4 of a staged K or V row: no bank conflicts
+// (contiguous shares, HD/DS dims apart, put them all in the same banks), and each K/V vec4 read
+// feeds RT rows.
 // Per block of BK positions (three barriers): the block's K and V, loaded into registers during the
 // previous block, are stored to workgroup memory (barrier); the next block's loads are issued; each
-// thread dots its quarter of q with the BK staged K rows and leaves the partials in part[position][slot]
-// (one vec4: the 4 quarters; a barrier); each thread reads its rows' 4 partials (the scores), updates
-// the running max and sum and accumulates p * V over its quarter (a barrier before the next store).
+// thread dots its share of q with the BK staged K rows and leaves the partials in part[position][slot]
+// (DS / 4 vec4: the DS shares; a barrier); each thread reads its rows' DS partials (the scores), updates
+// the running max and sum and accumulates p * V over its share (a barrier before the next store).
 // Tiles are dispatched last first: under the causal mask the last tile of tokens scans the most
 // positions, so it starts first and the short ones fill in behind it.
 // Bindings: 0 step; 1 q [T, NQ*HD] act; 2 k_cache [capacity, NKV, HD] act (position-major); 3 v_cache; 4 out [T, NQ*HD] act.
-// Grid: x = NKV, y = ceil(T / QT). Needs HD % 16 == 0.
+// Grid: x = NKV, y = ceil(T / QT). Needs HD % (4 * DS) == 0.
 {{HEADER}}
 const NQ: u32 = {{NQ}}u;
 const NKV: u32 = {{NKV}}u;
@@ -29,8 +30,10 @@ const QT: u32 = {{QT}}u;        // query tokens per workgroup
 const ROWS: u32 = QT * G;       // query rows, <= SLOTS
 const SLOTS: u32 = {{SLOTS}}u;  // row slots: NG row groups x RT rows
 const RT: u32 = {{RT}}u;        // query rows per thread
-const NG: u32 = SLOTS / RT;     // row groups, 4 threads each
-const NT: u32 = NG * 4u;        // threads
+const DS: u32 = {{DS}}u;        // threads per row group, each a share of head_dim
+const PV4: u32 = DS / 4u;       // vec4 of partial dots per (position, slot)
+const NG: u32 = SLOTS / RT;     // row groups
+const NT: u32 = NG * DS;        // threads
 const BK: u32 = {{BK}}u;        // positions per block (workgroup memory <= 16 KiB)
 const NEG: f32 = -1e30;
 
@@ -41,11 +44,13 @@ const NEG: f32 = -1e30;
 
 var<workgroup> ks: array<vec4<{{KVT}}>, BK * HD4>;  // [position][dim / 4]
 var<workgroup> vs: array<vec4<{{KVT}}>, BK * HD4>;
-var<workgroup> part: array<vec4<f32>, BK * SLOTS>;  // [position][row slot]: the 4 quarters' partial dots
+var<workgroup> part: array<vec4<f32>, BK * SLOTS * PV4>;  // [position][row slot][share / 4]: partial dots
 
 // the score of block position jj for row slot `row` at position p (NEG where masked)
 fn score(row: u32, jj: u32, j: u32, p: u32, valid: bool) -> f32 {
-    let d = part[jj * SLOTS + row];
+    let i = (jj * SLOTS + row) * PV4;
+    var d = part[i];
+    for (var u = 1u; u < PV4; u++) { d += part[i + u]; }
     if (valid && j <= p && (WINDOW == 0u || j + WINDOW > p)) { return (d.x + d.y) + (d.z + d.w); }
     return NEG;
 }
@@ -56,8 +61,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let tiles = (step.n_tokens + QT - 1u) / QT;
     let t0 = (tiles - 1u - wid.y) * QT;  // the last tile first
     let nt = min(QT, step.n_tokens - t0);
-    let c = lid % 4u;
-    let rg = lid / 4u;
+    let c = lid % DS;
+    let rg = lid / DS;
     // this thread's rows (slot rg + i * NG): token, head, whether it is a query, its position, and
     // its q and output sums as named vec4 (q{i}_{e}, a{i}_{e}; generated): no indexed private array, so
     // they stay in registers
