@@ -10,6 +10,7 @@ f16 activations round q, K, V and the output to 11 bits: 4e-3.
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import numpy as np
@@ -103,9 +104,7 @@ def test_attention_tiled_matches_numpy(gpu, nq, nkv, hd, n_tokens, past, window,
 def test_attention_tiled_block_fits_16k():
     for hd in (16, 32, 64, 128, 256):
         for slots in (32, 64):
-            for split in (4, 8):
-                for nbytes in (2, 4):
-                    bk = K.attention_tiled_block(hd=hd, slots=slots, split=split, stage_bytes=nbytes)
-                    assert 4 <= bk <= 32
-                    assert K.attention_tiled_bytes(hd=hd, slots=slots, split=split, stage_bytes=nbytes,
-                                                   block=bk) <= 16384
+            for split, rt, nbytes in itertools.product((4, 8), (1, 2, 4), (2, 4)):
+                bk = K.attention_tiled_block(hd=hd, slots=slots, split=split, stage_bytes=nbytes, rows_per_thread=rt)
+                assert 4 <= bk <= 32 and bk % 4 == 0 and (bk == 4 or bk * rt <= 32)
+                assert K.attention_tiled_bytes(hd=hd, slots=slots, split=split, stage_bytes=nbytes, block=bk) <= 16384

@@ -367,13 +367,13 @@ def attention_tiled_bytes(*, hd: int, slots: int, split: int, stage_bytes: int, 
     return block * (2 * hd * stage_bytes + 4 * slots * split)
 
 
-def attention_tiled_block(*, hd: int, slots: int, split: int, stage_bytes: int) -> int:
-    """Positions per block of attention_tiled: the most (4..32, a power of two) that fit 16 KiB of
-    workgroup memory."""
-    bk = 32
+def attention_tiled_block(*, hd: int, slots: int, split: int, stage_bytes: int, rows_per_thread: int) -> int:
+    """Positions per block of attention_tiled: the most (a multiple of 4, at least 4) that fit 16 KiB
+    of workgroup memory and keep the block's scores (blocks x rows a thread) within 32 registers."""
+    bk = max(4, 32 // rows_per_thread // 4 * 4)
     while bk > 4 and attention_tiled_bytes(hd=hd, slots=slots, split=split, stage_bytes=stage_bytes,
                                            block=bk) > ATTN_TILED_WG_BYTES:
-        bk //= 2
+        bk -= 4
     return bk
 
 
@@ -392,14 +392,14 @@ def attention_tiled(profile: Profile, *, nq: int, nkv: int, hd: int, window: int
     from workgroup memory feeds that many FMAs) over a 1/`split` share of head_dim (split 4 or 8
     threads a row group; default attention_tiled_split): q and the output sums take
     2 x rows x head_dim / split registers. `stage`: the type K and V are staged in (f32; "act" halves
-    the bytes, so blocks hold twice the positions, and converts on every read); `block`: positions
-    per block (default: the most that fit 16 KiB)."""
+    the bytes, so blocks hold more positions, and converts on every read); `block`: positions per
+    block (default: attention_tiled_block)."""
     slots = attention_tiled_slots(nq=nq, nkv=nkv)
     rt = rows_per_thread
     ds = split or attention_tiled_split(hd)
     kvt = profile.act if stage == "act" else "f32"
     sb = 4 if kvt == "f32" else 2
-    bk = block or attention_tiled_block(hd=hd, slots=slots, split=ds, stage_bytes=sb)
+    bk = block or attention_tiled_block(hd=hd, slots=slots, split=ds, stage_bytes=sb, rows_per_thread=rt)
     nt = slots // rt * ds
     if (ds not in (4, 8) or slots % rt or hd % (4 * ds)
             or attention_tiled_bytes(hd=hd, slots=slots, split=ds, stage_bytes=sb, block=bk) > ATTN_TILED_WG_BYTES):
@@ -451,20 +451,20 @@ def attention_tiled(profile: Profile, *, nq: int, nkv: int, hd: int, window: int
         qk += [f"d{i} = fma(q{i}_{e}, k{e}, d{i});" for i in rows]
     qk += [f"part[(jj * SLOTS + row{i}) * PV4 + c / 4u][c % 4u] = (d{i}.x + d{i}.y) + (d{i}.z + d{i}.w);"
            for i in rows]
-    soft = [f"var bm{i} = NEG;" for i in rows]
-    soft += ["for (var jj = 0u; jj < BK; jj++) {"]
-    soft += [f"    bm{i} = max(bm{i}, score(row{i}, jj, j0 + jj, p{i}, valid{i}));" for i in rows] + ["}"]
+    # softmax and p * V, unrolled over the block: the scores stay in named registers (BK x RT of them)
+    sp = [f"let s{i}_{jj} = score(row{i}, {jj}u, j0 + {jj}u, p{i}, valid{i});" for jj in range(bk) for i in rows]
     for i in rows:
-        soft += [f"let nm{i} = max(m{i}, bm{i});", f"let al{i} = exp(m{i} - nm{i});"]
-        soft += [f"a{i}_{e} *= al{i};" for e in es] + [f"l{i} *= al{i};", f"m{i} = nm{i};"]
-    pv = ["let vb = jj * HD4 + c;"]
-    for i in rows:
-        pv += [f"let s{i} = score(row{i}, jj, j, p{i}, valid{i});",
-               f"let w{i} = vec4<f32>(select(0.0, exp(s{i} - m{i}), s{i} > -1e29));  // masked: no weight",
-               f"l{i} += w{i}.x;"]
-    for e in es:
-        pv.append(f"let v{e} = vec4<f32>(vs[vb + {ds * e}u]);")
-        pv += [f"a{i}_{e} = fma(w{i}, v{e}, a{i}_{e});" for i in rows]
+        sp += [f"let nm{i} = max(m{i}, " + "".join(f"max(s{i}_{jj}, " for jj in range(bk - 1))
+               + f"s{i}_{bk - 1}" + ")" * (bk - 1) + ");",
+               f"let al{i} = exp(m{i} - nm{i});"]
+        sp += [f"a{i}_{e} *= al{i};" for e in es] + [f"l{i} *= al{i};", f"m{i} = nm{i};"]
+    for jj in range(bk):
+        for i in rows:  # masked positions weigh nothing
+            sp += [f"let w{i}_{jj} = vec4<f32>(select(0.0, exp(s{i}_{jj} - m{i}), s{i}_{jj} > -1e29));",
+                   f"l{i} += w{i}_{jj}.x;"]
+        for e in es:
+            sp.append(f"let v{jj}_{e} = vec4<f32>(vs[{jj * hd // 4}u + c + {ds * e}u]);")
+            sp += [f"a{i}_{e} = fma(w{i}_{jj}, v{jj}_{e}, a{i}_{e});" for i in rows]
     store = []
     for i in rows:
         store += [f"if (valid{i}) {{", f"    let inv = 1.0 / l{i};"]
@@ -473,7 +473,7 @@ def attention_tiled(profile: Profile, *, nq: int, nkv: int, hd: int, window: int
                 SCALE=_f32(scale), QT=attention_tiled_tokens(nq=nq, nkv=nkv), SLOTS=slots, RT=rt, DS=ds, BK=bk, KVT=kvt,
                 ROWDECLS=block_of(decls, 4), LOADDECLS=block_of(load("kv_start", True), 4),
                 STAGE=block_of(stage_lines, 8), LOADNEXT=block_of(load("j1", False), 12), QK=block_of(qk, 12),
-                SOFTMAX=block_of(soft, 8), PV=block_of(pv, 12), STORE=block_of(store, 4))
+                SOFTMAX_PV=block_of(sp, 8), STORE=block_of(store, 4))
     return _make("attention_tiled", src, (UNIFORM, READ, READ, READ, WRITE))
 
 

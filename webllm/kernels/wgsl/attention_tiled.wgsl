@@ -12,8 +12,9 @@
 // Per block of BK positions (three barriers): the block's K and V, loaded into registers during the
 // previous block, are stored to workgroup memory (barrier); the next block's loads are issued; each
 // thread dots its share of q with the BK staged K rows and leaves the partials in part[position][slot]
-// (DS / 4 vec4: the DS shares; a barrier); each thread reads its rows' DS partials (the scores), updates
-// the running max and sum and accumulates p * V over its share (a barrier before the next store).
+// (DS / 4 vec4: the DS shares; a barrier); each thread sums its rows' DS partials (the scores, kept in
+// registers), updates the running max and sum and accumulates p * V over its share (a barrier before
+// the next store).
 // Tiles are dispatched last first: under the causal mask the last tile of tokens scans the most
 // positions, so it starts first and the short ones fill in behind it.
 // Bindings: 0 step; 1 q [T, NQ*HD] act; 2 k_cache [capacity, NKV, HD] act (position-major); 3 v_cache; 4 out [T, NQ*HD] act.
@@ -85,12 +86,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
 {{QK}}
         }
         workgroupBarrier();
-        // the block's scores, read twice (max, then weights) rather than kept in an indexed array
-{{SOFTMAX}}
-        for (var jj = 0u; jj < BK; jj++) {
-            let j = j0 + jj;
-{{PV}}
-        }
+        // the block's scores (s{i}_{jj}: named registers, straight-line code over the block), the
+        // running max, sum and output sums rescaled, then the weighted V rows added
+{{SOFTMAX_PV}}
         workgroupBarrier();
     }
 {{STORE}}
