@@ -357,8 +357,11 @@ def attention_tiled_tokens(*, nq: int, nkv: int) -> int:
 
 def attention_tiled_fits(*, nq: int, nkv: int, hd: int) -> bool:
     """Whether attention_tiled serves this shape: head_dim splits into 4 shares of vec4, at most 64
-    query heads share a KV head."""
-    return hd % 16 == 0 and nq // nkv <= 64
+    query heads share a KV head, and a block of 4 positions fits 16 KiB (head_dim up to 256)."""
+    if hd % 16 or nq // nkv > 64:
+        return False
+    return attention_tiled_bytes(hd=hd, slots=attention_tiled_slots(nq=nq, nkv=nkv), split=attention_tiled_split(hd),
+                                 stage_bytes=4, block=4) <= ATTN_TILED_WG_BYTES
 
 
 def attention_tiled_bytes(*, hd: int, slots: int, split: int, stage_bytes: int, block: int) -> int:
@@ -401,7 +404,7 @@ def attention_tiled(profile: Profile, *, nq: int, nkv: int, hd: int, window: int
     sb = 4 if kvt == "f32" else 2
     bk = block or attention_tiled_block(hd=hd, slots=slots, split=ds, stage_bytes=sb, rows_per_thread=rt)
     nt = slots // rt * ds
-    if (ds not in (4, 8) or slots % rt or hd % (4 * ds)
+    if (ds not in (4, 8) or slots % rt or hd % (4 * ds) or nt > 256  # WebGPU's default invocation limit
             or attention_tiled_bytes(hd=hd, slots=slots, split=ds, stage_bytes=sb, block=bk) > ATTN_TILED_WG_BYTES):
         raise ValueError(f"attention_tiled: no tiling for head_dim {hd} with {rt} rows a thread, {ds} threads "
                          f"a row group, blocks of {bk}")
