@@ -106,5 +106,5 @@ def test_attention_tiled_block_fits_16k():
         for slots in (32, 64):
             for split, rt, nbytes in itertools.product((4, 8), (1, 2, 4), (2, 4)):
                 bk = K.attention_tiled_block(hd=hd, slots=slots, split=split, stage_bytes=nbytes, rows_per_thread=rt)
-                assert 4 <= bk <= 32 and bk % 4 == 0 and (bk == 4 or bk * rt <= 32)
+                assert 4 <= bk <= 32 and bk % 4 == 0 and (bk == 4 or bk * rt <= 16)
                 assert K.attention_tiled_bytes(hd=hd, slots=slots, split=split, stage_bytes=nbytes, block=bk) <= 16384

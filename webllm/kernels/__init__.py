@@ -372,8 +372,10 @@ def attention_tiled_bytes(*, hd: int, slots: int, split: int, stage_bytes: int, 
 
 def attention_tiled_block(*, hd: int, slots: int, split: int, stage_bytes: int, rows_per_thread: int) -> int:
     """Positions per block of attention_tiled: the most (a multiple of 4, at least 4) that fit 16 KiB
-    of workgroup memory and keep the block's scores (blocks x rows a thread) within 32 registers."""
-    bk = max(4, 32 // rows_per_thread // 4 * 4)
+    of workgroup memory and keep the block's scores (blocks x rows a thread) within 16 registers (the
+    softmax and p * V are unrolled over the block: at 32 SwiftShader's shader compiler, Dawn's
+    software adapter in test_web_node, grew past 8 GB on the conformance package)."""
+    bk = max(4, 16 // rows_per_thread // 4 * 4)
     while bk > 4 and attention_tiled_bytes(hd=hd, slots=slots, split=split, stage_bytes=stage_bytes,
                                            block=bk) > ATTN_TILED_WG_BYTES:
         bk -= 4
