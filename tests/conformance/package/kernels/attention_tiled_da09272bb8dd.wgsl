@@ -85,7 +85,7 @@ const DS: u32 = 4u;        // threads per row group, each a share of head_dim
 const PV4: u32 = DS / 4u;       // vec4 of partial dots per (position, slot)
 const NG: u32 = SLOTS / RT;     // row groups
 const NT: u32 = NG * DS;        // threads
-const BK: u32 = 16u;        // positions per block (workgroup memory <= 16 KiB)
+const BK: u32 = 8u;        // positions per block (workgroup memory <= 16 KiB)
 const NEG: f32 = -1e30;
 
 @group(0) @binding(1) var<storage, read> q: array<vec4<act>>;
@@ -147,16 +147,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let cache = kh * HD4;  // K/V of position j, head kh: (j * NKV + kh) * HD4
     // the block's K and V as this thread loads them: vec4 lid + i * NT of the block (kn{i}, vn{i});
     // positions past kv_end load the last real row (masked later)
-    var kn0 = k_cache[cache + min(kv_start + (lid + 0u) / HD4, kv_end - 1u) * NKV * HD4 + (lid + 0u) % HD4];
-    var vn0 = v_cache[cache + min(kv_start + (lid + 0u) / HD4, kv_end - 1u) * NKV * HD4 + (lid + 0u) % HD4];
+    var kn0 = k_cache[cache + min(kv_start + min(lid + 0u, BK * HD4 - 1u) / HD4, kv_end - 1u) * NKV * HD4 + (lid + 0u) % HD4];
+    var vn0 = v_cache[cache + min(kv_start + min(lid + 0u, BK * HD4 - 1u) / HD4, kv_end - 1u) * NKV * HD4 + (lid + 0u) % HD4];
     for (var j0 = kv_start; j0 < kv_end; j0 += BK) {
-        ks[lid + 0u] = vec4<f32>(kn0);
-        vs[lid + 0u] = vec4<f32>(vn0);
+        if (lid + 0u < BK * HD4) {
+            ks[lid + 0u] = vec4<f32>(kn0);
+            vs[lid + 0u] = vec4<f32>(vn0);
+        }
         workgroupBarrier();
         let j1 = j0 + BK;  // the next block, loaded while this one is computed
         if (j1 < kv_end) {
-            kn0 = k_cache[cache + min(j1 + (lid + 0u) / HD4, kv_end - 1u) * NKV * HD4 + (lid + 0u) % HD4];
-            vn0 = v_cache[cache + min(j1 + (lid + 0u) / HD4, kv_end - 1u) * NKV * HD4 + (lid + 0u) % HD4];
+            kn0 = k_cache[cache + min(j1 + min(lid + 0u, BK * HD4 - 1u) / HD4, kv_end - 1u) * NKV * HD4 + (lid + 0u) % HD4];
+            vn0 = v_cache[cache + min(j1 + min(lid + 0u, BK * HD4 - 1u) / HD4, kv_end - 1u) * NKV * HD4 + (lid + 0u) % HD4];
         }
         for (var jj = 0u; jj < BK; jj++) {
             let kb = jj * HD4 + c;
@@ -187,28 +189,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let s1_6 = score(row1, 6u, j0 + 6u, p1, valid1);
         let s0_7 = score(row0, 7u, j0 + 7u, p0, valid0);
         let s1_7 = score(row1, 7u, j0 + 7u, p1, valid1);
-        let s0_8 = score(row0, 8u, j0 + 8u, p0, valid0);
-        let s1_8 = score(row1, 8u, j0 + 8u, p1, valid1);
-        let s0_9 = score(row0, 9u, j0 + 9u, p0, valid0);
-        let s1_9 = score(row1, 9u, j0 + 9u, p1, valid1);
-        let s0_10 = score(row0, 10u, j0 + 10u, p0, valid0);
-        let s1_10 = score(row1, 10u, j0 + 10u, p1, valid1);
-        let s0_11 = score(row0, 11u, j0 + 11u, p0, valid0);
-        let s1_11 = score(row1, 11u, j0 + 11u, p1, valid1);
-        let s0_12 = score(row0, 12u, j0 + 12u, p0, valid0);
-        let s1_12 = score(row1, 12u, j0 + 12u, p1, valid1);
-        let s0_13 = score(row0, 13u, j0 + 13u, p0, valid0);
-        let s1_13 = score(row1, 13u, j0 + 13u, p1, valid1);
-        let s0_14 = score(row0, 14u, j0 + 14u, p0, valid0);
-        let s1_14 = score(row1, 14u, j0 + 14u, p1, valid1);
-        let s0_15 = score(row0, 15u, j0 + 15u, p0, valid0);
-        let s1_15 = score(row1, 15u, j0 + 15u, p1, valid1);
-        let nm0 = max(m0, max(s0_0, max(s0_1, max(s0_2, max(s0_3, max(s0_4, max(s0_5, max(s0_6, max(s0_7, max(s0_8, max(s0_9, max(s0_10, max(s0_11, max(s0_12, max(s0_13, max(s0_14, s0_15))))))))))))))));
+        let nm0 = max(m0, max(s0_0, max(s0_1, max(s0_2, max(s0_3, max(s0_4, max(s0_5, max(s0_6, s0_7))))))));
         let al0 = exp(m0 - nm0);
         a0_0 *= al0;
         l0 *= al0;
         m0 = nm0;
-        let nm1 = max(m1, max(s1_0, max(s1_1, max(s1_2, max(s1_3, max(s1_4, max(s1_5, max(s1_6, max(s1_7, max(s1_8, max(s1_9, max(s1_10, max(s1_11, max(s1_12, max(s1_13, max(s1_14, s1_15))))))))))))))));
+        let nm1 = max(m1, max(s1_0, max(s1_1, max(s1_2, max(s1_3, max(s1_4, max(s1_5, max(s1_6, s1_7))))))));
         let al1 = exp(m1 - nm1);
         a1_0 *= al1;
         l1 *= al1;
@@ -269,62 +255,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let v7_0 = vec4<f32>(vs[28u + c + 0u]);
         a0_0 = fma(w0_7, v7_0, a0_0);
         a1_0 = fma(w1_7, v7_0, a1_0);
-        let w0_8 = vec4<f32>(select(0.0, exp(s0_8 - m0), s0_8 > -1e29));
-        l0 += w0_8.x;
-        let w1_8 = vec4<f32>(select(0.0, exp(s1_8 - m1), s1_8 > -1e29));
-        l1 += w1_8.x;
-        let v8_0 = vec4<f32>(vs[32u + c + 0u]);
-        a0_0 = fma(w0_8, v8_0, a0_0);
-        a1_0 = fma(w1_8, v8_0, a1_0);
-        let w0_9 = vec4<f32>(select(0.0, exp(s0_9 - m0), s0_9 > -1e29));
-        l0 += w0_9.x;
-        let w1_9 = vec4<f32>(select(0.0, exp(s1_9 - m1), s1_9 > -1e29));
-        l1 += w1_9.x;
-        let v9_0 = vec4<f32>(vs[36u + c + 0u]);
-        a0_0 = fma(w0_9, v9_0, a0_0);
-        a1_0 = fma(w1_9, v9_0, a1_0);
-        let w0_10 = vec4<f32>(select(0.0, exp(s0_10 - m0), s0_10 > -1e29));
-        l0 += w0_10.x;
-        let w1_10 = vec4<f32>(select(0.0, exp(s1_10 - m1), s1_10 > -1e29));
-        l1 += w1_10.x;
-        let v10_0 = vec4<f32>(vs[40u + c + 0u]);
-        a0_0 = fma(w0_10, v10_0, a0_0);
-        a1_0 = fma(w1_10, v10_0, a1_0);
-        let w0_11 = vec4<f32>(select(0.0, exp(s0_11 - m0), s0_11 > -1e29));
-        l0 += w0_11.x;
-        let w1_11 = vec4<f32>(select(0.0, exp(s1_11 - m1), s1_11 > -1e29));
-        l1 += w1_11.x;
-        let v11_0 = vec4<f32>(vs[44u + c + 0u]);
-        a0_0 = fma(w0_11, v11_0, a0_0);
-        a1_0 = fma(w1_11, v11_0, a1_0);
-        let w0_12 = vec4<f32>(select(0.0, exp(s0_12 - m0), s0_12 > -1e29));
-        l0 += w0_12.x;
-        let w1_12 = vec4<f32>(select(0.0, exp(s1_12 - m1), s1_12 > -1e29));
-        l1 += w1_12.x;
-        let v12_0 = vec4<f32>(vs[48u + c + 0u]);
-        a0_0 = fma(w0_12, v12_0, a0_0);
-        a1_0 = fma(w1_12, v12_0, a1_0);
-        let w0_13 = vec4<f32>(select(0.0, exp(s0_13 - m0), s0_13 > -1e29));
-        l0 += w0_13.x;
-        let w1_13 = vec4<f32>(select(0.0, exp(s1_13 - m1), s1_13 > -1e29));
-        l1 += w1_13.x;
-        let v13_0 = vec4<f32>(vs[52u + c + 0u]);
-        a0_0 = fma(w0_13, v13_0, a0_0);
-        a1_0 = fma(w1_13, v13_0, a1_0);
-        let w0_14 = vec4<f32>(select(0.0, exp(s0_14 - m0), s0_14 > -1e29));
-        l0 += w0_14.x;
-        let w1_14 = vec4<f32>(select(0.0, exp(s1_14 - m1), s1_14 > -1e29));
-        l1 += w1_14.x;
-        let v14_0 = vec4<f32>(vs[56u + c + 0u]);
-        a0_0 = fma(w0_14, v14_0, a0_0);
-        a1_0 = fma(w1_14, v14_0, a1_0);
-        let w0_15 = vec4<f32>(select(0.0, exp(s0_15 - m0), s0_15 > -1e29));
-        l0 += w0_15.x;
-        let w1_15 = vec4<f32>(select(0.0, exp(s1_15 - m1), s1_15 > -1e29));
-        l1 += w1_15.x;
-        let v15_0 = vec4<f32>(vs[60u + c + 0u]);
-        a0_0 = fma(w0_15, v15_0, a0_0);
-        a1_0 = fma(w1_15, v15_0, a1_0);
         workgroupBarrier();
     }
     if (valid0) {
