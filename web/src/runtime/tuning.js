@@ -172,10 +172,23 @@ export async function timeDecodeVariants(model, names) {
   return best;
 }
 
+/** Variants whose warm-up steps are this close get more rounds, however slow the steps. */
+export const CLOSE = 0.15;
+
+/**
+ * Whether the two fastest of `times` are within CLOSE of each other: one round can't tell them apart.
+ * @param {Record<string, number>} times
+ */
+function close(times) {
+  const [a, b = Infinity] = Object.values(times).sort((x, y) => x - y);
+  return b <= a * (1 + CLOSE);
+}
+
 /**
  * Seconds per prefill step of one full chunk (min(prefill_chunk, capacity) tokens) of each variant, in
  * rounds taken in turn as for decode: round 0 (one step each) is warm-up, then the best of two more; a
- * warm-up round whose fastest step took over SLOW_STEP_S decides alone. First, a one-token step of the
+ * warm-up round whose fastest step took over SLOW_STEP_S decides alone unless its two fastest are within
+ * CLOSE. First, a one-token step of the
  * first variant: when that takes over SLOW_STEP_S (a software adapter, where a prefill step costs a
  * whole token tile's work whatever its length), the first variant is kept untimed and the others are
  * never compiled. Leaves the model reset, on the variant it had.
@@ -205,7 +218,7 @@ export async function timePrefillVariants(model, names) {
     best = Object.fromEntries(names.map((name) => [name, Infinity]));
     for (let rnd = 0; rnd < 3; rnd++) {
       for (const name of names) best[name] = Math.min(best[name], await step(name, n));
-      if (rnd === 0 && Math.min(...Object.values(best)) > SLOW_STEP_S) break;
+      if (rnd === 0 && Math.min(...Object.values(best)) > SLOW_STEP_S && !close(best)) break;
     }
   }
   model.reset();
