@@ -172,6 +172,15 @@ export async function timeDecodeVariants(model, names) {
   return best;
 }
 
+/**
+ * `n` token ids spread over the vocabulary, the same every time (webllm/runtime/tuning.py's
+ * spread_ids: a prefill timed on them moves data the way a prompt does).
+ * @param {number} n @param {number} vocab @returns {number[]}
+ */
+export function spreadIds(n, vocab) {
+  return Array.from({ length: n }, (_, i) => (i * 7919 + 13) % vocab);
+}
+
 /** Variants whose warm-up steps are this close get more rounds, however slow the steps. */
 export const CLOSE = 0.15;
 
@@ -203,7 +212,7 @@ export async function timePrefillVariants(model, names) {
     model.reset();
     await model.nextToken(); // the GPU is idle
     const t = performance.now();
-    await model.prefill(new Array(tokens).fill(0));
+    await model.prefill(spreadIds(tokens, model.config.vocab_size));
     await model.nextToken();
     return (performance.now() - t) / 1000;
   };
