@@ -73,8 +73,7 @@ def combine_lanes(cfg, profile: K.Profile, lanes: int) -> int:
     16 rows (16 lanes) where that still makes 256 workgroups: half the combines of 8-row workgroups.
     Measured on an H100, Llama-3.1-8B shape, f16, context 4,096, 8 splits: the o matmul 32.0 µs with
     each row set combining for itself, 20.0 staged with 16 rows (benchmarks/decode_splits.py)."""
-    k = cfg.num_attention_heads * cfg.head_dim
-    if k * profile.act_bytes <= K.COMBINE_STAGE_BYTES and cfg.hidden_size >= 16 * 256:
+    if K.combine_staged(cfg.num_attention_heads * cfg.head_dim, profile.act_bytes) and cfg.hidden_size >= 16 * 256:
         return min(lanes, 16)
     return lanes
 
@@ -221,19 +220,19 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                    if t.startswith(("k_cache.", "v_cache."))}
     mem.where.update({t: t for t in optional})
     # decode attention's per-split partials (fold_combine): a fixed grid of at most `splits` splits
-    # (no more splits than the context window fills, and the partials within one binding)
-    # The kernels are compiled for `splits`; the step's uniform (kv_splits) may ask for fewer, and the
-    # runtime times the plan's `decode_splits` choices at a long context at first load: the compiler's
-    # rule (decode_splits) is the default, half and twice it the alternatives. `decode_splits_max`
-    # pins one count (measurements).
+    # (no more splits than the context window fills, and the partials within one binding). The step's
+    # uniform (kv_splits) may ask for fewer: the runtime times the plan's `decode_splits` choices at a
+    # long context at first load, the compiler's rule (decode_splits) the default, half and twice it
+    # the alternatives. `decode_splits_max` pins one count (measurements).
     per_split = cfg.num_attention_heads * cfg.head_dim * profile.act_bytes
     rule = decode_splits_max or decode_splits(cfg, profile)
     splits = min(rule if decode_splits_max else 2 * rule, -(-model.capacity // K.KV_SPLIT_UNIT))
     while splits > 1 and max_binding_size is not None and splits * per_split > max_binding_size:
         splits -= 1
     split_default = min(rule, splits)
-    split_choices = sorted({c for c in (max(1, rule // 2), rule, 2 * rule) if c <= splits} | {split_default}
-                           if not decode_splits_max else {split_default})
+    split_choices = [split_default]
+    if not decode_splits_max:
+        split_choices = sorted({c for c in (max(1, rule // 2), rule, 2 * rule) if c <= splits} | {split_default})
     mem.buffers["attn_part_o"] = _round16(splits * per_split)
     mem.buffers["attn_part_lse"] = _round16(splits * cfg.num_attention_heads * 4)
     mem.where.update({"attn_part_o": "attn_part_o", "attn_part_lse": "attn_part_lse"})

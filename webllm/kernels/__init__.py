@@ -213,6 +213,12 @@ def matmul_tile_rows(pair: bool) -> int:
 COMBINE_STAGE_BYTES = 8192
 
 
+def combine_staged(k: int, act_bytes: int) -> bool:
+    """Whether the o matmul's combine of decode attention's splits (K inputs) is staged in workgroup
+    memory (gemv.wgsl COMBINE_STAGED)."""
+    return k * act_bytes <= COMBINE_STAGE_BYTES
+
+
 def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: str, y_type: str, lanes: int = 32,
          pair: bool = False, add: bool = False, bias: bool = False, rope: dict | None = None,
          norm_eps: float | None = None, x_last: bool = False, norm_in: int = 0, norm_out_offset: int | None = None,
@@ -242,7 +248,7 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
                    "fn ssq_store(i: u32, v: f32) { ssq_out[i] = v; }")
         bindings += (READ, WRITE, WRITE)
     params["NORM_DECL"] += "\n" + "\n".join(decl)
-    staged = combine_in is not None and w.shape[1] * (2 if x_type == "f16" else 4) <= COMBINE_STAGE_BYTES
+    staged = combine_in is not None and combine_staged(w.shape[1], 2 if x_type == "f16" else 4)
     params.update(COMBINE_IN=str(combine_in is not None).lower(), COMBINE_STAGED=str(staged).lower(),
                   XW_LEN=w.shape[1] // 4 if staged else 1, PAIR_U=int(pair),
                   COMBINE_DECL="fn combined_x(g: u32) -> X8 { return X8(); }")

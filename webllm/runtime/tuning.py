@@ -92,23 +92,28 @@ def _remember(key: str, value: str, model) -> None:
         pass  # a read-only cache only costs the timing again next load
 
 
+def _decode_seconds(model, steps: int, past: int = 0) -> float:
+    """Seconds per decode step over `steps` steps from KV length `past` (the cache's contents there are
+    whatever it holds: a step's time does not depend on them), the GPU idle at the start."""
+    model.reset()
+    model.past = past
+    model.next_token()  # the GPU is idle
+    t = time.perf_counter()
+    for _ in range(steps):
+        model.decode()
+    model.next_token()
+    return (time.perf_counter() - t) / steps
+
+
 def time_kv_splits(model, choices: list[int], past: int) -> dict[int, float]:
     """Seconds per decode step at KV length `past` with each split count, best of rounds taken in turn
-    (as time_decode_variants). The cache's contents there are whatever it holds: the time does not
-    depend on them. A first step over SLOW_STEP_S (a software adapter) ends the timing with that one
+    (as time_decode_variants). A first step over SLOW_STEP_S (a software adapter) ends the timing with that one
     choice. Leaves the model reset, on the split count it had."""
     keep = model.kv_splits
 
     def run(n: int, steps: int) -> float:
         model.use_kv_splits(n)
-        model.reset()
-        model.past = past
-        model.next_token()  # the GPU is idle
-        t = time.perf_counter()
-        for _ in range(steps):
-            model.decode()
-        model.next_token()
-        return (time.perf_counter() - t) / steps
+        return _decode_seconds(model, steps, past)
 
     first = run(choices[0], 1)
     if first > SLOW_STEP_S:
@@ -142,13 +147,7 @@ def time_decode_variants(model, names: list[str]) -> dict[str, float]:
 
     def run(name: str, steps: int) -> float:
         model.use_decode_variant(name)
-        model.reset()
-        model.next_token()  # the GPU is idle
-        t = time.perf_counter()
-        for _ in range(steps):
-            model.decode()
-        model.next_token()
-        return (time.perf_counter() - t) / steps
+        return _decode_seconds(model, steps)
 
     warm = {plain[0]: run(plain[0], 1)}
     slow = warm[plain[0]] > SLOW_STEP_S

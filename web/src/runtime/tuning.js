@@ -89,9 +89,23 @@ export async function chooseKvSplits(model, store, report) {
 }
 
 /**
+ * Seconds per decode step over `steps` steps from KV length `past` (the cache's contents there are
+ * whatever it holds: a step's time does not depend on them), the GPU idle at the start.
+ * @param {import('./model.js').Model} model @param {number} steps @param {number} [past]
+ */
+async function decodeSeconds(model, steps, past = 0) {
+  model.reset();
+  model.past = past;
+  await model.nextToken(); // the GPU is idle
+  const t = performance.now();
+  for (let i = 0; i < steps; i++) model.decode();
+  await model.nextToken();
+  return (performance.now() - t) / 1000 / steps;
+}
+
+/**
  * Seconds per decode step at KV length `past` with each split count, best of rounds taken in turn (as
- * timeDecodeVariants). The cache's contents there are whatever it holds: the time does not depend on
- * them. A first step over SLOW_STEP_S (a software adapter) ends the timing with that one choice.
+ * timeDecodeVariants). A first step over SLOW_STEP_S (a software adapter) ends the timing with that one choice.
  * Leaves the model reset, on the split count it had.
  * @param {import('./model.js').Model} model @param {number[]} choices @param {number} past
  * @returns {Promise<Record<number, number>>}
@@ -101,13 +115,7 @@ export async function timeKvSplits(model, choices, past) {
   /** @param {number} n @param {number} steps */
   const run = async (n, steps) => {
     model.useKvSplits(n);
-    model.reset();
-    model.past = past;
-    await model.nextToken(); // the GPU is idle
-    const t = performance.now();
-    for (let i = 0; i < steps; i++) model.decode();
-    await model.nextToken();
-    return (performance.now() - t) / 1000 / steps;
+    return decodeSeconds(model, steps, past);
   };
   /** @type {Record<number, number>} */
   let best = {};
@@ -145,12 +153,7 @@ export async function timeDecodeVariants(model, names) {
   /** @param {string} name @param {number} steps */
   const run = async (name, steps) => {
     await model.useDecodeVariant(name);
-    model.reset();
-    await model.nextToken(); // the GPU is idle
-    const t = performance.now();
-    for (let i = 0; i < steps; i++) model.decode();
-    await model.nextToken();
-    return (performance.now() - t) / 1000 / steps;
+    return decodeSeconds(model, steps);
   };
   /** @type {Record<string, number>} */
   const warm = { [plain[0]]: await run(plain[0], 1) };
