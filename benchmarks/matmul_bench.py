@@ -2,6 +2,7 @@
 
     python benchmarks/matmul_bench.py [--tokens 512] [--tile 64 32] [--quick] [--json out.json]
                                       [--template OLD.wgsl] [--profile f32] [--staging wide dbuf]
+                                      [--half] [--shapes 8b.gu ...] [--ablate 'wide128x64' ...]
 
 Cold weights: each shape rotates through copies of its 4-bit matrix (q4s, f16 scales) totalling at
 least 512 MiB, so each dispatch reads its weights from memory, not from the 50 MiB L2; x stays hot
@@ -11,13 +12,18 @@ by a readback. FLOPs = 2 * T * K * N (both halves of a pair). The first dispatch
 against numpy on the dequantized weights for a few tokens. With tile 128, the 32 KiB stagings of
 --staging (those of the prefill variants wide128, dbuf128) are timed too where the device reaches
 32 KiB. `--template` times another matmul_tiled template (e.g. `git show
-<rev>:webllm/kernels/wgsl/matmul_tiled.wgsl`) of the 32 x 32 tile generation.
+<rev>:webllm/kernels/wgsl/matmul_tiled.wgsl`) of the 32 x 32 tile generation. `--half` also times
+every variant with f16 arithmetic (suffix " h"). `--ablate V` times variant V (as printed) also
+without its in-loop global loads, without barriers, with nothing but the multiply, and with half
+the workgroup-memory reads: what bounds the kernel (wrong results, by design). The first variant of each shape tends to
+measure slow (the copies' first use): compare the others.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import struct
 import sys
 import time
@@ -66,9 +72,13 @@ def main() -> None:
     ap.add_argument("--template", type=Path, help="also time this older matmul_tiled.wgsl (32 x 32 tiles)")
     ap.add_argument("--cold-bytes", type=int, default=512 << 20)
     ap.add_argument("--profile", choices=["f16", "f32"], help="activation type (default: f16 where the device has it)")
-    ap.add_argument("--ablate", action="store_true",
-                    help="also time the kernel without its in-loop global loads, and without its barriers "
-                         "(wrong results: for finding what bounds it)")
+    ap.add_argument("--ablate", nargs="*", metavar="VARIANT",
+                    help="also time these variants (e.g. 'wide128x64 h') without their in-loop global loads, "
+                         "without barriers, with only the multiply, with half the workgroup-memory reads "
+                         "(wrong results: for finding what bounds the kernel)")
+    ap.add_argument("--shapes", nargs="*", help="only the shapes whose label starts with one of these (e.g. 8b.gu)")
+    ap.add_argument("--half", action="store_true",
+                    help="also time each tile in f16 arithmetic (matmul_tiled half=True; f16 profile)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     adapter, dev = request_device()
@@ -84,6 +94,8 @@ def main() -> None:
     dev.queue.write_buffer(uni, 0, struct.pack("<I", T) + bytes(size - 4))
     results = []
     for label, (k, n, pair) in (QUICK if args.quick else SHAPES).items():
+        if args.shapes and not any(label.startswith(p) for p in args.shapes):
+            continue
         rows = 2 * n if pair else n
         w = quantize_q4s(rng.standard_normal((rows, k), dtype=np.float32) * 0.02, "f16")
         xv = rng.standard_normal((T, k), dtype=np.float32).astype(xdt)
@@ -108,17 +120,35 @@ def main() -> None:
                 print(f"{label:22s} {staging}128: skipped (needs {need} bytes of workgroup memory)", flush=True)
                 continue
             variants[f"{staging}128x{K.matmul_tile_rows(pair)}"] = (kern, 128, K.matmul_tile_rows(pair))
-        if args.ablate:
-            kern, tm, tn = variants[f"tile {args.tile[0]}x{K.matmul_tile_rows(pair)}"]
-            cut = {"no loads": [("wr = w_fetch(wn, gn);", ""), ("x0 = load_x(xrow, gn, xq);", ""),
-                                ("x1 = load_x(xrow, gn, xq + 4u);", "")],
-                   "no barriers": [("workgroupBarrier();", "")]}
+        if args.half and prof.name == "f16":
+            for vname, (_kern, tm, tn) in list(variants.items()):
+                staging = vname.split("128")[0] if "128x" in vname and not vname.startswith("tile") else "halves"
+                variants[vname + " h"] = (K.matmul_tiled(prof, w, n_rows=n, n_out=n, row0=0, x_type=prof.act,
+                                                         y_type=prof.act, pair=pair, tokens=tm, staging=staging,
+                                                         half=True), tm, tn)
+        for base in args.ablate or []:
+            if base not in variants:
+                continue
+            kern, tm, tn = variants[base]
+            loads = [f"{v} = load_x(xrow, gn, {q});" for v, q in (("x0", "xq"), ("x1", "xq + 4u"), ("x2", "xq2"),
+                                                                  ("x3", "xq2 + 4u"))] + ["wr = w_fetch(wn, gn);"]
+            cut = {"no loads": loads, "no barriers": ["workgroupBarrier();"],
+                   "mul only": loads + ["workgroupBarrier();", "stage_w(", "stage_w8(", "stage_x("],
+                   "half lds": [("let wb = ws[k * 32u + 16u + tx];", "let wb = wa.yzwx;"),
+                                ("let xl = xs[k * BM4 + BM4 / 2u + ty];", "let xl = xk.wzyx;")]}
             for what, edits in cut.items():
                 src = kern.source
-                for a, b in edits:
-                    assert a in src, a
-                    src = src.replace(a, b)
-                variants[f"{tm} {what}"] = (K.Kernel(kern.name, src, kern.bindings, kern.features, kern.limits), tm, tn)
+                body = src[src.index("fn main("):]
+                for e in edits:
+                    if isinstance(e, tuple):
+                        src = src.replace(*e)
+                    elif e.endswith("("):  # calls inside main's loop: the whole statement goes
+                        body = re.sub(r"\n\s*(if \(lid < 128u\) \{ )?" + re.escape(e) + r"[^;]*;( \})?", "\n", body)
+                    else:
+                        body = body.replace(e, "")
+                if any(not isinstance(e, tuple) for e in edits):
+                    src = src[:src.index("fn main(")] + body
+                variants[f"{base} {what}"] = (K.Kernel(kern.name, src, kern.bindings, kern.features, kern.limits), tm, tn)
         if args.template:
             variants["old 32x32"] = (legacy_kernel(args.template.read_text(), prof, w, n, pair), 32, 32)
         for vname, (kern, tm, tn) in variants.items():

@@ -5,8 +5,12 @@ of tokens and rows and take several groups of 32 along K. "wide" and "dbuf" are 
 holding whole groups (32 KiB of workgroup memory: lavapipe offers 32 KiB and the session's device
 requests it).
 
+"half" cases run the f16 arithmetic (matmul_tiled `half`: the f16 profile's ruleh, tile32h, ...
+prefill variants) on f16 activations, every tile and staging and weight format.
+
 Tolerance: sums of 96 f32 products in a different order than numpy's, relative to the largest
-output: 1e-5 (f32 activations); f16 activations round x and y to 11 bits: 2e-3.
+output: 1e-5 (f32 activations); f16 activations round x and y to 11 bits: 2e-3; f16 arithmetic also
+rounds each weight, product and sum of a group's 32 products to 11 bits: 4e-3.
 """
 
 from __future__ import annotations
@@ -68,6 +72,8 @@ CASES += [(tokens, "q4s", epi) for tokens in (32, 128) for epi in ("pair+bias", 
 CASES += [(128, "q4a", "pair"), (128, "f16", "add")]
 CASES += [(staging, fmt, "plain") for staging in ("wide", "dbuf") for fmt in ("q4s", "q4s-f32", "q4a", "q8s", "f16", "f32")]
 CASES += [(staging, "q4s", epi) for staging in ("wide", "dbuf") for epi in ("pair+bias", "add+bias")]
+CASES += [(tokens, fmt, "half") for tokens in (32, 64, 128, "wide", "dbuf") for fmt in ("q4s", "q4a", "q8s", "f16", "f32")]
+CASES += [(tokens, "q4s", "half+" + epi) for tokens in (32, 128, "wide") for epi in ("pair+bias", "add+bias")]
 
 
 @pytest.mark.parametrize("n_tokens", [133, 5])
@@ -80,7 +86,8 @@ def test_matmul_tiled_matches_numpy(gpu, tokens, fmt, epilogue, n_tokens):
     pair, add, bias = "pair" in epilogue, "add" in epilogue, "bias" in epilogue
     rows = 2 * N_ROWS if pair else N_ROWS
     w = weights(fmt, rows, rng)
-    act = "f16" if fmt == "f16" else "f32"  # the f16 profile once, on the f16 weights
+    half = epilogue.startswith("half")
+    act = "f16" if fmt == "f16" or half else "f32"  # the f16 profile once, on the f16 weights (and with half)
     prof = K.Profile(act)
     if act == "f16" and "shader-f16" not in dev.features:
         pytest.skip("no shader-f16")
@@ -94,11 +101,11 @@ def test_matmul_tiled_matches_numpy(gpu, tokens, fmt, epilogue, n_tokens):
     if add:
         ref = y0 + ref
     kern = K.matmul_tiled(prof, w, n_rows=N_ROWS, n_out=N_ROWS, row0=0, x_type=act, y_type="f32", pair=pair, add=add,
-                          bias=bias, tokens=tokens, staging=staging)
-    assert kern.limits == ((("maxComputeWorkgroupStorageSize", 32768),) if staging != "halves" else ())
+                          bias=bias, tokens=tokens, staging=staging, half=half)
+    assert kern.limits == ((("maxComputeWorkgroupStorageSize", 32768),) if staging != "halves" and not half else ())
     arrays = [w.arrays[a] for a in K.WEIGHT_ARRAYS[w.format]] + ([b] if bias else [])
     grid = (-(-N_ROWS // K.matmul_tile_rows(pair)), -(-n_tokens // tokens), 1)
     ybuf = run_kernel(gpu, kern, [x, y0 if add else np.zeros_like(y0)] + arrays, n_tokens, grid, 2)
     got = np.frombuffer(dev.queue.read_buffer(ybuf), np.float32)[: n_tokens * N_ROWS].reshape(n_tokens, N_ROWS)
-    tol = 2e-3 if act == "f16" else 1e-5
+    tol = 4e-3 if half else 2e-3 if act == "f16" else 1e-5
     assert np.abs(got - ref).max() <= tol * np.abs(ref).max()

@@ -6,7 +6,9 @@ needing them and runs the fallbacks; the runtime times the variants once per ada
 caches the winners.
 
 Tolerances are the reference tests' (tiny_models.TOL_F16 / TOL_F32): the variants only change the
-order of f32 sums, far below those bounds."""
+order of f32 sums, far below those bounds, except the f16 profile's ruleh, tile64h, tile128h (compiled
+on request, `prefill_half`), which sum each group's products in f16: about 3x the error here (3.5e-3
+against 1.2e-3), and on other test models beyond the bound, which is why they are opt-in."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from webllm.runtime.device import device_features
 SPEC = BY_NAME["qwen2"]  # biases, GQA: every gemv epilogue
 # a chunk of 128 and three tiles: the variants rule (32 here), tile64, tile128, and wide128 and dbuf128
 # (widerule is the rule here: no 128-token tile); 300 tokens = 2 full chunks + 44
-OPTIONS = dict(context_window=316, prefill_tiles=(32, 64, 128))
+OPTIONS = dict(context_window=316, prefill_tiles=(32, 64, 128), prefill_half=True)
 MODE = "q4f16_1"
 PROFILES = [("f16", TOL_F16), ("f32", TOL_F32)]
 
@@ -58,7 +60,10 @@ def test_every_variant_matches_transformers(package, zoo, profile, tol):
     if profile == "f16" and "shader-f16" not in zoo.device.features:
         pytest.skip("no shader-f16")
     rt = load(package, zoo, profile)
-    assert rt.prefill_variants == ["rule", "tile64", "tile128", "wide128", "dbuf128"]  # lavapipe offers 32 KiB
+    expected = ["rule", "tile64", "tile128", "wide128", "dbuf128"]  # lavapipe offers 32 KiB
+    if profile == "f16":  # the rule and the tiles with f16 arithmetic
+        expected += ["ruleh", "tile64h", "tile128h"]
+    assert rt.prefill_variants == expected
     expected = ["gemv32sg", "gemv32", "gemv4sg", "gemv4"]
     if "subgroups" not in device_features(zoo.device):
         expected = [n for n in expected if not n.endswith("sg")]

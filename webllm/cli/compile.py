@@ -43,6 +43,9 @@ def add_arguments(p) -> None:
                         "runtimes time them on their adapter (default 32,128)")
     p.add_argument("--no-prefill-wide", dest="prefill_wide", action="store_false",
                    help="leave out the prefill variants that need 32 KiB of workgroup memory (wide128, widerule)")
+    p.add_argument("--prefill-half", action="store_true",
+                   help="also offer f16 prefill variants whose matmuls multiply in f16 (ruleh, tile32h, ...): ~12-16%% "
+                        "faster prefill on an H100, ~3x the logit error of the f16 profile")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -55,7 +58,7 @@ def run(args) -> int:
     opts = CompileOptions(quantization=args.quantization, context_window=args.context_window,
                           prefill_chunk=args.prefill_chunk, max_binding_size=args.max_binding_size or DEFAULT_MAX_BINDING,
                           decode_splits=args.decode_splits, progress=not args.quiet, prefill_tiles=args.prefill_tiles,
-                          prefill_wide=args.prefill_wide)
+                          prefill_wide=args.prefill_wide, prefill_half=args.prefill_half)
     out = compile_model(args.source, args.output, opts)
     m = json.loads((out / MANIFEST).read_text())
     size = sum(s["nbytes"] for s in m["shards"])

@@ -123,19 +123,27 @@ def decode_variant_names(gemv_lanes: tuple[int, ...], subgroups: bool) -> list[t
     return [(f"gemv{lanes}{'sg' if sg else ''}", lanes, sg) for lanes in gemv_lanes for sg in reductions]
 
 
-def prefill_variant_names(chunk: int, tiles: tuple[int, ...], wide: bool = False) -> list[tuple[str, int | None, str]]:
-    """(name, token tile or None for the rule, staging of the 128-token tiles) of each prefill variant,
-    the rule first ("rule", then "tile32", "tile128", ...); tiles larger than the chunk (rounded up to
-    32) are left out. With `wide` and a chunk of at least 128, then the variants whose 128-token
-    matmuls hold a whole group of k in 32 KiB of workgroup memory (matmul_tiled.wgsl STAGING; beyond
-    WebGPU's default limit, so `variant_limits` lists them): "wide128" (staged whole) and "dbuf128"
-    (double-buffered halves) on every matrix, and "widerule" (the rule's tiles, staged whole where they
-    are 128). They come after the variants that need nothing beyond WebGPU's defaults, which runtimes
-    fall back to."""
+def prefill_variant_names(chunk: int, tiles: tuple[int, ...], wide: bool = False,
+                          half: bool = False) -> list[tuple[str, int | None, str, bool]]:
+    """(name, token tile or None for the rule, staging of the 128-token tiles, f16 arithmetic) of each
+    prefill variant, the rule first ("rule", then "tile32", "tile128", ...); tiles larger than the
+    chunk (rounded up to 32) are left out. With `wide` and a chunk of at least 128, then the variants
+    whose 128-token matmuls hold a whole group of k in 32 KiB of workgroup memory (matmul_tiled.wgsl
+    STAGING; beyond WebGPU's default limit, so `variant_limits` lists them): "wide128" (staged whole)
+    and "dbuf128" (double-buffered halves) on every matrix, and "widerule" (the rule's tiles, staged
+    whole where they are 128). They come after the variants that need nothing beyond WebGPU's
+    defaults, which runtimes fall back to. With `half` (f16 profile; off by default), last, the rule
+    and the tiles again as "<name>h" (ruleh, tile32h, ...): their matmuls stage and multiply in f16
+    (matmul_tiled `half`). On an H100 (Llama-3.1-8B / 3.2-1B shapes, 512 tokens) ruleh was 12% / 16%
+    faster than rule (the f16 forms of the 32 KiB stagings lost to it, so they are not offered), but
+    its logits stray about 3x further from transformers' (up to 2.2e-2 of the largest logit on the
+    test models, beyond the f16 bound of 1.6e-2), so it is offered only on request."""
     names = [("rule", None, "halves")] + [(f"tile{t}", t, "halves") for t in tiles if t <= max(32, chunk)]
+    halves = list(names) if half else []
     if wide and chunk >= 128:
         names += [("wide128", 128, "wide"), ("dbuf128", 128, "dbuf"), ("widerule", None, "wide")]
-    return names
+    return ([(name, tile, staging, False) for name, tile, staging in names]
+            + [(name + "h", tile, staging, True) for name, tile, staging in halves])
 
 
 def fold_norms(ops: list, allow=lambda matmul: True) -> list:
@@ -193,7 +201,7 @@ def chain_norms(ops: list) -> list:
 def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int,
           gemv_lanes: tuple[int, ...] = (32, 4), max_binding_size: int | None = None,
           decode_splits_max: int | None = None, subgroups: bool = True, prefill_tiles: tuple[int, ...] = (32, 128),
-          prefill_wide: bool = True) -> dict:
+          prefill_wide: bool = True, prefill_half: bool = False) -> dict:
     """Build the plan of one profile (docs/FORMAT.md, "Plans"): the uniform table, kernels, buffers,
     bind groups, and the prefill, score and decode dispatch lists, each as named variants that compute
     the same thing with differently shaped kernels; runtimes time them on their adapter and keep the
@@ -201,7 +209,8 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     the one-token matmul (decode, output head; 32 suits GPUs, 4 is 2.3x faster on lavapipe), each
     also with the subgroup reduction when `subgroups`. `prefill_tiles`: token tiles of the prefill
     matmul tried on every matrix, besides the rule's per-matrix choice (`prefill_token_tile`);
-    `prefill_wide`: also the variants whose 128-token tiles hold whole groups in 32 KiB. The
+    `prefill_wide`: also the variants whose 128-token tiles hold whole groups in 32 KiB;
+    `prefill_half`: in the f16 profile, also the rule and the tiles with f16 arithmetic. The
     `score` phase is left out when its all-token logits would exceed `max_binding_size`.
     `decode_splits_max`: most KV splits of decode attention (default: decode_splits()). The kernel
     sources come back under "_sources"."""
@@ -258,7 +267,7 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
         return d
 
     def phase(tt: int, ops: list = ops, lanes: int = gemv_lanes[0], sg: bool = False,
-              tile: int | None = None, staging: str = "halves") -> list[dict]:
+              tile: int | None = None, staging: str = "halves", half: bool = False) -> list[dict]:
         """Dispatches of a step of at most `tt` tokens. One-token matmuls: `lanes` threads per row,
         the subgroup reduction with `sg`. Tiled matmuls: `tile` tokens per workgroup (None: the rule),
         those of 128 with `staging` (K.matmul_tiled)."""
@@ -303,7 +312,7 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                     if tiled:
                         tokens = tile or prefill_token_tile(p.rows, pair, tt)
                         kern = K.matmul_tiled(profile, m.part_view(p), tokens=tokens,
-                                              staging=staging if tokens == 128 else "halves", **kw)
+                                              staging=staging if tokens == 128 else "halves", half=half, **kw)
                         rows_per_wg, per_y = K.matmul_tile_rows(pair), tokens
                     else:  # one token: decode, or the output head on the last token's row
                         kw.pop("n_out")
@@ -368,8 +377,9 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     # Prefill variants: the rule's tiles first, then each tile on every matrix; one identical to an
     # earlier variant is dropped (small models: the rule already takes 32 everywhere).
     prefill_variants: dict[str, list[dict]] = {}
-    for name, tile, staging in prefill_variant_names(chunk, prefill_tiles, prefill_wide):
-        dl = phase(chunk, tile=tile, staging=staging)
+    half = prefill_half and profile.name == "f16"
+    for name, tile, staging, h in prefill_variant_names(chunk, prefill_tiles, prefill_wide, half):
+        dl = phase(chunk, tile=tile, staging=staging, half=h)
         if dl not in prefill_variants.values():
             prefill_variants[name] = dl
 
@@ -391,8 +401,8 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                        for name, lanes, sg in decode_variant_names(gemv_lanes, subgroups)}
     scoring = max_binding_size is None or max(optional.values()) <= max_binding_size
     # the scoring phase is prefill-shaped: one list per prefill variant, under the same names
-    score_variants = {name: phase(chunk, score_ops, tile=tile, staging=staging)
-                      for name, tile, staging in prefill_variant_names(chunk, prefill_tiles, prefill_wide)
+    score_variants = {name: phase(chunk, score_ops, tile=tile, staging=staging, half=h)
+                      for name, tile, staging, h in prefill_variant_names(chunk, prefill_tiles, prefill_wide, half)
                       if name in prefill_variants} if scoring else None
     variant_features, variant_limits = {}, {}
     for name, dl in [*prefill_variants.items(), *decode_variants.items(), *(score_variants or {}).items()]:

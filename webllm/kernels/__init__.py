@@ -181,12 +181,17 @@ MATMUL_STAGINGS = ("halves", "wide", "dbuf")  # matmul_tiled's STAGING modes, in
 
 def matmul_tiled(profile: Profile, w: PackedWeight, *, n_rows: int, n_out: int, row0: int, x_type: str, y_type: str,
                  pair: bool = False, add: bool = False, bias: bool = False, rope: dict | None = None,
-                 tokens: int = 64, staging: str = "halves") -> Kernel:
+                 tokens: int = 64, staging: str = "halves", half: bool = False) -> Kernel:
     """The prefill matmul: `tokens` (32, 64 or 128) x 128-row tiles (64 with `pair`), 4 (128: 8) tokens x 8
     rows per thread; see wgsl/matmul_tiled.wgsl. `staging` (MATMUL_STAGINGS): how each group of 32 k goes
     through workgroup memory: "halves" (16 KiB, 4 barriers per group), or with tokens 128 "wide" (whole)
     or "dbuf" (double-buffered halves), 2 barriers per group in 32 KiB (the kernel's `limits` say so).
+    With `half` (the f16 profile only), x and W are staged and multiplied in f16, each group's products
+    summed in f16 and added to f32 totals: half the workgroup memory, twice the FMA rate where the GPU
+    has packed f16 arithmetic.
     Grid: x = ceil(n_rows / matmul_tile_rows(pair)), y = ceil(T / tokens)."""
+    if half and profile.name != "f16":
+        raise ValueError(f"matmul_tiled: f16 arithmetic needs the f16 profile, not {profile.name}")
     if tokens not in (32, 64, 128):
         raise ValueError(f"matmul_tiled: tokens must be 32, 64 or 128, not {tokens}")
     if staging not in MATMUL_STAGINGS:
@@ -197,8 +202,9 @@ def matmul_tiled(profile: Profile, w: PackedWeight, *, n_rows: int, n_out: int, 
     ks = 16 if staging == "halves" else 32  # k held in workgroup memory
     src = _fill(_template("matmul_tiled"), HEADER=_header(profile), N_ROWS=n_rows, N_OUT=n_out, ROW0=row0,
                 PAIR=str(pair).lower(), ADD=str(add).lower(), XT=x_type, YT=y_type, BM=tokens, TPT=8 if tokens == 128 else 4,
-                TILE_ROWS=matmul_tile_rows(pair), STAGING=MATMUL_STAGINGS.index(staging), KS=ks, **params)
-    shared = ks * (tokens + 128) * 4  # xs [KS][tokens] and ws [KS][128 rows], f32
+                TILE_ROWS=matmul_tile_rows(pair), STAGING=MATMUL_STAGINGS.index(staging), KS=ks,
+                F16_MATH=str(half).lower(), MT="f16" if half else "f32", **params)
+    shared = ks * (tokens + 128) * (2 if half else 4)  # xs [KS][tokens] and ws [KS][128 rows]
     limits = (("maxComputeWorkgroupStorageSize", shared),) if shared > WEBGPU_WORKGROUP_STORAGE else ()
     return _make("matmul_tiled", src, bindings, limits=limits)
 

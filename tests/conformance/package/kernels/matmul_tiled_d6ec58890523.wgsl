@@ -17,13 +17,13 @@
 // TPT 8, BM/2 + 4ty..) x rows 4tx..4tx+3 and 64+4tx.. (PAIR: the gate and the up row of 4tx..4tx+3).
 // Per k, (TPT + 8) / 4 vec4 reads of workgroup memory feed 8 TPT FMAs; a warp covers 8 tx x 4 ty, so
 // each of its reads touches at most 128 bytes.
-// Bindings: 0 step; 1 x [T, K] (vec4 of f32); 2 y [T, N_OUT] (f32); 3.. weight arrays of format
+// Bindings: 0 step; 1 x [T, K] (vec4 of f16); 2 y [T, N_OUT] (f32); 3.. weight arrays of format
 // q4s; then bias [rows] f32 (HAS_BIAS); with ROPE, y is q_out, then k_cache, v_cache, rope_table.
 // Grid: x = ceil(N_ROWS / TILE_ROWS), y = ceil(T / BM).
 // Shared prelude of every kernel. `act` is the activation storage type of the device profile
 // (f32, or f16 with shader-f16); arithmetic is always done in f32.
-
-alias act = f32;
+enable f16;
+alias act = f16;
 
 // The per-step uniform, written once per step by the runtime; its fields are generated from
 // STEP_FIELDS (webllm/kernels/__init__.py), the same table the plan's `uniform` entry gives runtimes.
@@ -91,8 +91,15 @@ const STAGING: u32 = 0u;  // 0: halves (16 KiB), 1: WIDE, 2: DBUF (32 KiB; NT 25
 const WIDE: u32 = 1u;
 const DBUF: u32 = 2u;
 const KS: u32 = 16u;  // k held in workgroup memory: 16 (halves) or 32
+// F16_MATH (shader-f16): x and W staged as f16 and multiplied in f16: half the workgroup memory (the
+// wide stagings fit in 16 KiB) and half the bytes of its reads, which bound the multiply about as much
+// as the FMAs do (an H100 through Vulkan runs f16 FMAs at about the f32 rate). The products of one
+// group of 32 k are summed in f16 (the accumulators a0..) and added to f32 totals (s_a0..) after each
+// group, so no f16 sum runs over more than 32 terms.
+const F16_MATH: bool = false;
+alias mt = f32;
 
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f16>>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 // Weight format q4s: symmetric 4-bit, group 32. q [N, K/32] vec4<u32> (nibble i of word j = element
 // 8j+i of the group); scales [N*K/32] (f16 pairs in u32). W[n, k] = (nibble - 8) * scale[n*K/32 + k/32].
@@ -144,35 +151,95 @@ fn w_dot(row: u32, g: u32, x: X8) -> f32 {
 
 fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {}
 
-var<workgroup> xs: array<vec4<f32>, KS * BM4>;  // [KS k][BM tokens], 4 tokens per vec4
-var<workgroup> ws: array<vec4<f32>, KS * 32u>;  // [KS k][128 staged rows], 4 rows per vec4
+var<workgroup> xs: array<vec4<mt>, KS * BM4>;  // [KS k][BM tokens], 4 tokens per vec4
+var<workgroup> ws: array<vec4<mt>, KS * 32u>;  // [KS k][128 staged rows], 4 rows per vec4
 
 fn bias_at(i: u32) -> f32 { return 0.0; }
 
 // Accumulators of this thread: token 4ty + i (a, b) and, with TPT 8, BM/2 + 4ty + i (c, d), by rows
 // 4tx..+3 (a, c) and 64 + 4tx..+3 (b, d; PAIR: the up rows of 4tx..).
-var<private> a0: vec4<f32>;
-var<private> a1: vec4<f32>;
-var<private> a2: vec4<f32>;
-var<private> a3: vec4<f32>;
-var<private> b0: vec4<f32>;
-var<private> b1: vec4<f32>;
-var<private> b2: vec4<f32>;
-var<private> b3: vec4<f32>;
-var<private> c0: vec4<f32>;
-var<private> c1: vec4<f32>;
-var<private> c2: vec4<f32>;
-var<private> c3: vec4<f32>;
-var<private> d0: vec4<f32>;
-var<private> d1: vec4<f32>;
-var<private> d2: vec4<f32>;
-var<private> d3: vec4<f32>;
+var<private> a0: vec4<mt>;
+var<private> a1: vec4<mt>;
+var<private> a2: vec4<mt>;
+var<private> a3: vec4<mt>;
+var<private> b0: vec4<mt>;
+var<private> b1: vec4<mt>;
+var<private> b2: vec4<mt>;
+var<private> b3: vec4<mt>;
+var<private> c0: vec4<mt>;
+var<private> c1: vec4<mt>;
+var<private> c2: vec4<mt>;
+var<private> c3: vec4<mt>;
+var<private> d0: vec4<mt>;
+var<private> d1: vec4<mt>;
+var<private> d2: vec4<mt>;
+var<private> d3: vec4<mt>;
+// F16_MATH: the f32 totals of the accumulators, added to after each group (fold)
+var<private> s_a0: vec4<f32>;
+var<private> s_a1: vec4<f32>;
+var<private> s_a2: vec4<f32>;
+var<private> s_a3: vec4<f32>;
+var<private> s_b0: vec4<f32>;
+var<private> s_b1: vec4<f32>;
+var<private> s_b2: vec4<f32>;
+var<private> s_b3: vec4<f32>;
+var<private> s_c0: vec4<f32>;
+var<private> s_c1: vec4<f32>;
+var<private> s_c2: vec4<f32>;
+var<private> s_c3: vec4<f32>;
+var<private> s_d0: vec4<f32>;
+var<private> s_d1: vec4<f32>;
+var<private> s_d2: vec4<f32>;
+var<private> s_d3: vec4<f32>;
+
+fn fold() {
+    s_a0 += vec4<f32>(a0);
+    a0 = vec4<mt>();
+    s_a1 += vec4<f32>(a1);
+    a1 = vec4<mt>();
+    s_a2 += vec4<f32>(a2);
+    a2 = vec4<mt>();
+    s_a3 += vec4<f32>(a3);
+    a3 = vec4<mt>();
+    s_b0 += vec4<f32>(b0);
+    b0 = vec4<mt>();
+    s_b1 += vec4<f32>(b1);
+    b1 = vec4<mt>();
+    s_b2 += vec4<f32>(b2);
+    b2 = vec4<mt>();
+    s_b3 += vec4<f32>(b3);
+    b3 = vec4<mt>();
+    if (TPT == 8u) {
+        s_c0 += vec4<f32>(c0);
+        c0 = vec4<mt>();
+        s_c1 += vec4<f32>(c1);
+        c1 = vec4<mt>();
+        s_c2 += vec4<f32>(c2);
+        c2 = vec4<mt>();
+        s_c3 += vec4<f32>(c3);
+        c3 = vec4<mt>();
+        s_d0 += vec4<f32>(d0);
+        d0 = vec4<mt>();
+        s_d1 += vec4<f32>(d1);
+        d1 = vec4<mt>();
+        s_d2 += vec4<f32>(d2);
+        d2 = vec4<mt>();
+        s_d3 += vec4<f32>(d3);
+        d3 = vec4<mt>();
+    }
+}
+
+// an accumulator's sum over all of K
+fn total(h: vec4<mt>, s: vec4<f32>) -> vec4<f32> {
+    if (F16_MATH) { return s; }
+    return vec4<f32>(h);
+}
 
 // x[t, 32g + 4kq .. + 3]. Loads are never skipped (a branch would make the warp wait for them before
 // the multiply that should hide them): rows and tokens past the end are clamped to the last, and
 // their sums are never stored.
-fn load_x(t: u32, g: u32, kq: u32) -> vec4<f32> {
-    return vec4<f32>(x[t * KV4 + g * 8u + kq]);
+fn load_x(t: u32, g: u32, kq: u32) -> vec4<mt> {
+    return vec4<mt>(x[t * KV4 + g * 8u + kq]);
 }
 
 // staged row s (0..127) of the tile at row n0, clamped to the matrix
@@ -187,7 +254,9 @@ fn staged_row(n0: u32, s: u32) -> u32 {
 // 8 k of one staged row into workgroup memory: W's k kb..kb+7 (a = kb.., b = kb+4..) of staged row s
 // (< 128), stored transposed ([k][row]). Straight-line stores (no loop indexing a local: a dynamically
 // indexed local may live in memory).
-fn stage_w8(s: u32, kb: u32, a: vec4<f32>, b: vec4<f32>) {
+fn stage_w8(s: u32, kb: u32, af: vec4<f32>, bf: vec4<f32>) {
+    let a = vec4<mt>(af);
+    let b = vec4<mt>(bf);
     let q = s / 4u;
     let wl = s % 4u;
     ws[(kb + 0u) * 32u + q][wl] = a.x;
@@ -207,7 +276,7 @@ fn stage_w(s: u32, kb: u32, v: mat4x4<f32>) {
 }
 
 // x vec4 of token xt into workgroup memory: xv at stage-local k 4qa.., and with XU 4 xw at 4qb..
-fn stage_x(xt: u32, qa: u32, qb: u32, xv: vec4<f32>, xw: vec4<f32>) {
+fn stage_x(xt: u32, qa: u32, qb: u32, xv: vec4<mt>, xw: vec4<mt>) {
     xs[(4u * qa + 0u) * BM4 + xt / 4u][xt % 4u] = xv.x;
     xs[(4u * qa + 1u) * BM4 + xt / 4u][xt % 4u] = xv.y;
     xs[(4u * qa + 2u) * BM4 + xt / 4u][xt % 4u] = xv.z;
@@ -220,34 +289,52 @@ fn stage_x(xt: u32, qa: u32, qb: u32, xv: vec4<f32>, xw: vec4<f32>) {
     }
 }
 
-// staged k k0..k0+15 into this thread's accumulators (fma: one instruction per product, never a
-// multiply and an add); a constant trip count, whatever k0
-fn multiply(tx: u32, ty: u32, k0: u32) {
-    for (var i = 0u; i < 16u; i++) {
-        let k = k0 + i;
-        let xk = xs[k * BM4 + ty];
-        let wa = ws[k * 32u + tx];
-        let wb = ws[k * 32u + 16u + tx];
-        a0 = fma(vec4<f32>(xk.x), wa, a0);
-        b0 = fma(vec4<f32>(xk.x), wb, b0);
-        a1 = fma(vec4<f32>(xk.y), wa, a1);
-        b1 = fma(vec4<f32>(xk.y), wb, b1);
-        a2 = fma(vec4<f32>(xk.z), wa, a2);
-        b2 = fma(vec4<f32>(xk.z), wb, b2);
-        a3 = fma(vec4<f32>(xk.w), wa, a3);
-        b3 = fma(vec4<f32>(xk.w), wb, b3);
-        if (TPT == 8u) {
-            let xl = xs[k * BM4 + BM4 / 2u + ty];
-            c0 = fma(vec4<f32>(xl.x), wa, c0);
-            d0 = fma(vec4<f32>(xl.x), wb, d0);
-            c1 = fma(vec4<f32>(xl.y), wa, c1);
-            d1 = fma(vec4<f32>(xl.y), wb, d1);
-            c2 = fma(vec4<f32>(xl.z), wa, c2);
-            d2 = fma(vec4<f32>(xl.z), wb, d2);
-            c3 = fma(vec4<f32>(xl.w), wa, c3);
-            d3 = fma(vec4<f32>(xl.w), wb, d3);
-        }
+// staged k k into this thread's accumulators (fma: one instruction per product, never a multiply
+// and an add)
+fn multiply_k(tx: u32, ty: u32, k: u32) {
+    let xk = xs[k * BM4 + ty];
+    let wa = ws[k * 32u + tx];
+    let wb = ws[k * 32u + 16u + tx];
+    a0 = fma(vec4<mt>(xk.x), wa, a0);
+    b0 = fma(vec4<mt>(xk.x), wb, b0);
+    a1 = fma(vec4<mt>(xk.y), wa, a1);
+    b1 = fma(vec4<mt>(xk.y), wb, b1);
+    a2 = fma(vec4<mt>(xk.z), wa, a2);
+    b2 = fma(vec4<mt>(xk.z), wb, b2);
+    a3 = fma(vec4<mt>(xk.w), wa, a3);
+    b3 = fma(vec4<mt>(xk.w), wb, b3);
+    if (TPT == 8u) {
+        let xl = xs[k * BM4 + BM4 / 2u + ty];
+        c0 = fma(vec4<mt>(xl.x), wa, c0);
+        d0 = fma(vec4<mt>(xl.x), wb, d0);
+        c1 = fma(vec4<mt>(xl.y), wa, c1);
+        d1 = fma(vec4<mt>(xl.y), wb, d1);
+        c2 = fma(vec4<mt>(xl.z), wa, c2);
+        d2 = fma(vec4<mt>(xl.z), wb, d2);
+        c3 = fma(vec4<mt>(xl.w), wa, c3);
+        d3 = fma(vec4<mt>(xl.w), wb, d3);
     }
+}
+
+// staged k k0..k0+15: 16 calls, not a loop, which NVIDIA's Vulkan compiler leaves rolled (H100, 8B
+// gate_up, 512 tokens, wide128 staging: 4.80 ms as a loop, 3.72 ms so)
+fn multiply(tx: u32, ty: u32, k0: u32) {
+    multiply_k(tx, ty, k0 + 0u);
+    multiply_k(tx, ty, k0 + 1u);
+    multiply_k(tx, ty, k0 + 2u);
+    multiply_k(tx, ty, k0 + 3u);
+    multiply_k(tx, ty, k0 + 4u);
+    multiply_k(tx, ty, k0 + 5u);
+    multiply_k(tx, ty, k0 + 6u);
+    multiply_k(tx, ty, k0 + 7u);
+    multiply_k(tx, ty, k0 + 8u);
+    multiply_k(tx, ty, k0 + 9u);
+    multiply_k(tx, ty, k0 + 10u);
+    multiply_k(tx, ty, k0 + 11u);
+    multiply_k(tx, ty, k0 + 12u);
+    multiply_k(tx, ty, k0 + 13u);
+    multiply_k(tx, ty, k0 + 14u);
+    multiply_k(tx, ty, k0 + 15u);
 }
 
 // The epilogue of one token and 4 consecutive rows: a = W x (+ bias); PAIR: b = the up rows.
@@ -305,8 +392,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var wr = w_fetch(wn, 0u);
     var x0 = load_x(xrow, 0u, xq);
     var x1 = load_x(xrow, 0u, xq + 4u);
-    var x2 = vec4<f32>(0.0);
-    var x3 = vec4<f32>(0.0);
+    var x2 = vec4<mt>();
+    var x3 = vec4<mt>();
     if (XU == 4u) {
         x2 = load_x(xrow, 0u, xq2);
         x3 = load_x(xrow, 0u, xq2 + 4u);
@@ -331,6 +418,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             x3 = load_x(xrow, gn, xq2 + 4u);
             multiply(tx, ty, 0u);
             multiply(tx, ty, 16u);
+            if (F16_MATH) { fold(); }
             workgroupBarrier();
         } else if (STAGING == DBUF) {  // k 0..15 staged; 2 barriers
             // this group's second half into k 16..31 (free since the last barrier) beside the first's multiply
@@ -345,6 +433,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             x2 = load_x(xrow, gn, xq2);
             x3 = load_x(xrow, gn, xq2 + 4u);
             multiply(tx, ty, 16u);
+            if (F16_MATH) { fold(); }
             // the next group's first half into k 0..15, free since the barrier above
             let n = w_half(wr, 0u);
             stage_w8(lid % 128u, 8u * (lid / 128u), select(n[0], n[2], lid >= 128u), select(n[1], n[3], lid >= 128u));
@@ -367,6 +456,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 x3 = load_x(xrow, gn, xq2 + 4u);
             }
             multiply(tx, ty, 0u);
+            if (F16_MATH) { fold(); }
             workgroupBarrier();
         }
     }
@@ -376,34 +466,34 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let t = 4u * ty;
     let u = t + BM / 2u;
     if (PAIR) {
-        finish(t0, t, nt, ra, a0, b0);
-        finish(t0, t + 1u, nt, ra, a1, b1);
-        finish(t0, t + 2u, nt, ra, a2, b2);
-        finish(t0, t + 3u, nt, ra, a3, b3);
+        finish(t0, t, nt, ra, total(a0, s_a0), total(b0, s_b0));
+        finish(t0, t + 1u, nt, ra, total(a1, s_a1), total(b1, s_b1));
+        finish(t0, t + 2u, nt, ra, total(a2, s_a2), total(b2, s_b2));
+        finish(t0, t + 3u, nt, ra, total(a3, s_a3), total(b3, s_b3));
         if (TPT == 8u) {
-            finish(t0, u, nt, ra, c0, d0);
-            finish(t0, u + 1u, nt, ra, c1, d1);
-            finish(t0, u + 2u, nt, ra, c2, d2);
-            finish(t0, u + 3u, nt, ra, c3, d3);
+            finish(t0, u, nt, ra, total(c0, s_c0), total(d0, s_d0));
+            finish(t0, u + 1u, nt, ra, total(c1, s_c1), total(d1, s_d1));
+            finish(t0, u + 2u, nt, ra, total(c2, s_c2), total(d2, s_d2));
+            finish(t0, u + 3u, nt, ra, total(c3, s_c3), total(d3, s_d3));
         }
         return;
     }
-    finish(t0, t, nt, ra, a0, a0);
-    finish(t0, t + 1u, nt, ra, a1, a1);
-    finish(t0, t + 2u, nt, ra, a2, a2);
-    finish(t0, t + 3u, nt, ra, a3, a3);
-    finish(t0, t, nt, rb, b0, b0);
-    finish(t0, t + 1u, nt, rb, b1, b1);
-    finish(t0, t + 2u, nt, rb, b2, b2);
-    finish(t0, t + 3u, nt, rb, b3, b3);
+    finish(t0, t, nt, ra, total(a0, s_a0), total(a0, s_a0));
+    finish(t0, t + 1u, nt, ra, total(a1, s_a1), total(a1, s_a1));
+    finish(t0, t + 2u, nt, ra, total(a2, s_a2), total(a2, s_a2));
+    finish(t0, t + 3u, nt, ra, total(a3, s_a3), total(a3, s_a3));
+    finish(t0, t, nt, rb, total(b0, s_b0), total(b0, s_b0));
+    finish(t0, t + 1u, nt, rb, total(b1, s_b1), total(b1, s_b1));
+    finish(t0, t + 2u, nt, rb, total(b2, s_b2), total(b2, s_b2));
+    finish(t0, t + 3u, nt, rb, total(b3, s_b3), total(b3, s_b3));
     if (TPT == 8u) {
-        finish(t0, u, nt, ra, c0, c0);
-        finish(t0, u + 1u, nt, ra, c1, c1);
-        finish(t0, u + 2u, nt, ra, c2, c2);
-        finish(t0, u + 3u, nt, ra, c3, c3);
-        finish(t0, u, nt, rb, d0, d0);
-        finish(t0, u + 1u, nt, rb, d1, d1);
-        finish(t0, u + 2u, nt, rb, d2, d2);
-        finish(t0, u + 3u, nt, rb, d3, d3);
+        finish(t0, u, nt, ra, total(c0, s_c0), total(c0, s_c0));
+        finish(t0, u + 1u, nt, ra, total(c1, s_c1), total(c1, s_c1));
+        finish(t0, u + 2u, nt, ra, total(c2, s_c2), total(c2, s_c2));
+        finish(t0, u + 3u, nt, ra, total(c3, s_c3), total(c3, s_c3));
+        finish(t0, u, nt, rb, total(d0, s_d0), total(d0, s_d0));
+        finish(t0, u + 1u, nt, rb, total(d1, s_d1), total(d1, s_d1));
+        finish(t0, u + 2u, nt, rb, total(d2, s_d2), total(d2, s_d2));
+        finish(t0, u + 3u, nt, rb, total(d3, s_d3), total(d3, s_d3));
     }
 }
