@@ -14,8 +14,8 @@ against numpy on the dequantized weights for a few tokens. With tile 128, the 32
 32 KiB. `--template` times another matmul_tiled template (e.g. `git show
 <rev>:webllm/kernels/wgsl/matmul_tiled.wgsl`) of the 32 x 32 tile generation. `--half` also times
 every variant with f16 arithmetic (suffix " h"). `--ablate V` times variant V (as printed) also
-without its in-loop global loads, without barriers, with nothing but the multiply, and with half
-the workgroup-memory reads: what bounds the kernel (wrong results, by design). The first variant of each shape tends to
+without its in-loop global loads, without barriers, without staging into workgroup memory, with
+nothing but the multiply, and with half the workgroup-memory reads: what bounds the kernel (wrong results, by design). The first variant of each shape tends to
 measure slow (the copies' first use): compare the others.
 """
 
@@ -134,6 +134,7 @@ def main() -> None:
                                                                   ("x3", "xq2 + 4u"))] + ["wr = w_fetch(wn, gn);"]
             cut = {"no loads": loads, "no barriers": ["workgroupBarrier();"],
                    "mul only": loads + ["workgroupBarrier();", "stage_w(", "stage_w8(", "stage_x("],
+                   "no staging": ["stage_w(", "stage_w8(", "stage_x("],
                    "half lds": [("let wb = ws[k * 32u + 16u + tx];", "let wb = wa.yzwx;"),
                                 ("let xl = xs[k * BM4 + BM4 / 2u + ty];", "let xl = xk.wzyx;")]}
             for what, edits in cut.items():

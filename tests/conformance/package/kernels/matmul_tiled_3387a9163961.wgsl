@@ -17,7 +17,7 @@
 // TPT 8, BM/2 + 4ty..) x rows 4tx..4tx+3 and 64+4tx.. (PAIR: the gate and the up row of 4tx..4tx+3).
 // Per k, (TPT + 8) / 4 vec4 reads of workgroup memory feed 8 TPT FMAs; a warp covers 8 tx x 4 ty, so
 // each of its reads touches at most 128 bytes.
-// Bindings: 0 step; 1 x [T, K] (vec4 of f16); 2 y [T, N_OUT] (f32); 3.. weight arrays of format
+// Bindings: 0 step; 1 x [T, K] (vec4 of f16); 2 y [T, N_OUT] (f16); 3.. weight arrays of format
 // q4s; then bias [rows] f32 (HAS_BIAS); with ROPE, y is q_out, then k_cache, v_cache, rope_table.
 // Grid: x = ceil(N_ROWS / TILE_ROWS), y = ceil(T / BM).
 // Shared prelude of every kernel. `act` is the activation storage type of the device profile
@@ -74,11 +74,11 @@ fn nib_dot(q: vec4<u32>, x: X8) -> f32 {
 const K: u32 = 64u;
 const KV4: u32 = K / 4u;
 const w_KG: u32 = K / 32u;
-const N_ROWS: u32 = 64u;
-const N_OUT: u32 = 64u;
+const N_ROWS: u32 = 128u;
+const N_OUT: u32 = 128u;
 const ROW0: u32 = 0u;
-const PAIR: bool = false;
-const ADD: bool = true;
+const PAIR: bool = true;
+const ADD: bool = false;
 const HAS_BIAS: bool = false;
 const ROPE: bool = false;  // y is q_out and rows come in rope pairs: see rope_store
 const BM: u32 = 32u;       // tokens per workgroup: 32, 64 or 128
@@ -86,7 +86,7 @@ const BM4: u32 = BM / 4u;
 const TPT: u32 = 4u;     // tokens per thread: 4, or 8 with BM 128
 const NT: u32 = 4u * BM / (TPT / 4u);  // threads: 128 or 256
 const XU: u32 = 8u * BM / NT;  // vec4 of x each thread stages per group: 2 or 4
-const TILE_ROWS: u32 = 128u;  // output rows per workgroup: 128, or 64 with PAIR
+const TILE_ROWS: u32 = 64u;  // output rows per workgroup: 128, or 64 with PAIR
 const STAGING: u32 = 0u;  // 0: halves (16 KiB), 1: WIDE, 2: DBUF (32 KiB; NT 256)
 const WIDE: u32 = 1u;
 const DBUF: u32 = 2u;
@@ -95,12 +95,13 @@ const KS: u32 = 16u;  // k held in workgroup memory: 16 (halves) or 32
 // wide stagings fit in 16 KiB) and half the bytes of its reads, which bound the multiply about as much
 // as the FMAs do (an H100 through Vulkan runs f16 FMAs at about the f32 rate). The products of one
 // group of 32 k are summed in f16 (the accumulators a0..) and added to f32 totals (s_a0..) after each
-// group, so no f16 sum runs over more than 32 terms.
+// group, so no f16 sum runs over more than 32 terms. Still about 3x the f16 profile's error against
+// transformers: plans carry such variants only on request (webllm compile --prefill-half).
 const F16_MATH: bool = false;
 alias mt = f32;
 
 @group(0) @binding(1) var<storage, read> x: array<vec4<f16>>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f16>;
 // Weight format q4s: symmetric 4-bit, group 32. q [N, K/32] vec4<u32> (nibble i of word j = element
 // 8j+i of the group); scales [N*K/32] (f16 pairs in u32). W[n, k] = (nibble - 8) * scale[n*K/32 + k/32].
 @group(0) @binding(3) var<storage, read> w_q: array<vec4<u32>>;
@@ -366,9 +367,9 @@ fn finish(t0: u32, t: u32, nt: u32, r0: u32, a: vec4<f32>, b: vec4<f32>) {
         }
         let o = (t0 + t) * N_OUT + ROW0 + row;
         if (ADD) {
-            y[o] = f32(f32(y[o]) + u);
+            y[o] = f16(f32(y[o]) + u);
         } else {
-            y[o] = f32(u);
+            y[o] = f16(u);
         }
     }
 }

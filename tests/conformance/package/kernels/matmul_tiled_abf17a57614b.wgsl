@@ -17,13 +17,13 @@
 // TPT 8, BM/2 + 4ty..) x rows 4tx..4tx+3 and 64+4tx.. (PAIR: the gate and the up row of 4tx..4tx+3).
 // Per k, (TPT + 8) / 4 vec4 reads of workgroup memory feed 8 TPT FMAs; a warp covers 8 tx x 4 ty, so
 // each of its reads touches at most 128 bytes.
-// Bindings: 0 step; 1 x [T, K] (vec4 of f32); 2 y [T, N_OUT] (f32); 3.. weight arrays of format
+// Bindings: 0 step; 1 x [T, K] (vec4 of f16); 2 y [T, N_OUT] (f32); 3.. weight arrays of format
 // q4s; then bias [rows] f32 (HAS_BIAS); with ROPE, y is q_out, then k_cache, v_cache, rope_table.
 // Grid: x = ceil(N_ROWS / TILE_ROWS), y = ceil(T / BM).
 // Shared prelude of every kernel. `act` is the activation storage type of the device profile
 // (f32, or f16 with shader-f16); arithmetic is always done in f32.
-
-alias act = f32;
+enable f16;
+alias act = f16;
 
 // The per-step uniform, written once per step by the runtime; its fields are generated from
 // STEP_FIELDS (webllm/kernels/__init__.py), the same table the plan's `uniform` entry gives runtimes.
@@ -71,7 +71,7 @@ fn nib_dot(q: vec4<u32>, x: X8) -> f32 {
          + dot(nib_lo(q.z), x.v4) + dot(nib_hi(q.z), x.v5) + dot(nib_lo(q.w), x.v6) + dot(nib_hi(q.w), x.v7);
 }
 
-const K: u32 = 64u;
+const K: u32 = 128u;
 const KV4: u32 = K / 4u;
 const w_KG: u32 = K / 32u;
 const N_ROWS: u32 = 64u;
@@ -95,11 +95,12 @@ const KS: u32 = 16u;  // k held in workgroup memory: 16 (halves) or 32
 // wide stagings fit in 16 KiB) and half the bytes of its reads, which bound the multiply about as much
 // as the FMAs do (an H100 through Vulkan runs f16 FMAs at about the f32 rate). The products of one
 // group of 32 k are summed in f16 (the accumulators a0..) and added to f32 totals (s_a0..) after each
-// group, so no f16 sum runs over more than 32 terms.
+// group, so no f16 sum runs over more than 32 terms. Still about 3x the f16 profile's error against
+// transformers: plans carry such variants only on request (webllm compile --prefill-half).
 const F16_MATH: bool = false;
 alias mt = f32;
 
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f16>>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 // Weight format q4s: symmetric 4-bit, group 32. q [N, K/32] vec4<u32> (nibble i of word j = element
 // 8j+i of the group); scales [N*K/32] (f16 pairs in u32). W[n, k] = (nibble - 8) * scale[n*K/32 + k/32].

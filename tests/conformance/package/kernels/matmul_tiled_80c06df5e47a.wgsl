@@ -71,14 +71,14 @@ fn nib_dot(q: vec4<u32>, x: X8) -> f32 {
          + dot(nib_lo(q.z), x.v4) + dot(nib_hi(q.z), x.v5) + dot(nib_lo(q.w), x.v6) + dot(nib_hi(q.w), x.v7);
 }
 
-const K: u32 = 128u;
+const K: u32 = 64u;
 const KV4: u32 = K / 4u;
 const w_KG: u32 = K / 32u;
-const N_ROWS: u32 = 64u;
-const N_OUT: u32 = 64u;
+const N_ROWS: u32 = 128u;
+const N_OUT: u32 = 128u;
 const ROW0: u32 = 0u;
-const PAIR: bool = false;
-const ADD: bool = true;
+const PAIR: bool = true;
+const ADD: bool = false;
 const HAS_BIAS: bool = false;
 const ROPE: bool = false;  // y is q_out and rows come in rope pairs: see rope_store
 const BM: u32 = 32u;       // tokens per workgroup: 32, 64 or 128
@@ -86,7 +86,7 @@ const BM4: u32 = BM / 4u;
 const TPT: u32 = 4u;     // tokens per thread: 4, or 8 with BM 128
 const NT: u32 = 4u * BM / (TPT / 4u);  // threads: 128 or 256
 const XU: u32 = 8u * BM / NT;  // vec4 of x each thread stages per group: 2 or 4
-const TILE_ROWS: u32 = 128u;  // output rows per workgroup: 128, or 64 with PAIR
+const TILE_ROWS: u32 = 64u;  // output rows per workgroup: 128, or 64 with PAIR
 const STAGING: u32 = 0u;  // 0: halves (16 KiB), 1: WIDE, 2: DBUF (32 KiB; NT 256)
 const WIDE: u32 = 1u;
 const DBUF: u32 = 2u;
@@ -95,7 +95,8 @@ const KS: u32 = 16u;  // k held in workgroup memory: 16 (halves) or 32
 // wide stagings fit in 16 KiB) and half the bytes of its reads, which bound the multiply about as much
 // as the FMAs do (an H100 through Vulkan runs f16 FMAs at about the f32 rate). The products of one
 // group of 32 k are summed in f16 (the accumulators a0..) and added to f32 totals (s_a0..) after each
-// group, so no f16 sum runs over more than 32 terms.
+// group, so no f16 sum runs over more than 32 terms. Still about 3x the f16 profile's error against
+// transformers: plans carry such variants only on request (webllm compile --prefill-half).
 const F16_MATH: bool = false;
 alias mt = f32;
 

@@ -17,13 +17,13 @@
 // TPT 8, BM/2 + 4ty..) x rows 4tx..4tx+3 and 64+4tx.. (PAIR: the gate and the up row of 4tx..4tx+3).
 // Per k, (TPT + 8) / 4 vec4 reads of workgroup memory feed 8 TPT FMAs; a warp covers 8 tx x 4 ty, so
 // each of its reads touches at most 128 bytes.
-// Bindings: 0 step; 1 x [T, K] (vec4 of f16); 2 y [T, N_OUT] (f32); 3.. weight arrays of format
+// Bindings: 0 step; 1 x [T, K] (vec4 of f32); 2 y [T, N_OUT] (f32); 3.. weight arrays of format
 // q4s; then bias [rows] f32 (HAS_BIAS); with ROPE, y is q_out, then k_cache, v_cache, rope_table.
 // Grid: x = ceil(N_ROWS / TILE_ROWS), y = ceil(T / BM).
 // Shared prelude of every kernel. `act` is the activation storage type of the device profile
 // (f32, or f16 with shader-f16); arithmetic is always done in f32.
-enable f16;
-alias act = f16;
+
+alias act = f32;
 
 // The per-step uniform, written once per step by the runtime; its fields are generated from
 // STEP_FIELDS (webllm/kernels/__init__.py), the same table the plan's `uniform` entry gives runtimes.
@@ -74,13 +74,13 @@ fn nib_dot(q: vec4<u32>, x: X8) -> f32 {
 const K: u32 = 64u;
 const KV4: u32 = K / 4u;
 const w_KG: u32 = K / 32u;
-const N_ROWS: u32 = 256u;
-const N_OUT: u32 = 256u;
+const N_ROWS: u32 = 128u;
+const N_OUT: u32 = 128u;
 const ROW0: u32 = 0u;
 const PAIR: bool = false;
 const ADD: bool = false;
 const HAS_BIAS: bool = false;
-const ROPE: bool = false;  // y is q_out and rows come in rope pairs: see rope_store
+const ROPE: bool = true;  // y is q_out and rows come in rope pairs: see rope_store
 const BM: u32 = 32u;       // tokens per workgroup: 32, 64 or 128
 const BM4: u32 = BM / 4u;
 const TPT: u32 = 4u;     // tokens per thread: 4, or 8 with BM 128
@@ -95,11 +95,12 @@ const KS: u32 = 16u;  // k held in workgroup memory: 16 (halves) or 32
 // wide stagings fit in 16 KiB) and half the bytes of its reads, which bound the multiply about as much
 // as the FMAs do (an H100 through Vulkan runs f16 FMAs at about the f32 rate). The products of one
 // group of 32 k are summed in f16 (the accumulators a0..) and added to f32 totals (s_a0..) after each
-// group, so no f16 sum runs over more than 32 terms.
+// group, so no f16 sum runs over more than 32 terms. Still about 3x the f16 profile's error against
+// transformers: plans carry such variants only on request (webllm compile --prefill-half).
 const F16_MATH: bool = false;
 alias mt = f32;
 
-@group(0) @binding(1) var<storage, read> x: array<vec4<f16>>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 // Weight format q4s: symmetric 4-bit, group 32. q [N, K/32] vec4<u32> (nibble i of word j = element
 // 8j+i of the group); scales [N*K/32] (f16 pairs in u32). W[n, k] = (nibble - 8) * scale[n*K/32 + k/32].
@@ -149,7 +150,42 @@ fn w_dot(row: u32, g: u32, x: X8) -> f32 {
 }
 
 
-fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {}
+// Rope epilogue of the qkv matmul (ROPE). The package orders each head's rows in rope pairs: rows
+// 2i, 2i + 1 of head h are its dims i and i + HD/2. Given both values (a, b) of token t at position
+// p: query heads write rope(a, b) to q_out; key heads append rope(a, b) to k_cache; value heads append
+// (a, b) to v_cache. rope (HF rotate_half): (a cos - b sin, b cos + a sin), (cos, sin) = rope_table[p, i].
+const NQ: u32 = 4u;
+const NKV: u32 = 2u;
+const HD: u32 = 16u;
+const HALF: u32 = HD / 2u;
+
+@group(0) @binding(5) var<storage, read_write> k_cache: array<act>;
+@group(0) @binding(6) var<storage, read_write> v_cache: array<act>;
+@group(0) @binding(7) var<storage, read> rope_table: array<vec2<f32>>;
+
+fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {
+    let head = pair_row / HD;
+    let i = (pair_row % HD) / 2u;
+    if (head < NQ + NKV) {
+        let cs = rope_table[p * HALF + i];
+        let ra = a * cs.x - b * cs.y;
+        let rb = b * cs.x + a * cs.y;
+        if (head < NQ) {
+            let dst = (t * NQ + head) * HD;
+            y[dst + i] = act(ra);
+            y[dst + i + HALF] = act(rb);
+        } else {
+            let dst = (p * NKV + head - NQ) * HD;  // position-major cache
+            k_cache[dst + i] = act(ra);
+            k_cache[dst + i + HALF] = act(rb);
+        }
+    } else {
+        let dst = (p * NKV + head - NQ - NKV) * HD;
+        v_cache[dst + i] = act(a);
+        v_cache[dst + i + HALF] = act(b);
+    }
+}
+
 
 var<workgroup> xs: array<vec4<mt>, KS * BM4>;  // [KS k][BM tokens], 4 tokens per vec4
 var<workgroup> ws: array<vec4<mt>, KS * 32u>;  // [KS k][128 staged rows], 4 rows per vec4
