@@ -130,8 +130,9 @@ def main() -> None:
             if base not in variants:
                 continue
             kern, tm, tn = variants[base]
-            loads = [f"{v} = load_x(xrow, gn, {q});" for v, q in (("x0", "xq"), ("x1", "xq + 4u"), ("x2", "xq2"),
-                                                                  ("x3", "xq2 + 4u"))] + ["wr = w_fetch(wn, gn);"]
+            loads = [f"{v} = load_x({r}, gn, {q});" for v, r, q in (("x0", "xrow", "kq"), ("x1", "xrow", "kq + 4u"),
+                                                                    ("x2", "xrow2", "kq"), ("x3", "xrow2", "kq + 4u"))]
+            loads.append("wr = w_fetch(wn, gn);")
             cut = {"no loads": loads, "no barriers": ["workgroupBarrier();"],
                    "mul only": loads + ["workgroupBarrier();", "stage_w(", "stage_w8(", "stage_x("],
                    "no staging": ["stage_w(", "stage_w8(", "stage_x("],
