@@ -109,3 +109,9 @@ def test_matmul_tiled_matches_numpy(gpu, tokens, fmt, epilogue, n_tokens):
     got = np.frombuffer(dev.queue.read_buffer(ybuf), np.float32)[: n_tokens * N_ROWS].reshape(n_tokens, N_ROWS)
     tol = 4e-3 if half else 2e-3 if act == "f16" else 1e-5
     assert np.abs(got - ref).max() <= tol * np.abs(ref).max()
+
+
+def test_f16_arithmetic_needs_the_f16_profile():
+    w = weights("q4s", 64, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="f16 arithmetic needs the f16 profile"):
+        K.matmul_tiled(K.Profile("f32"), w, n_rows=64, n_out=64, row0=0, x_type="f32", y_type="f32", half=True)

@@ -187,8 +187,9 @@ def matmul_tiled(profile: Profile, w: PackedWeight, *, n_rows: int, n_out: int, 
     through workgroup memory: "halves" (16 KiB, 4 barriers per group), or with tokens 128 "wide" (whole)
     or "dbuf" (double-buffered halves), 2 barriers per group in 32 KiB (the kernel's `limits` say so).
     With `half` (the f16 profile only), x and W are staged and multiplied in f16, each group's products
-    summed in f16 and added to f32 totals: half the workgroup memory, twice the FMA rate where the GPU
-    has packed f16 arithmetic.
+    summed in f16 and added to f32 totals: half the workgroup memory and its reads (an H100 through
+    Vulkan runs f16 FMAs at about the f32 rate), about 3x the error, so plans carry such variants only
+    on request (lower.prefill_variant_names).
     Grid: x = ceil(n_rows / matmul_tile_rows(pair)), y = ceil(T / tokens)."""
     if half and profile.name != "f16":
         raise ValueError(f"matmul_tiled: f16 arithmetic needs the f16 profile, not {profile.name}")
