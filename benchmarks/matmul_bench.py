@@ -112,6 +112,7 @@ def main() -> None:
         variants = {f"tile {tm}x{K.matmul_tile_rows(pair)}": (
             K.matmul_tiled(prof, w, n_rows=n, n_out=n, row0=0, x_type=prof.act, y_type=prof.act, pair=pair,
                            tokens=tm), tm, K.matmul_tile_rows(pair)) for tm in args.tile}
+        staging_of = dict.fromkeys(variants, "halves")
         for staging in args.staging if 128 in args.tile else []:
             kern = K.matmul_tiled(prof, w, n_rows=n, n_out=n, row0=0, x_type=prof.act, y_type=prof.act, pair=pair,
                                   tokens=128, staging=staging)
@@ -120,9 +121,10 @@ def main() -> None:
                 print(f"{label:22s} {staging}128: skipped (needs {need} bytes of workgroup memory)", flush=True)
                 continue
             variants[f"{staging}128x{K.matmul_tile_rows(pair)}"] = (kern, 128, K.matmul_tile_rows(pair))
+            staging_of[f"{staging}128x{K.matmul_tile_rows(pair)}"] = staging
         if args.half and prof.name == "f16":
             for vname, (_kern, tm, tn) in list(variants.items()):
-                staging = vname.split("128")[0] if "128x" in vname and not vname.startswith("tile") else "halves"
+                staging = staging_of[vname]
                 variants[vname + " h"] = (K.matmul_tiled(prof, w, n_rows=n, n_out=n, row0=0, x_type=prof.act,
                                                          y_type=prof.act, pair=pair, tokens=tm, staging=staging,
                                                          half=True), tm, tn)
@@ -137,11 +139,13 @@ def main() -> None:
                    "mul only": loads + ["workgroupBarrier();", "stage_w(", "stage_w8(", "stage_x("],
                    "no staging": ["stage_w(", "stage_w8(", "stage_x("],
                    "half lds": [("let wb = ws[k * 32u + 16u + tx];", "let wb = wa.yzwx;"),
-                                ("let xl = xs[k * BM4 + BM4 / 2u + ty];", "let xl = xk.wzyx;")]}
+                                ("let xl = xs[xcol(k, BM4 / 2u + ty)];", "let xl = xk.wzyx;")]}
             for what, edits in cut.items():
                 src = kern.source
                 body = src[src.index("fn main("):]
                 for e in edits:
+                    if (e[0] if isinstance(e, tuple) else e) not in src:  # the kernel changed: say so
+                        raise SystemExit(f"--ablate {what}: {e!r} is not in the kernel")
                     if isinstance(e, tuple):
                         src = src.replace(*e)
                     elif e.endswith("("):  # calls inside main's loop: the whole statement goes

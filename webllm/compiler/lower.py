@@ -139,11 +139,11 @@ def prefill_variant_names(chunk: int, tiles: tuple[int, ...], wide: bool = False
     its logits stray about 3x further from transformers' (up to 2.2e-2 of the largest logit on the
     test models, beyond the f16 bound of 1.6e-2), so it is offered only on request."""
     names = [("rule", None, "halves")] + [(f"tile{t}", t, "halves") for t in tiles if t <= max(32, chunk)]
-    halves = list(names) if half else []
+    f16_names = list(names) if half else []
     if wide and chunk >= 128:
         names += [("wide128", 128, "wide"), ("dbuf128", 128, "dbuf"), ("widerule", None, "wide")]
     return ([(name, tile, staging, False) for name, tile, staging in names]
-            + [(name + "h", tile, staging, True) for name, tile, staging in halves])
+            + [(name + "h", tile, staging, True) for name, tile, staging in f16_names])
 
 
 def fold_norms(ops: list, allow=lambda matmul: True) -> list:
