@@ -15,8 +15,9 @@ against numpy on the dequantized weights for a few tokens. With tile 128, the 32
 <rev>:webllm/kernels/wgsl/matmul_tiled.wgsl`) of the 32 x 32 tile generation. `--half` also times
 every variant with f16 arithmetic (suffix " h"). `--ablate V` times variant V (as printed) also
 without its in-loop global loads, without barriers, without staging into workgroup memory, with
-nothing but the multiply, and with half the workgroup-memory reads: what bounds the kernel (wrong results, by design). The first variant of each shape tends to
-measure slow (the copies' first use): compare the others.
+nothing but the multiply, and with half the workgroup-memory reads: what bounds the kernel (wrong
+results, by design). The first variant of each shape tends to measure slow (the copies' first
+use): compare the others.
 """
 
 from __future__ import annotations
