@@ -48,17 +48,20 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--decode-variant", default=None, help="profile this decode variant (default: the tuned one)")
     ap.add_argument("--prefill-variant", default=None, help="profile this prefill variant (default: the tuned one)")
+    ap.add_argument("--kv-splits", type=int, default=None,
+                    help="decode attention's split count, one of the plan's choices (default: the tuned one)")
     a = ap.parse_args()
     adapter, device = request_device(want_features=["timestamp-query"])
     model = Model.load(a.package, profile=a.profile, progress=False, adapter=adapter, device=device,
-                       decode_variant=a.decode_variant, prefill_variant=a.prefill_variant)
+                       decode_variant=a.decode_variant, prefill_variant=a.prefill_variant, kv_splits=a.kv_splits)
     phase = "prefill" if a.prefill else "decode"
     n_tok = max(1, min(a.prefill, model.chunk))
     if a.prefill:
         plan_list = model.plan["prefill_variants"][model.prefill_variant]
     else:
         plan_list = model.plan["decode_variants"][model.decode_variant]
-    print(f"variants: prefill {model.prefill_variant}, decode {model.decode_variant}", flush=True)
+    print(f"variants: prefill {model.prefill_variant}, decode {model.decode_variant}; kv splits {model.kv_splits}",
+          flush=True)
     dispatches = model._dispatch[phase]
     assert len(plan_list) == len(dispatches)
     vocab = model.config["vocab_size"]

@@ -59,3 +59,36 @@ def test_gemv_matches_numpy(gpu, kdim, lanes, epilogue, subgroups):
     ybuf = run_kernel(gpu, kern, [x, np.zeros(N_ROWS, np.float32)] + arrays, 1, grid, 2)
     got = np.frombuffer(dev.queue.read_buffer(ybuf), np.float32)[:N_ROWS]
     assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+# (heads, head_dim): K = 512 and 1,024 (x staged at once: a thread combines 1 vec4 of it at once, and 2
+# or 4: gemv_combine_in.wgsl CV), 4,032 (two staged ranges; head_dim 96, so a group of 32 inputs may
+# straddle two heads), 8,192 (four ranges), 12,288 (not staged: each row set combines)
+COMBINE_SHAPES = [(4, 128), (8, 128), (42, 96), (64, 128), (96, 128)]
+
+
+@pytest.mark.parametrize("past,used", [(10, 1), (200, 4), (330, 6)])
+@pytest.mark.parametrize("lanes", [16, 32])
+@pytest.mark.parametrize("heads,hd", COMBINE_SHAPES)
+def test_combine_in_matches_numpy(gpu, heads, hd, lanes, past, used):
+    """The o matmul's x combined from decode attention's split partials (gemv.wgsl COMBINE_IN) in f32,
+    staged in workgroup memory in as many ranges as K needs (K.combine_staged), or not at all. The
+    kernel is compiled for 8 splits; `past` + 1 positions use `used` of them (one per 64 positions,
+    attention_splits.wgsl), walked four at a time: the partials of the splits beyond are ignored."""
+    _, dev = gpu
+    kdim, splits = heads * hd, 8
+    assert K.combine_staged(kdim, 4) == {512: 1, 1024: 1, 4032: 2, 8192: 4, 12288: 0}[kdim]
+    rng = np.random.default_rng(kdim + lanes)
+    w = quantize_q4s(rng.standard_normal((N_ROWS, kdim), dtype=np.float32) * 0.1, "f16")
+    part_o = rng.standard_normal((splits, kdim), dtype=np.float32)
+    lse = rng.standard_normal((splits, heads), dtype=np.float32) * 3
+    wz = np.exp(lse[:used] - lse[:used].max(0))
+    x = (part_o[:used].reshape(used, heads, hd) * wz[:, :, None]).sum(0) / wz.sum(0)[:, None]
+    ref = dequantize(w).astype(np.float64) @ x.reshape(-1)
+    kern = K.gemv(K.Profile("f32"), w, n_rows=N_ROWS, row0=0, x_type="f32", y_type="f32", lanes=lanes,
+                  combine_in=dict(nq=heads, hd=hd, window=0, splits=splits))
+    arrays = [w.arrays[a] for a in K.WEIGHT_ARRAYS[w.format]]
+    grid = (-(-N_ROWS // (256 // lanes)), 1, 1)
+    ybuf = run_kernel(gpu, kern, [part_o, np.zeros(N_ROWS, np.float32)] + arrays + [lse], 1, grid, 2, past=past)
+    got = np.frombuffer(dev.queue.read_buffer(ybuf), np.float32)[:N_ROWS]
+    assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()

@@ -40,15 +40,15 @@ def weights(fmt: str, rows: int, rng) -> object:
 
 
 def run_kernel(gpu, kern: K.Kernel, buffers: list[np.ndarray], n_tokens: int, grid: tuple[int, int, int],
-               out: int) -> np.ndarray:
+               out: int, past: int = 0) -> np.ndarray:
     import wgpu
 
     from webllm.runtime.device import create_shader_module
 
     _, dev = gpu
     BU = wgpu.BufferUsage
-    size = K.uniform_table()["size"]  # n_tokens first; past 0; the sampling fields do not matter here
-    uni = dev.create_buffer_with_data(data=struct.pack("<I", n_tokens) + bytes(size - 4), usage=BU.UNIFORM)
+    size = K.uniform_table()["size"]  # n_tokens, past first; the sampling fields do not matter here
+    uni = dev.create_buffer_with_data(data=struct.pack("<II", n_tokens, past) + bytes(size - 8), usage=BU.UNIFORM)
     bufs = [uni] + [dev.create_buffer_with_data(data=np.ascontiguousarray(b).tobytes() + bytes(16),
                                                 usage=BU.STORAGE | BU.COPY_SRC) for b in buffers]
     bgl = dev.create_bind_group_layout(entries=[

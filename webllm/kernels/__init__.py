@@ -215,15 +215,41 @@ def matmul_tile_rows(pair: bool) -> int:
     return 64 if pair else 128
 
 
-# gemv.wgsl COMBINE_STAGED: the o matmul's combined x in workgroup memory up to this size (Llama-3.1-8B's
-# 4,096 inputs in f16); with the reduction's arrays it stays within WebGPU's default 16 KiB
+# gemv.wgsl COMBINE_STAGED: the o matmul's combined x in workgroup memory, this much at a time (Llama-3.1-8B's
+# 4,096 inputs in f16 at once, in f32 in two ranges); with the reduction's arrays it stays within WebGPU's
+# default 16 KiB
 COMBINE_STAGE_BYTES = 8192
+COMBINE_STAGE_CHUNKS = 4  # most ranges
 
 
-def combine_staged(k: int, act_bytes: int) -> bool:
-    """Whether the o matmul's combine of decode attention's splits (K inputs) is staged in workgroup
-    memory (gemv.wgsl COMBINE_STAGED)."""
-    return k * act_bytes <= COMBINE_STAGE_BYTES
+def combine_staged(k: int, act_bytes: int) -> int:
+    """In how many ranges of inputs the o matmul stages its combine of decode attention's splits (K
+    inputs) in workgroup memory (gemv.wgsl COMBINE_STAGED, XW_CHUNKS); 0: not staged (each row set
+    combines for itself)."""
+    groups = k // 32
+    for chunks in range(1, COMBINE_STAGE_CHUNKS + 1):
+        if groups % chunks == 0 and k * act_bytes <= chunks * COMBINE_STAGE_BYTES:
+            return chunks
+    return 0
+
+
+def gemv_threads(n_rows: int, k: int, lanes: int) -> int:
+    """Threads per workgroup of gemv.wgsl (its T) for `n_rows` rows of K inputs."""
+    rw = 256 // lanes
+    r = min(4, rw)
+    s = rw // r
+    want = min(131072 * r // n_rows, k // 32)
+    return s * min(32 + 32 * min(1, want // 64) + 64 * min(1, want // 128), 256 // s)
+
+
+def combine_vec4s(vec4s: int, threads: int, hd: int) -> int:
+    """Consecutive vec4 of the o matmul's input one thread combines at once when it stages them
+    (gemv_combine_in.wgsl CV): 1, 2 or 4, enough for each of the workgroup's threads to stage a range
+    of `vec4s` in one go where that divides the range and a head's `hd` inputs."""
+    cv = 1
+    while cv < 4 and cv * threads < vec4s and vec4s % (2 * cv) == 0 and (hd // 4) % (2 * cv) == 0:
+        cv *= 2
+    return cv
 
 
 def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: str, y_type: str, lanes: int = 32,
@@ -255,14 +281,15 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
                    "fn ssq_store(i: u32, v: f32) { ssq_out[i] = v; }")
         bindings += (READ, WRITE, WRITE)
     params["NORM_DECL"] += "\n" + "\n".join(decl)
-    staged = combine_in is not None and combine_staged(w.shape[1], 2 if x_type == "f16" else 4)
-    params.update(COMBINE_IN=str(combine_in is not None).lower(), COMBINE_STAGED=str(staged).lower(),
-                  XW_LEN=w.shape[1] // 4 if staged else 1, PAIR_U=int(pair),
-                  COMBINE_DECL="fn combined_x(g: u32) -> X8 { return X8(); }")
+    staged = combine_staged(w.shape[1], 2 if x_type == "f16" else 4) if combine_in is not None else 0
+    params.update(COMBINE_IN=str(combine_in is not None).lower(), COMBINE_STAGED=str(bool(staged)).lower(),
+                  XW_LEN=w.shape[1] // 4 // staged if staged else 1, XW_CHUNKS=staged or 1, PAIR_U=int(pair),
+                  COMBINE_DECL="fn combined_x(g: u32) -> X8 { return X8(); }\nconst CV = 1u;\nfn stage_vec4s(v: u32, o: u32) {}")
     if combine_in is not None:
         c = combine_in
         params["COMBINE_DECL"] = _fill(_template("gemv_combine_in"), B=len(bindings), NQ=c["nq"], HD=c["hd"],
-                                       SPLITS_FN=_splits_fn(c["splits"], c["window"]))
+                                       SPLITS_FN=_splits_fn(c["splits"], c["window"]), XT=x_type,
+                                       CV=combine_vec4s(w.shape[1] // 4 // max(staged, 1), gemv_threads(n_rows, w.shape[1], lanes), c["hd"]))
         bindings += (READ,)
     params.update(NORM_IN=str(bool(norm_in)).lower(), NSSQ=norm_in, NORM_OUT=str(norm_out_offset is not None).lower(),
                   SSQ_OFF=norm_out_offset or 0)

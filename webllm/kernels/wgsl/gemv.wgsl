@@ -84,25 +84,23 @@ const COMBINE_IN: bool = {{COMBINE_IN}};
 // COMBINE_STAGED: the workgroup combines x once into workgroup memory (xw, K values in the activation
 // type) before its row sets walk it, instead of each row set combining all of x for itself: the
 // combine's reads of the partials (splits x K a workgroup) then fall with the rows per workgroup, and
-// more splits cost the o matmul less. Used where K values of the activation type fit in 8 KiB.
+// more splits cost the o matmul less. Where K values of the activation type exceed 8 KiB (an 8B's
+// 4,096 in f32), x is staged and walked in XW_CHUNKS consecutive ranges of XW_GROUPS groups, a barrier
+// between them.
 const COMBINE_STAGED: bool = {{COMBINE_STAGED}};
+const XW_CHUNKS: u32 = {{XW_CHUNKS}}u;
+const XW_GROUPS: u32 = w_KG / XW_CHUNKS;  // groups staged at once
+const C_ITERS: u32 = XW_GROUPS / L;       // of a staged range, as ITERS and TAIL of all of K
+const C_TAIL: u32 = XW_GROUPS % L;
 var<workgroup> xw: array<vec4<{{XT}}>, {{XW_LEN}}u>;
+var<private> xw_g0: u32;  // the first group staged in xw
 {{COMBINE_DECL}}
 // ---- end COMBINE_IN ------------------------------------------------------------------------------
 
-// the combined x of every group into xw (COMBINE_STAGED), each group by one thread
+// the combined x of the staged range into xw (COMBINE_STAGED), CV vec4 a thread at a time
 fn stage_combined(lid: u32) {
-    for (var g = lid; g < w_KG; g += T) {
-        let r = combined_x(g);
-        let b = g * 8u;
-        xw[b] = vec4<{{XT}}>(r.v0);
-        xw[b + 1u] = vec4<{{XT}}>(r.v1);
-        xw[b + 2u] = vec4<{{XT}}>(r.v2);
-        xw[b + 3u] = vec4<{{XT}}>(r.v3);
-        xw[b + 4u] = vec4<{{XT}}>(r.v4);
-        xw[b + 5u] = vec4<{{XT}}>(r.v5);
-        xw[b + 6u] = vec4<{{XT}}>(r.v6);
-        xw[b + 7u] = vec4<{{XT}}>(r.v7);
+    for (var v = lid * CV; v < XW_GROUPS * 8u; v += T * CV) {
+        stage_vec4s(xw_g0 * 8u + v, v);
     }
 }
 
@@ -110,6 +108,7 @@ fn load_x(g: u32) -> X8 {
     var r: X8;
     var b = g * 8u;
     if (COMBINE_STAGED) {
+        b = (g - xw_g0) * 8u;
         r.v0 = vec4<f32>(xw[b]);
         r.v1 = vec4<f32>(xw[b + 1u]);
         r.v2 = vec4<f32>(xw[b + 2u]);
@@ -184,18 +183,29 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var a = vec4<f32>(0.0);
     var b = vec4<f32>(0.0);
     var ss = 0.0;
-    if (COMBINE_STAGED) {
-        stage_combined(lid);
-        workgroupBarrier();
-    }
     if (NORM_IN) {
         for (var i = lane; i < NSSQ; i += L) { ss += ssq_at(i); }
     }
-    for (var i = 0u; i < ITERS; i++) {
-        accumulate(lane + i * L, rows, &a, &b, &ss);
-    }
-    if (TAIL > 0u && lane < TAIL) {
-        accumulate(lane + ITERS * L, rows, &a, &b, &ss);
+    if (COMBINE_STAGED) {
+        for (var c = 0u; c < XW_CHUNKS; c++) {
+            if (c > 0u) { workgroupBarrier(); }  // every row set is done with the last range
+            xw_g0 = c * XW_GROUPS;
+            stage_combined(lid);
+            workgroupBarrier();
+            for (var i = 0u; i < C_ITERS; i++) {
+                accumulate(xw_g0 + lane + i * L, rows, &a, &b, &ss);
+            }
+            if (C_TAIL > 0u && lane < C_TAIL) {
+                accumulate(xw_g0 + lane + C_ITERS * L, rows, &a, &b, &ss);
+            }
+        }
+    } else {
+        for (var i = 0u; i < ITERS; i++) {
+            accumulate(lane + i * L, rows, &a, &b, &ss);
+        }
+        if (TAIL > 0u && lane < TAIL) {
+            accumulate(lane + ITERS * L, rows, &a, &b, &ss);
+        }
     }
     // ---- reduction: each row set's partial sums meet; row_sum(j) then gives row j's ----
     reduce_row_sets(lid, a, b, ss{{SUBGROUP_ARGS}});

@@ -50,3 +50,69 @@ fn combined_x(g: u32) -> X8 {
     r.sum = dot((r.v0 + r.v1) + (r.v2 + r.v3) + (r.v4 + r.v5) + (r.v6 + r.v7), vec4<f32>(1.0));
     return r;
 }
+
+// COMBINE_STAGED: CV consecutive vec4 of x (one head's) combined by one thread, splits four at a time
+// (straight-line loads of four splits; those past the step's count read the last in use and weigh 0),
+// so that every thread stages at most once a range. The walk over the splits is a chain of load
+// latencies (GPU compilers keep such loops rolled), and the staging takes as long as the longest chain
+// a thread walks (H100, 8B shape, f32, 16 splits: the o matmul 36 us staging a group of 32 inputs a
+// thread, 25 a vec4 a thread).
+const CV: u32 = {{CV}}u;  // 1, 2 or 4
+
+fn lse_of(s: u32, used: u32, h: u32) -> f32 { return part_lse[min(s, used - 1u) * CNQ + h]; }
+
+// split s's share of the head (0 past the splits in use)
+fn share_of(s: u32, used: u32, h: u32, m: f32) -> f32 {
+    return select(0.0, exp(lse_of(s, used, h) - m), s < used);
+}
+
+fn part_at(s: u32, used: u32, v: u32) -> vec4<f32> { return vec4<f32>(x[min(s, used - 1u) * (K / 4u) + v]); }
+
+// x's vec4 v .. v + CV - 1 combined, into xw from slot o on
+fn stage_vec4s(v: u32, o: u32) {
+    let used = kv_splits(step.past).z;
+    if (used == 1u) {  // up to 64 positions: the one split's partial is x
+        xw[o] = vec4<{{XT}}>(x[v]);
+        if (CV > 1u) { xw[o + 1u] = vec4<{{XT}}>(x[v + 1u]); }
+        if (CV > 2u) {
+            xw[o + 2u] = vec4<{{XT}}>(x[v + 2u]);
+            xw[o + 3u] = vec4<{{XT}}>(x[v + 3u]);
+        }
+        return;
+    }
+    let h = v * 4u / CHD;
+    var m = -1e30;
+    for (var s = 0u; s < used; s += 4u) {
+        m = max(max(m, lse_of(s, used, h)), max(lse_of(s + 1u, used, h), max(lse_of(s + 2u, used, h), lse_of(s + 3u, used, h))));
+    }
+    var l = 0.0;
+    var o0 = vec4<f32>(0.0);
+    var o1 = vec4<f32>(0.0);
+    var o2 = vec4<f32>(0.0);
+    var o3 = vec4<f32>(0.0);
+    for (var s = 0u; s < used; s += 4u) {
+        let w0 = share_of(s, used, h, m);
+        let w1 = share_of(s + 1u, used, h, m);
+        let w2 = share_of(s + 2u, used, h, m);
+        let w3 = share_of(s + 3u, used, h, m);
+        l += (w0 + w1) + (w2 + w3);
+        o0 += (part_at(s, used, v) * w0 + part_at(s + 1u, used, v) * w1) + (part_at(s + 2u, used, v) * w2 + part_at(s + 3u, used, v) * w3);
+        if (CV > 1u) {
+            let u = v + 1u;
+            o1 += (part_at(s, used, u) * w0 + part_at(s + 1u, used, u) * w1) + (part_at(s + 2u, used, u) * w2 + part_at(s + 3u, used, u) * w3);
+        }
+        if (CV > 2u) {
+            let u = v + 2u;
+            o2 += (part_at(s, used, u) * w0 + part_at(s + 1u, used, u) * w1) + (part_at(s + 2u, used, u) * w2 + part_at(s + 3u, used, u) * w3);
+            let t = v + 3u;
+            o3 += (part_at(s, used, t) * w0 + part_at(s + 1u, used, t) * w1) + (part_at(s + 2u, used, t) * w2 + part_at(s + 3u, used, t) * w3);
+        }
+    }
+    let i = 1.0 / l;
+    xw[o] = vec4<{{XT}}>(o0 * i);
+    if (CV > 1u) { xw[o + 1u] = vec4<{{XT}}>(o1 * i); }
+    if (CV > 2u) {
+        xw[o + 2u] = vec4<{{XT}}>(o2 * i);
+        xw[o + 3u] = vec4<{{XT}}>(o3 * i);
+    }
+}
