@@ -92,3 +92,24 @@ def test_combine_in_matches_numpy(gpu, heads, hd, lanes, past, used):
     ybuf = run_kernel(gpu, kern, [part_o, np.zeros(N_ROWS, np.float32)] + arrays + [lse], 1, grid, 2, past=past)
     got = np.frombuffer(dev.queue.read_buffer(ybuf), np.float32)[:N_ROWS]
     assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("nssq", [5, 600])
+@pytest.mark.parametrize("kdim,lanes", [(1280, 32), (4096, 32), (1280, 4)])
+def test_norm_in_matches_numpy(gpu, kdim, lanes, nssq):
+    """NORM_IN (the RMSNorm's pieces made by the matmul before): x is already x * norm weight, and the
+    sum of squares is the sum of `nssq` partials, which each row set adds up eight loads at a time:
+    fewer partials than its threads, and several rounds of eight (600 against 32 threads x 8)."""
+    _, dev = gpu
+    rng = np.random.default_rng(kdim + lanes + nssq)
+    w = quantize_q4s(rng.standard_normal((N_ROWS, kdim), dtype=np.float32) * 0.1, "f16")
+    x = rng.standard_normal(kdim, dtype=np.float32)
+    ssq = rng.random(nssq, dtype=np.float32) * 10
+    ref = dequantize(w).astype(np.float64) @ x / np.sqrt(ssq.astype(np.float64).sum() / kdim + EPS)
+    kern = K.gemv(K.Profile("f32"), w, n_rows=N_ROWS, row0=0, x_type="f32", y_type="f32", lanes=lanes,
+                  norm_in=nssq, eps=EPS)
+    arrays = [w.arrays[a] for a in K.WEIGHT_ARRAYS[w.format]]
+    grid = (-(-N_ROWS // (256 // lanes)), 1, 1)
+    ybuf = run_kernel(gpu, kern, [x, np.zeros(N_ROWS, np.float32)] + arrays + [ssq], 1, grid, 2)
+    got = np.frombuffer(dev.queue.read_buffer(ybuf), np.float32)[:N_ROWS]
+    assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()

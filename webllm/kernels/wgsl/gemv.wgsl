@@ -76,6 +76,11 @@ var<workgroup> red_b: array<vec4<f32>, (T - 1u) * {{PAIR_U}}u + 1u>;  // up rows
 
 fn bias_at(i: u32) -> f32 { {{BIAS_LOAD}} }
 
+// NORM_IN: partial i of the sum of squares, 0 past the last. The row set sums the NSSQ partials in
+// straight-line groups of eight: a loop of one load an iteration, which GPU compilers keep rolled,
+// would wait out one load latency per partial before the matmul's own loads start.
+fn ssq_part(i: u32) -> f32 { return select(0.0, ssq_at(min(i, max(NSSQ, 1u) - 1u)), i < NSSQ); }
+
 // ---- COMBINE_IN: x from decode attention's partials (attention_decode.wgsl) ----------------------
 // x[k] = sum_z o_z[k] w_z / sum_z w_z, w_z = exp(lse_z[h] - max_z lse_z[h]), h = k's head, over the
 // splits z the step used (kv_splits, the same rule as the attention kernel). A group of 32 inputs lies
@@ -183,8 +188,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var a = vec4<f32>(0.0);
     var b = vec4<f32>(0.0);
     var ss = 0.0;
-    if (NORM_IN) {
-        for (var i = lane; i < NSSQ; i += L) { ss += ssq_at(i); }
+    if (NORM_IN) {  // eight partials an iteration, loaded at once (see ssq_part)
+        for (var i = lane; i < NSSQ; i += 8u * L) {
+            ss += ((ssq_part(i) + ssq_part(i + L)) + (ssq_part(i + 2u * L) + ssq_part(i + 3u * L)))
+                + ((ssq_part(i + 4u * L) + ssq_part(i + 5u * L)) + (ssq_part(i + 6u * L) + ssq_part(i + 7u * L)));
+        }
     }
     if (COMBINE_STAGED) {
         for (var c = 0u; c < XW_CHUNKS; c++) {
