@@ -1,8 +1,8 @@
 """The prefill attention (wgsl/attention_tiled.wgsl) against numpy, on shapes the tiny models of
 test_reference.py do not reach: head_dim 16 to 256, 1 to 40 query heads per KV head (3: tiles that
 leave row slots empty), blocks of 4 to 32 positions, 1 to 4 rows a thread, 4 or 8 threads a row
-group, K/V staged in f32 or the activation type, a cached past, a sliding window, and token counts that end in a partial tile and a
-partial block.
+group, K/V staged in f32 or the activation type, a cached past, a sliding window, and token counts
+that end in a partial tile and a partial block.
 
 Tolerance, relative to the largest output: f32 activations 1e-5 (sums in another order than numpy's);
 f16 activations round q, K, V and the output to 11 bits: 4e-3.

@@ -364,7 +364,8 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                     continue
                 if K.attention_tiled_fits(nq=kw["nq"], nkv=kw["nkv"], hd=kw["hd"]):
                     # prefill: 32 query rows (tokens x the heads sharing a KV head) share each K/V block
-                    kern, per_y, gx = K.attention_tiled(profile, **kw), K.attention_tiled_tokens(nq=kw["nq"], nkv=kw["nkv"]), kw["nkv"]
+                    kern, gx = K.attention_tiled(profile, **kw), kw["nkv"]
+                    per_y = K.attention_tiled_tokens(nq=kw["nq"], nkv=kw["nkv"])
                 else:
                     kern, per_y, gx = K.attention(profile, **kw), 1, cfg.num_attention_heads
                 out.append(emit(kern, binds + [buf(op.outputs[0])], [gx, 1, 1], per_y))

@@ -287,9 +287,9 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
                   COMBINE_DECL="fn combined_x(g: u32) -> X8 { return X8(); }\nconst CV = 1u;\nfn stage_vec4s(v: u32, o: u32) {}")
     if combine_in is not None:
         c = combine_in
+        cv = combine_vec4s(w.shape[1] // 4 // max(staged, 1), gemv_threads(n_rows, w.shape[1], lanes), c["hd"])
         params["COMBINE_DECL"] = _fill(_template("gemv_combine_in"), B=len(bindings), NQ=c["nq"], HD=c["hd"],
-                                       SPLITS_FN=_splits_fn(c["splits"], c["window"]), XT=x_type,
-                                       CV=combine_vec4s(w.shape[1] // 4 // max(staged, 1), gemv_threads(n_rows, w.shape[1], lanes), c["hd"]))
+                                       SPLITS_FN=_splits_fn(c["splits"], c["window"]), XT=x_type, CV=cv)
         bindings += (READ,)
     params.update(NORM_IN=str(bool(norm_in)).lower(), NSSQ=norm_in, NORM_OUT=str(norm_out_offset is not None).lower(),
                   SSQ_OFF=norm_out_offset or 0)

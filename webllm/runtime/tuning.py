@@ -188,8 +188,9 @@ def time_prefill_variants(model, names: list[str]) -> dict[str, float]:
     variant, in rounds taken in turn as for decode: round 0 (one step each) is warm-up, then the best
     of two more; a warm-up round whose fastest step took over SLOW_STEP_S decides alone (a large
     model) unless its two fastest are within CLOSE (an H100, Llama-3.1-8B's 4-layer shape: 40.0 ms a
-    512-token chunk with wide128 staging against 42.3 with the rule, which one round picked). First, a one-token step of the first variant: when that
-    takes over SLOW_STEP_S (a software adapter), the first variant is kept untimed. There a prefill
+    512-token chunk with wide128 staging against 42.3 with the rule, which one round picked). First,
+    a one-token step of the first variant: when that takes over SLOW_STEP_S (a software adapter),
+    the first variant is kept untimed. There a prefill
     step costs a whole token tile's work whatever its length (lavapipe, SmolLM2-135M: 3 s for one
     token with the rule's 32-token tiles, 7-8 s with 128-token ones, against 11.3 and 10.4 s for a
     full chunk of 128), so the small tiles serve a chat's short turns best, and timing one chunk of
