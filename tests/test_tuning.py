@@ -13,6 +13,7 @@ against 1.2e-3), and on other test models beyond the bound, which is why they ar
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -148,6 +149,17 @@ def test_tuning_is_cached_per_adapter_and_package(package, zoo, tmp_path, monkey
     again = Model.load(package, profile="f32", progress=False, adapter=zoo.adapter, device=zoo.device)
     assert (again.prefill_variant, again.decode_variant) == (rt.prefill_variant, rt.decode_variant)
     assert set(again._lists) == {f"prefill.{rt.prefill_variant}", f"decode.{rt.decode_variant}"}
+    # the package part of the key: the first shard's sha256 and the plan's digest, so the same weights
+    # compiled again with other kernels (another webllm, other options) are timed afresh
+    assert {k.split("|")[2] for k in cache} == {f"{rt.manifest['shards'][0]['sha256']}:{rt.plan_digest}"}
+    other = tmp_path / "recompiled"
+    shutil.copytree(package, other)
+    text = (other / "plan-f32.json").read_text()
+    for name in json.loads(text)["kernels"]:  # other kernel names (as other sources would have), same weights
+        text = text.replace(f'"{name}"', f'"{name}b"')
+    (other / "plan-f32.json").write_text(text)
+    with pytest.raises(AssertionError, match="timed again"):
+        Model.load(other, profile="f32", progress=False, adapter=zoo.adapter, device=zoo.device)
 
 
 def test_a_slow_adapter_times_little(package, zoo, tmp_path, monkeypatch):

@@ -110,6 +110,24 @@ test('prefill and decode variants are timed once, then read from the store; a ca
   assert.ok(!phases.includes('tuning'));
   assert.deepEqual([m.prefillVariant, m.decodeVariant], chosen);
   assert.deepEqual([...m._lists.keys()].sort(), [`decode.${chosen[1]}`, `prefill.${chosen[0]}`]);
+  // the package part of the key: the first shard's sha256 and the plan's digest
+  assert.deepEqual(new Set(Object.keys(saved).map((k) => k.split('|')[2])),
+    new Set([`${m.manifest.shards[0].sha256}:${m.planDigest}`]));
+  m.destroy();
+  // the same weights with another plan (its kernels renamed, as other sources would be) are timed afresh
+  /** @type {typeof nodeFetch} */
+  const renamed = async (input, init) => {
+    const res = await nodeFetch(input, init);
+    const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+    if (!/plan-f32\.json$/.test(url)) return res;
+    let text = await res.text();
+    for (const name of Object.keys(JSON.parse(text).kernels)) text = text.replaceAll(`"${name}"`, `"${name}b"`);
+    return new Response(text);
+  };
+  phases.length = 0;
+  m = await load({ tuningStore: store, prefillVariant: undefined, decodeVariant: undefined, fetch: renamed,
+    onProgress: (p) => phases.push(p.phase) });
+  assert.ok(phases.includes('tuning'));
   m.destroy();
 });
 

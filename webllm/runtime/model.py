@@ -28,7 +28,7 @@ from webllm.runtime.package import (
     usable_variants,
     variant_lacks,
 )
-from webllm.runtime.tuning import choose_kv_splits, choose_variant
+from webllm.runtime.tuning import choose_kv_splits, choose_variant, plan_digest
 
 _STAGING = 2  # token readback ring: the CPU reads step t while the GPU runs step t + 1
 
@@ -58,6 +58,7 @@ class Model:
         self.folder = Path(folder)
         self.manifest = manifest
         self.plan = plan
+        self.plan_digest = plan_digest(plan)  # part of the tuning cache's package key
         self.adapter = adapter
         self.device = device
         self.profile = plan["profile"]

@@ -4,12 +4,14 @@ A plan carries each phase as named variants computing the same thing with differ
 (prefill: token tiles of the matmul; decode: threads per row of the one-token matmul, with or without
 subgroups). Which is fastest depends on the adapter, so the runtime times the ones its device can run
 at first load and keeps the winner in a JSON file (`<cache dir>/tuning.json`) keyed by adapter,
-profile, package (first shard's sha256), phase and the variant names, so a new package, adapter or
-plan is timed afresh.
+profile, package (first shard's sha256 and a digest of the plan: the same weights compiled again with
+other kernels, by another webllm or with other options, are another package), phase and the variant
+names, so a new package, adapter or plan is timed afresh.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 
@@ -21,7 +23,13 @@ CLOSE = 0.15  # variants whose warm-up steps are this close get more rounds, how
 
 
 def cache_key(model, kind: str, names: list[str]) -> str:
-    return f"{adapter_name(model.adapter)}|{model.profile}|{model.manifest['shards'][0]['sha256']}|{kind}|{','.join(names)}"
+    package = f"{model.manifest['shards'][0]['sha256']}:{model.plan_digest}"
+    return f"{adapter_name(model.adapter)}|{model.profile}|{package}|{kind}|{','.join(names)}"
+
+
+def plan_digest(plan: dict) -> str:
+    """A short digest of a plan (its kernels, named by their source's hash, and every dispatch list)."""
+    return hashlib.sha256(json.dumps(plan, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
 
 
 def choose_variant(model, kind: str) -> str:

@@ -14,7 +14,7 @@ import {
   PLAN_FIELDS, chooseProfile, packageBase, readKernels, readManifest, readPlan, usableVariants, variantLacks,
 } from './package.js';
 import { loadShards, openShardCache } from './cache.js';
-import { chooseKvSplits, chooseVariant, localTuningStore } from './tuning.js';
+import { chooseKvSplits, chooseVariant, localTuningStore, planDigest } from './tuning.js';
 import { contextSize, fitCapacity } from './memory.js';
 
 /** Token readback ring: step t is read while steps t + 1 .. t + LOOKAHEAD run. */
@@ -43,13 +43,15 @@ export class Model {
    * Use `Model.load`.
    * @param {{base: string, manifest: Manifest, plan: Plan, adapter: GPUAdapter | null, device: GPUDevice,
    *   ownsDevice: boolean, buffers: Map<string, GPUBuffer>, build: (list: import('./package.js').Dispatch[]) => Promise<Step[]>,
-   *   capacity: number, scoring: boolean}} p
+   *   capacity: number, scoring: boolean, planDigest: string}} p
    */
   constructor(p) {
     /** The package's base URL. */
     this.url = p.base;
     this.manifest = p.manifest;
     this.plan = p.plan;
+    /** A digest of the plan, part of the tuning cache's package key (tuning.js `planDigest`). */
+    this.planDigest = p.planDigest;
     this.adapter = p.adapter;
     this.device = p.device;
     this.profile = p.plan.profile;
@@ -201,7 +203,9 @@ export class Model {
 
       const scoring = !!options.scoring;
       const build = await listBuilder(device, base, plan, buffers, fetchFn, scoring);
-      const model = new Model({ base, manifest, plan, adapter, device, ownsDevice, buffers, build, capacity, scoring });
+      const digest = await planDigest(plan);
+      const model = new Model({ base, manifest, plan, adapter, device, ownsDevice, buffers, build, capacity, scoring,
+        planDigest: digest });
       created.length = 0; // the model owns them now
       // Kernels are compiled for the variants in use only: a cached (or forced) choice compiles one list
       // per phase, the first load's timing all of them (webllm/runtime/model.py does the same).

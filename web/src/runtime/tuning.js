@@ -1,8 +1,10 @@
 // Variant tuning: time the plan's prefill and decode variants on this adapter once, keep the winners
 // (mirrors webllm/runtime/tuning.py). The cache is keyed by adapter, profile, package (first shard's
-// sha256), phase and the variant names, so a new package, adapter or plan is timed afresh. It lives in
+// sha256 and a digest of the plan: the same weights compiled again with other kernels are another
+// package), phase and the variant names, so a new package, adapter or plan is timed afresh. It lives in
 // localStorage in the browser, or in the store the host passes (the Node entry: a JSON file).
 
+import { sha256Hex } from './cache.js';
 import { adapterName } from './device.js';
 
 /**
@@ -37,7 +39,18 @@ export function localTuningStore() {
  * @param {import('./model.js').Model} model @param {string} kind @param {string[]} names
  */
 export function cacheKey(model, kind, names) {
-  return `${adapterName(model.adapter)}|${model.profile}|${model.manifest.shards[0]?.sha256}|${kind}|${names.join(',')}`;
+  const pkg = `${model.manifest.shards[0]?.sha256}:${model.planDigest}`;
+  return `${adapterName(model.adapter)}|${model.profile}|${pkg}|${kind}|${names.join(',')}`;
+}
+
+/**
+ * A short digest of a plan (its kernels, named by their source's hash, and every dispatch list): the
+ * sha256 of its JSON as parsed. Not the Python runtime's digest (JSON numbers print differently), but
+ * each runtime's is stable for a given plan file.
+ * @param {import('./package.js').Plan} plan @returns {Promise<string>}
+ */
+export async function planDigest(plan) {
+  return (await sha256Hex(new TextEncoder().encode(JSON.stringify(plan)))).slice(0, 16);
 }
 
 /**
