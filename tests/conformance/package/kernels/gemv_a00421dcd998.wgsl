@@ -285,7 +285,7 @@ fn combined_x(g: u32) -> X8 {
 // so that every thread stages at most once a range. The walk over the splits is a chain of load
 // latencies (GPU compilers keep such loops rolled), and the staging takes as long as the longest chain
 // a thread walks (H100, 8B shape, f32, 16 splits: the o matmul 36 us staging a group of 32 inputs a
-// thread, 25 a vec4 a thread).
+// thread, 25 a vec4 a thread, 22 up to four).
 const CV: u32 = 1u;  // 1, 2 or 4
 
 fn lse_of(s: u32, used: u32, h: u32) -> f32 { return part_lse[min(s, used - 1u) * CNQ + h]; }
