@@ -70,8 +70,8 @@ def prefill_token_tile(rows: int, pair: bool, chunk: int) -> int:
 def combine_lanes(cfg, profile: K.Profile, lanes: int) -> int:
     """Threads per row of the o matmul that combines decode attention's splits (gemv.wgsl COMBINE_IN).
     With the combined x staged in workgroup memory (COMBINE_STAGED: once per workgroup, in one or more
-    ranges of inputs) a workgroup of
-    16 rows (16 lanes) where that still makes 256 workgroups: half the combines of 8-row workgroups.
+    ranges of inputs) a workgroup of 16 rows (16 lanes) where that still makes 256 workgroups: half the
+    combines of 8-row workgroups.
     Measured on an H100, Llama-3.1-8B shape, f16, context 4,096, 8 splits: the o matmul 32.0 µs with
     each row set combining for itself, 20.0 staged with 16 rows (benchmarks/decode_splits.py)."""
     if K.combine_staged(cfg.num_attention_heads * cfg.head_dim, profile.act_bytes) and cfg.hidden_size >= 16 * 256:
@@ -85,8 +85,8 @@ def decode_splits(cfg, profile: K.Profile) -> int:
     where the o matmul combines them once per 16-row workgroup, combine_lanes), since every workgroup of
     the o matmul reads all of them (gemv.wgsl COMBINE_IN; its x alone is 1/splits of that).
     Llama-3.1-8B: 16 splits in f16, 8 in f32 (whose combine is staged in two ranges); Llama-3.2-1B: 16
-    and 8; short contexts use fewer (one
-    per 64 positions), so this bounds the combine's cost at long context only. Llama-3.1-8B, f16,
+    and 8; short contexts use fewer (one per 64 positions), so this bounds the combine's cost at long
+    context only. Llama-3.1-8B, f16,
     4,096 positions, attention + o per layer on an H100: 63.1 µs with 8 splits, 53.5 with 16."""
     per_split = cfg.num_attention_heads * cfg.head_dim * profile.act_bytes
     budget = COMBINE_BYTES * (2 if combine_lanes(cfg, profile, 32) < 32 else 1)

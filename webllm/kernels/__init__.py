@@ -233,25 +233,6 @@ def combine_staged(k: int, act_bytes: int) -> int:
     return 0
 
 
-def gemv_threads(n_rows: int, k: int, lanes: int) -> int:
-    """Threads per workgroup of gemv.wgsl (its T) for `n_rows` rows of K inputs."""
-    rw = 256 // lanes
-    r = min(4, rw)
-    s = rw // r
-    want = min(131072 * r // n_rows, k // 32)
-    return s * min(32 + 32 * min(1, want // 64) + 64 * min(1, want // 128), 256 // s)
-
-
-def combine_vec4s(vec4s: int, threads: int, hd: int) -> int:
-    """Consecutive vec4 of the o matmul's input one thread combines at once when it stages them
-    (gemv_combine_in.wgsl CV): 1, 2 or 4, enough for each of the workgroup's threads to stage a range
-    of `vec4s` in one go where that divides the range and a head's `hd` inputs."""
-    cv = 1
-    while cv < 4 and cv * threads < vec4s and vec4s % (2 * cv) == 0 and (hd // 4) % (2 * cv) == 0:
-        cv *= 2
-    return cv
-
-
 def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: str, y_type: str, lanes: int = 32,
          pair: bool = False, add: bool = False, bias: bool = False, rope: dict | None = None,
          norm_eps: float | None = None, x_last: bool = False, norm_in: int = 0, norm_out_offset: int | None = None,
@@ -287,9 +268,8 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
                   COMBINE_DECL="fn combined_x(g: u32) -> X8 { return X8(); }\nconst CV = 1u;\nfn stage_vec4s(v: u32, o: u32) {}")
     if combine_in is not None:
         c = combine_in
-        cv = combine_vec4s(w.shape[1] // 4 // max(staged, 1), gemv_threads(n_rows, w.shape[1], lanes), c["hd"])
         params["COMBINE_DECL"] = _fill(_template("gemv_combine_in"), B=len(bindings), NQ=c["nq"], HD=c["hd"],
-                                       SPLITS_FN=_splits_fn(c["splits"], c["window"]), XT=x_type, CV=cv)
+                                       SPLITS_FN=_splits_fn(c["splits"], c["window"]), XT=x_type)
         bindings += (READ,)
     params.update(NORM_IN=str(bool(norm_in)).lower(), NSSQ=norm_in, NORM_OUT=str(norm_out_offset is not None).lower(),
                   SSQ_OFF=norm_out_offset or 0)

@@ -86,7 +86,7 @@ const K: u32 = 64u;
 const w_KG: u32 = K / 32u;
 const N_ROWS: u32 = 64u;
 const ROW0: u32 = 0u;
-const LANES: u32 = 32u;
+const LANES: u32 = 4u;
 const RW: u32 = 256u / LANES;  // rows per workgroup
 const R: u32 = min(4u, RW);     // rows per thread (1, 2 or 4)
 const S: u32 = RW / R;          // row sets
@@ -286,7 +286,11 @@ fn combined_x(g: u32) -> X8 {
 // latencies (GPU compilers keep such loops rolled), and the staging takes as long as the longest chain
 // a thread walks (H100, 8B shape, f32, 16 splits: the o matmul 36 us staging a group of 32 inputs a
 // thread, 25 a vec4 a thread, 22 up to four).
-const CV: u32 = 1u;  // 1, 2 or 4
+// CV: 1, 2 or 4, the fewest that let each of the T threads stage a range's CV_N vec4 in one go,
+// where it divides a head's vec4 (T < CV_N: 2; 2T < CV_N: 4).
+const CV_N: u32 = XW_GROUPS * 8u;
+const CV2: u32 = 1u + min(1u, CV_N / (T + 1u)) * (1u - (CHD / 4u) % 2u);
+const CV: u32 = CV2 * (1u + (CV2 - 1u) * min(1u, CV_N / (2u * T + 1u)) * (1u - min(1u, (CHD / 4u) % 4u)));
 
 fn lse_of(s: u32, used: u32, h: u32) -> f32 { return part_lse[min(s, used - 1u) * CNQ + h]; }
 

@@ -21,7 +21,7 @@
 // COMBINE_IN (the o matmul in decode): x is decode attention's per-split partials, combined as they
 //   are loaded, or (COMBINE_STAGED) once per workgroup into workgroup memory first (see the COMBINE_IN
 //   block below).
-// Bindings: 0 step; 1 x [K] (vec4 of f16); 2 y [N_OUT] (f32); 3.. weight arrays of format
+// Bindings: 0 step; 1 x [K] (vec4 of f32); 2 y [N_OUT] (f32); 3.. weight arrays of format
 // q4s; then bias [rows] f32 (HAS_BIAS); with ROPE, y is q_out, then k_cache, v_cache, rope_table;
 // last, with NORM: norm_w [K] f32; with NORM_IN: ssq_in [NSSQ] f32; with NORM_OUT: nw_out [N_OUT] f32,
 // xo [N_OUT] act, ssq_out [..] f32; with COMBINE_IN (x is then part_o [SPLITS, K] act): part_lse
@@ -33,8 +33,8 @@
 
 // Shared prelude of every kernel. `act` is the activation storage type of the device profile
 // (f32, or f16 with shader-f16); arithmetic is always done in f32.
-enable f16;
-alias act = f16;
+
+alias act = f32;
 
 // The per-step uniform, written once per step by the runtime; its fields are generated from
 // STEP_FIELDS (webllm/kernels/__init__.py), the same table the plan's `uniform` entry gives runtimes.
@@ -112,7 +112,7 @@ const SSQ_OFF: u32 = 0u;
 const EPS: f32 = 0.0;
 const X_LAST: bool = false;
 
-@group(0) @binding(1) var<storage, read> x: array<vec4<f16>>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 // Weight format q4s: symmetric 4-bit, group 32. q [N, K/32] vec4<u32> (nibble i of word j = element
 // 8j+i of the group); scales [N*K/32] (f16 pairs in u32). W[n, k] = (nibble - 8) * scale[n*K/32 + k/32].
@@ -199,7 +199,7 @@ const XW_CHUNKS: u32 = 1u;
 const XW_GROUPS: u32 = w_KG / XW_CHUNKS;  // groups staged at once
 const C_ITERS: u32 = XW_GROUPS / L;       // of a staged range, as ITERS and TAIL of all of K
 const C_TAIL: u32 = XW_GROUPS % L;
-var<workgroup> xw: array<vec4<f16>, 16u>;
+var<workgroup> xw: array<vec4<f32>, 16u>;
 var<private> xw_g0: u32;  // the first group staged in xw
 // gemv.wgsl COMBINE_IN: the o matmul's x combined from decode attention's split partials (x is bound to
 // part_o [SPLITS, K] act; part_lse [SPLITS, NQ] f32 below). See attention_decode.wgsl for the partials.
@@ -286,7 +286,11 @@ fn combined_x(g: u32) -> X8 {
 // latencies (GPU compilers keep such loops rolled), and the staging takes as long as the longest chain
 // a thread walks (H100, 8B shape, f32, 16 splits: the o matmul 36 us staging a group of 32 inputs a
 // thread, 25 a vec4 a thread, 22 up to four).
-const CV: u32 = 1u;  // 1, 2 or 4
+// CV: 1, 2 or 4, the fewest that let each of the T threads stage a range's CV_N vec4 in one go,
+// where it divides a head's vec4 (T < CV_N: 2; 2T < CV_N: 4).
+const CV_N: u32 = XW_GROUPS * 8u;
+const CV2: u32 = 1u + min(1u, CV_N / (T + 1u)) * (1u - (CHD / 4u) % 2u);
+const CV: u32 = CV2 * (1u + (CV2 - 1u) * min(1u, CV_N / (2u * T + 1u)) * (1u - min(1u, (CHD / 4u) % 4u)));
 
 fn lse_of(s: u32, used: u32, h: u32) -> f32 { return part_lse[min(s, used - 1u) * CNQ + h]; }
 
@@ -301,11 +305,11 @@ fn part_at(s: u32, used: u32, v: u32) -> vec4<f32> { return vec4<f32>(x[min(s, u
 fn stage_vec4s(v: u32, o: u32) {
     let used = kv_splits(step.past).z;
     if (used == 1u) {  // up to 64 positions: the one split's partial is x
-        xw[o] = vec4<f16>(x[v]);
-        if (CV > 1u) { xw[o + 1u] = vec4<f16>(x[v + 1u]); }
+        xw[o] = vec4<f32>(x[v]);
+        if (CV > 1u) { xw[o + 1u] = vec4<f32>(x[v + 1u]); }
         if (CV > 2u) {
-            xw[o + 2u] = vec4<f16>(x[v + 2u]);
-            xw[o + 3u] = vec4<f16>(x[v + 3u]);
+            xw[o + 2u] = vec4<f32>(x[v + 2u]);
+            xw[o + 3u] = vec4<f32>(x[v + 3u]);
         }
         return;
     }
@@ -338,11 +342,11 @@ fn stage_vec4s(v: u32, o: u32) {
         }
     }
     let i = 1.0 / l;
-    xw[o] = vec4<f16>(o0 * i);
-    if (CV > 1u) { xw[o + 1u] = vec4<f16>(o1 * i); }
+    xw[o] = vec4<f32>(o0 * i);
+    if (CV > 1u) { xw[o + 1u] = vec4<f32>(o1 * i); }
     if (CV > 2u) {
-        xw[o + 2u] = vec4<f16>(o2 * i);
-        xw[o + 3u] = vec4<f16>(o3 * i);
+        xw[o + 2u] = vec4<f32>(o2 * i);
+        xw[o + 3u] = vec4<f32>(o3 * i);
     }
 }
 
