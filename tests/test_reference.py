@@ -212,6 +212,35 @@ def test_generation_stops_at_the_context_window_and_stop_ids(zoo, spec):
     assert rt.past == 20 + first  # the stop token ends the turn unfed: the next turn's prompt carries it
 
 
+@pytest.mark.parametrize("end", ["closed", "stop", "max_tokens", "first_token", "stop_first"])
+def test_generation_leaves_the_state_of_an_unpipelined_run(zoo, end):
+    """generate() keeps two decode steps in flight beyond the token it reads; however it ends, the steps
+    past the last one an unpipelined generation (step t + 1 submitted just before token t is yielded)
+    would have run are rolled back and that step is run again: the KV length, the logits and the
+    sampled token then equal those of prefill + decode() step by step. Ends: the caller closes after 5
+    tokens (6 steps); a stop id (token 4's, or an earlier equal one: as many steps as tokens);
+    max_new_tokens 7 (7 steps); closed after the first token (the replayed step is the second: a decode);
+    the first token a stop id (the replayed step is the prefill's last chunk)."""
+    spec = BY_NAME["llama_mha"]
+    rt = zoo.runtime(spec, "q0f32", "f32", **options(spec))
+    prompt = [int(i) for i in prompt_ids(spec)[:20]]
+    full = list(rt.generate(prompt, 12))
+    rt.reset()
+    gen = rt.generate(prompt, 7, stop_ids={"stop": [full[4]], "stop_first": [full[0]]}.get(end, []))
+    keep_after = {"closed": 5, "stop": 5, "max_tokens": 7, "first_token": 1, "stop_first": 1}[end]
+    got = [t for _, t in zip(range(keep_after), gen, strict=False)]
+    gen.close()
+    steps = {"closed": 6, "stop": full.index(full[4]) + 1, "max_tokens": 7, "first_token": 2, "stop_first": 1}[end]
+    assert got == full[: len(got)]
+    past, logits, token = rt.past, rt.logits(), rt.next_token()
+    rt.reset()
+    rt.prefill(prompt)
+    for _ in range(steps - 1):
+        rt.decode()
+    assert (past, token) == (rt.past, rt.next_token()) == (len(prompt) + steps - 1, full[steps - 1])
+    assert np.array_equal(logits, rt.logits())
+
+
 def _package_matrix(pkg, name: str, mode: str, shape: tuple[int, int]) -> np.ndarray:
     """Dequantize package tensor `name` (stored in `mode`'s format) back to float32 [N, K]."""
     if mode.startswith("q4"):

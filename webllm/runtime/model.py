@@ -11,6 +11,7 @@ one step behind (pipelining).
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +31,24 @@ from webllm.runtime.package import (
 )
 from webllm.runtime.tuning import choose_kv_splits, choose_variant, plan_digest
 
-_STAGING = 2  # token readback ring: the CPU reads step t while the GPU runs step t + 1
+_LOOKAHEAD = 2  # decode steps generate() keeps submitted beyond the token it reads (as the JavaScript runtime)
+_STAGING = _LOOKAHEAD + 1  # token readback ring: the CPU reads step t while steps t + 1 .. t + LOOKAHEAD run
+
+
+def _raw_pass_calls():
+    """wgpu-native's compute-pass calls (set pipeline, set bind group, dispatch) and NULL, called without
+    wgpu-py's per-call wrapper, or None where wgpu-py's internals differ. The wrapper checks each call
+    for errors, which for pass commands WebGPU defers to the encoder's finish() anyway (still checked),
+    and costs some microseconds a call: a decode step records 3 calls per dispatch, 150-500 calls,
+    which took as long as a small model's whole step on the GPU."""
+    try:
+        from wgpu.backends.wgpu_native import _api
+
+        lib = _api.lib
+        return (lib.wgpuComputePassEncoderSetPipeline, lib.wgpuComputePassEncoderSetBindGroup,
+                lib.wgpuComputePassEncoderDispatchWorkgroups, _api.ffi.NULL)
+    except (ImportError, AttributeError):  # pragma: no cover - another wgpu-py
+        return None
 
 
 def workgroups(d: tuple, n_tokens: int, kv_end: int, kv_splits: int = 0) -> tuple[int, int, int]:
@@ -78,6 +96,7 @@ class Model:
                                f"package runs on this adapter (features: {plan['variant_features']}, "
                                f"limits: {plan['variant_limits']})")
         self._wgpu = wgpu
+        self._raw = _raw_pass_calls()
         self.past = 0  # tokens in the KV cache (read-only outside: change it with truncate / reset)
         self._fields = plan["uniform"]["fields"]
         self._uniform = {f["name"]: f["default"] for f in self._fields}  # the values written each step
@@ -307,10 +326,23 @@ class Model:
         enc = self.device.create_command_encoder()
         cp = enc.begin_compute_pass()
         kv_end = self.past + n_tokens
-        for d in self._dispatch[phase]:
-            cp.set_pipeline(d[0])
-            cp.set_bind_group(0, d[1])
-            cp.dispatch_workgroups(*workgroups(d, n_tokens, kv_end, self.kv_splits))
+        if self._raw is not None:  # the same three calls, straight into wgpu-native (see _raw_pass_calls)
+            set_pipeline, set_bind_group, dispatch, null = self._raw
+            p = cp._internal
+            last_pipe = last_group = None
+            for d in self._dispatch[phase]:
+                if d[0] is not last_pipe:
+                    set_pipeline(p, d[0]._internal)
+                    last_pipe = d[0]
+                if d[1] is not last_group:
+                    set_bind_group(p, 0, d[1]._internal, 0, null)
+                    last_group = d[1]
+                dispatch(p, *workgroups(d, n_tokens, kv_end, self.kv_splits))
+        else:
+            for d in self._dispatch[phase]:
+                cp.set_pipeline(d[0])
+                cp.set_bind_group(0, d[1])
+                cp.dispatch_workgroups(*workgroups(d, n_tokens, kv_end, self.kv_splits))
         cp.end()
         if staging is not None:
             enc.copy_buffer_to_buffer(self._buffers[self._readback], 0, self._staging[staging], 0, self._readback_bytes)
@@ -391,10 +423,44 @@ class Model:
 
     def _read_staging(self, i: int) -> int:
         buf = self._staging[i]
-        buf.map_sync(self._wgpu.MapMode.READ, 0, buf.size)
+        self._map_read(buf)
         self.last_sample = np.frombuffer(bytes(buf.read_mapped(0, self._readback_bytes)), np.uint32)
         buf.unmap()
         return int(self.last_sample[0])
+
+    def _map_read(self, buf) -> None:
+        """Map `buf` for reading as soon as the GPU is done with the submission that wrote it, while later
+        steps still run. wgpu-py's map_sync / map_async hand the wait to a thread that polls the device
+        until every submitted step is done (then the GPU would idle while the CPU reads a token and
+        submits the next); here the map is requested from wgpu-native directly and the device polled
+        without waiting, which resolves it when its own step ends (wgpu tracks each buffer's last
+        submission). Falls back to map_sync where wgpu-py's internals differ."""
+        try:
+            from wgpu import enums, flags
+            from wgpu.backends.wgpu_native import _api
+
+            ffi, lib, libf = _api.ffi, _api.lib, _api.libf
+            dev, raw = self.device._internal, buf._internal
+        except (ImportError, AttributeError):  # pragma: no cover - another wgpu-py
+            buf.map_sync(self._wgpu.MapMode.READ, 0, buf.size)
+            return
+        status: list[int] = []
+
+        @ffi.callback("void(WGPUMapAsyncStatus, WGPUStringView, void *, void *)")
+        def done(st, _message, _u1, _u2):
+            status.append(st)
+
+        info = _api.new_struct("WGPUBufferMapCallbackInfo", mode=lib.WGPUCallbackMode_AllowProcessEvents, callback=done)
+        libf.wgpuBufferMapAsync(raw, lib.WGPUMapMode_Read, 0, buf.size, info)
+        while not status:
+            libf.wgpuDevicePoll(dev, False, ffi.NULL)
+            if not status:
+                time.sleep(0)  # a step takes a fraction of a millisecond to a few
+        if status[0] != lib.WGPUMapAsyncStatus_Success:
+            raise AdapterError(f"could not read the sampled token back (map status {status[0]}): the GPU device may be lost")
+        buf._map_state = enums.BufferMapState.mapped  # what wgpu-py's own map would have recorded
+        buf._mapped_status = (0, buf.size, flags.MapMode.READ)
+        buf._mapped_memoryviews = []
 
     def write_buffer(self, name: str, data) -> None:
         """Write a plan buffer by name from the start (the sampler's logit_bias, token_counts, token_mask)."""
@@ -406,37 +472,71 @@ class Model:
         """Generation after `prompt_ids` (appended to the cache), sampling as `set_sampling` says
         (greedy by default). Yields token ids as they come.
 
-        Pipelined: step t + 1 is recorded while the GPU runs step t and submitted the moment token t
-        is back (wgpu-native's map waits for all submitted work, so submitting earlier would not
-        overlap); the caller's work on token t then overlaps step t + 1. The KV cache ends up holding
-        the prompt and every token fed back (not the stop token that ends the generation).
+        Pipelined: the sampled id never leaves the GPU on the critical path. Up to LOOKAHEAD decode
+        steps are submitted beyond the one whose token is read (each copies its id into a ring of
+        mappable buffers, read without waiting for the later steps: _map_read), so the CPU reads token
+        t and the caller handles it while the GPU runs. Afterwards the model is in the state of a
+        generation that submits step t + 1 just before it yields token t: the KV cache holds the
+        prompt and every token fed back (not the stop token that ends the generation), and `logits()`
+        and `token_ids[0]` are those of that last step; steps submitted beyond it are rolled back and
+        that step is run once more (as the JavaScript runtime does).
 
         `mask(token)` (a grammar): called with None before the prefill and with each token before
-        the next step is submitted; it returns the `token_mask` words for the next draw, written
-        between reading token t and submitting step t + 1. After each yield, `last_sample` holds
-        the sampler's output words for that token (FORMAT.md, "Sampling": logprobs).
+        the next step is submitted (no lookahead then: each draw needs the previous token); it returns
+        the `token_mask` words for the next draw. After each yield, `last_sample` holds the sampler's
+        output words for that token (FORMAT.md, "Sampling": logprobs).
         """
         stop = set(int(s) for s in stop_ids)
         max_new_tokens = min(max_new_tokens, self.capacity - self.past - len(prompt_ids) + 1)
         if max_new_tokens <= 0:
             raise WebLLMError(f"context window full: {self.past} + {len(prompt_ids)} tokens, capacity {self.capacity}")
+        ids = self._check_ids(prompt_ids)
+        last_chunk = ids[(ids.size - 1) // self.chunk * self.chunk :]
+        # step k (the prefill's last chunk, then decode steps) produces token k: its KV length and counter
+        steps = [(self.past + ids.size - last_chunk.size, self._counter)]
         if mask is not None:
             self.write_buffer("token_mask", mask(None))
-        self.prefill(prompt_ids, staging=0)
-        for i in range(max_new_tokens):
-            more = i + 1 < max_new_tokens
-            if more:
-                if self.past + 1 > self.capacity:
-                    raise WebLLMError(f"context window full ({self.capacity} tokens)")
-                commands = self._encode("decode", 1, staging=(i + 1) % _STAGING)
-            tok = self._read_staging(i % _STAGING)
-            if tok in stop or not more:
+        self.prefill(ids, staging=0)
+        ahead = 0 if mask is not None else _LOOKAHEAD
+        tokens: list[int] = []
+        submitted = 1  # steps submitted
+        keep = 0  # the last step a generation without lookahead would have run, were it to end here
+
+        def submit() -> None:
+            nonlocal submitted
+            steps.append((self.past, self._counter))
+            self._step("decode", 1, staging=submitted % _STAGING)
+            submitted += 1
+
+        def settle() -> None:
+            if submitted > keep + 1:  # roll back to step `keep` and run it again on the same input
+                self.past, self._counter = steps[keep]
+                del steps[keep + 1 :]
+                if keep == 0:
+                    self.prefill(last_chunk)
+                else:
+                    self.device.queue.write_buffer(self._buffers["token_ids"], 0, np.uint32(tokens[keep - 1]).tobytes())
+                    self._step("decode", 1)
+
+        try:
+            for i in range(max_new_tokens):
+                while submitted < max_new_tokens and submitted <= i + ahead:
+                    submit()
+                tok = self._read_staging(i % _STAGING)
+                tokens.append(tok)
+                keep = i
+                if tok in stop or i + 1 == max_new_tokens:
+                    settle()
+                    keep = submitted - 1  # settled: nothing more to roll back
+                    yield tok
+                    return
+                if mask is not None:
+                    self.write_buffer("token_mask", mask(tok))
+                    submit()
+                keep = i + 1
                 yield tok
-                return
-            if mask is not None:
-                self.write_buffer("token_mask", mask(tok))
-            self._submit(commands, 1)
-            yield tok
+        finally:
+            settle()
 
 
 __all__ = ["Model", "workgroups"]
