@@ -35,19 +35,40 @@ _LOOKAHEAD = 2  # decode steps generate() keeps submitted beyond the token it re
 _STAGING = _LOOKAHEAD + 1  # token readback ring: the CPU reads step t while steps t + 1 .. t + LOOKAHEAD run
 
 
-def _raw_pass_calls():
-    """wgpu-native's compute-pass calls (set pipeline, set bind group, dispatch) and NULL, called without
-    wgpu-py's per-call wrapper, or None where wgpu-py's internals differ. The wrapper checks each call
-    for errors, which for pass commands WebGPU defers to the encoder's finish() anyway (still checked),
-    and costs some microseconds a call: a decode step records 3 calls per dispatch, 150-500 calls,
-    which took as long as a small model's whole step on the GPU."""
-    try:
+class _Native:
+    """wgpu-native entry points the per-token path calls without wgpu-py's wrappers, resolved once at
+    load. The pass calls (set pipeline, set bind group, dispatch) skip wgpu-py's per-call error check,
+    which costs some microseconds a call (a decode step records 3 calls per dispatch, 150-500 calls:
+    as long as a small model's whole step on the GPU); WebGPU defers a pass's errors to the encoder's
+    finish() anyway, which stays checked. The map (`Model._map_read`) is requested with one callback
+    made here, and resolved by polling the device without waiting."""
+
+    def __init__(self):
+        from wgpu import enums, flags
         from wgpu.backends.wgpu_native import _api
 
-        lib = _api.lib
-        return (lib.wgpuComputePassEncoderSetPipeline, lib.wgpuComputePassEncoderSetBindGroup,
-                lib.wgpuComputePassEncoderDispatchWorkgroups, _api.ffi.NULL)
-    except (ImportError, AttributeError):  # pragma: no cover - another wgpu-py
+        lib, ffi = _api.lib, _api.ffi
+        self.set_pipeline = lib.wgpuComputePassEncoderSetPipeline
+        self.set_bind_group = lib.wgpuComputePassEncoderSetBindGroup
+        self.dispatch = lib.wgpuComputePassEncoderDispatchWorkgroups
+        self.null = ffi.NULL
+        self.map_async, self.poll = _api.libf.wgpuBufferMapAsync, _api.libf.wgpuDevicePoll
+        self.map_read, self.map_success = lib.WGPUMapMode_Read, lib.WGPUMapAsyncStatus_Success
+        self.mapped, self.read_mode = enums.BufferMapState.mapped, flags.MapMode.READ
+        self.map_status: list[int] = []  # the callback's status of the map in flight
+
+        @ffi.callback("void(WGPUMapAsyncStatus, WGPUStringView, void *, void *)")
+        def done(status, _message, _u1, _u2):
+            self.map_status.append(status)
+
+        self.map_info = _api.new_struct("WGPUBufferMapCallbackInfo", mode=lib.WGPUCallbackMode_AllowProcessEvents,
+                                        callback=done)  # keeps `done` alive
+
+
+def _native() -> _Native | None:
+    try:
+        return _Native()
+    except (ImportError, AttributeError):  # pragma: no cover - another wgpu-py: its own calls then
         return None
 
 
@@ -96,7 +117,7 @@ class Model:
                                f"package runs on this adapter (features: {plan['variant_features']}, "
                                f"limits: {plan['variant_limits']})")
         self._wgpu = wgpu
-        self._raw = _raw_pass_calls()
+        self._native = _native()
         self.past = 0  # tokens in the KV cache (read-only outside: change it with truncate / reset)
         self._fields = plan["uniform"]["fields"]
         self._uniform = {f["name"]: f["default"] for f in self._fields}  # the values written each step
@@ -326,8 +347,9 @@ class Model:
         enc = self.device.create_command_encoder()
         cp = enc.begin_compute_pass()
         kv_end = self.past + n_tokens
-        if self._raw is not None:  # the same three calls, straight into wgpu-native (see _raw_pass_calls)
-            set_pipeline, set_bind_group, dispatch, null = self._raw
+        n = self._native
+        if n is not None:  # the same three calls, straight into wgpu-native (see _Native)
+            set_pipeline, set_bind_group, dispatch, null = n.set_pipeline, n.set_bind_group, n.dispatch, n.null
             p = cp._internal
             last_pipe = last_group = None
             for d in self._dispatch[phase]:
@@ -434,32 +456,23 @@ class Model:
         until every submitted step is done (then the GPU would idle while the CPU reads a token and
         submits the next); here the map is requested from wgpu-native directly and the device polled
         without waiting, which resolves it when its own step ends (wgpu tracks each buffer's last
-        submission). Falls back to map_sync where wgpu-py's internals differ."""
-        try:
-            from wgpu import enums, flags
-            from wgpu.backends.wgpu_native import _api
-
-            ffi, lib, libf = _api.ffi, _api.lib, _api.libf
-            dev, raw = self.device._internal, buf._internal
-        except (ImportError, AttributeError):  # pragma: no cover - another wgpu-py
+        submission). The CPU spins meanwhile. map_sync where wgpu-py's internals differ."""
+        n = self._native
+        if n is None:
             buf.map_sync(self._wgpu.MapMode.READ, 0, buf.size)
             return
-        status: list[int] = []
-
-        @ffi.callback("void(WGPUMapAsyncStatus, WGPUStringView, void *, void *)")
-        def done(st, _message, _u1, _u2):
-            status.append(st)
-
-        info = _api.new_struct("WGPUBufferMapCallbackInfo", mode=lib.WGPUCallbackMode_AllowProcessEvents, callback=done)
-        libf.wgpuBufferMapAsync(raw, lib.WGPUMapMode_Read, 0, buf.size, info)
-        while not status:
-            libf.wgpuDevicePoll(dev, False, ffi.NULL)
-            if not status:
+        n.map_status.clear()
+        n.map_async(buf._internal, n.map_read, 0, buf.size, n.map_info)
+        dev = self.device._internal
+        while not n.map_status:
+            n.poll(dev, False, n.null)
+            if not n.map_status:
                 time.sleep(0)  # a step takes a fraction of a millisecond to a few
-        if status[0] != lib.WGPUMapAsyncStatus_Success:
-            raise AdapterError(f"could not read the sampled token back (map status {status[0]}): the GPU device may be lost")
-        buf._map_state = enums.BufferMapState.mapped  # what wgpu-py's own map would have recorded
-        buf._mapped_status = (0, buf.size, flags.MapMode.READ)
+        if n.map_status[0] != n.map_success:
+            raise AdapterError(f"could not read the sampled token back (map status {n.map_status[0]}): "
+                               "the GPU device may be lost")
+        buf._map_state = n.mapped  # what wgpu-py's own map would have recorded
+        buf._mapped_status = (0, buf.size, n.read_mode)
         buf._mapped_memoryviews = []
 
     def write_buffer(self, name: str, data) -> None:
@@ -509,14 +522,15 @@ class Model:
             submitted += 1
 
         def settle() -> None:
+            nonlocal keep
             if submitted > keep + 1:  # roll back to step `keep` and run it again on the same input
                 self.past, self._counter = steps[keep]
-                del steps[keep + 1 :]
                 if keep == 0:
                     self.prefill(last_chunk)
                 else:
                     self.device.queue.write_buffer(self._buffers["token_ids"], 0, np.uint32(tokens[keep - 1]).tobytes())
                     self._step("decode", 1)
+            keep = submitted - 1  # settled: nothing past it is left to roll back
 
         try:
             for i in range(max_new_tokens):
@@ -527,7 +541,6 @@ class Model:
                 keep = i
                 if tok in stop or i + 1 == max_new_tokens:
                     settle()
-                    keep = submitted - 1  # settled: nothing more to roll back
                     yield tok
                     return
                 if mask is not None:
