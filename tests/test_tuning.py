@@ -173,3 +173,74 @@ def test_a_slow_adapter_times_little(package, zoo, tmp_path, monkeypatch):
     assert rt.prefill_variant == "rule" and rt.decode_variant in ("gemv32", "gemv4")
     assert set(rt._lists) == {"prefill.rule", "decode.gemv32", "decode.gemv4"}
     assert np.isfinite(rt.logits()).all()
+
+
+class SimulatedGPU:
+    """Decode step times on a simulated clock, as an H100 ran an 8B's after idling through pipeline
+    builds (tuning.settle): for `slow_s` seconds of steps after the last build, a flat ~16 ms whatever
+    the variant (here 16 ms less 1 ms per place in the variant order, so that the last looks best),
+    then `cost[variant]`. A pipeline build leaves the GPU idle `build_s`."""
+
+    def __init__(self, model, cost: dict[str, float], slow_s: float = 0.3, build_s: float = 0.5):
+        self.now, self.cost, self.slow_s, self.build_s = 0.0, cost, slow_s, build_s
+        self.order = list(cost)
+        self.ramp_from = 0.0
+        self.built = set(model._lists)
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def decode_seconds(self, model, steps: int, past: int = 0) -> float:
+        v = model.decode_variant
+        s = 0.016 - 0.001 * self.order.index(v) if self.now - self.ramp_from < self.slow_s else self.cost[v]
+        self.now += s * steps
+        return s
+
+    def use_decode_variant(self, use, name: str) -> None:
+        if f"decode.{name}" not in self.built:  # building its pipelines: the GPU idles, its clocks drop
+            self.built.add(f"decode.{name}")
+            self.now += self.build_s
+            self.ramp_from = self.now
+        use(name)
+
+
+def test_decode_timing_lets_the_gpu_settle_first(package, zoo, monkeypatch):
+    """Variants are compared only after every pipeline is built and steps have run for at least
+    SETTLE_S[0] without still getting faster. Here the GPU runs every step in ~16 ms for 0.3 s after
+    a pipeline build, then the first variant in 3.5 ms and the others in 5.9 (gemv32sg and gemv4 of
+    the 8B, f32): compared within the slow spell (over 10 ms a step, where one round decides), another
+    variant would win."""
+    rt = load(package, zoo, "f32")
+    names = rt.decode_variants
+    assert len(names) >= 2
+    cost = {n: 0.0059 for n in names}
+    cost[names[0]] = 0.0035
+    gpu = SimulatedGPU(rt, cost)
+    use = rt.use_decode_variant
+    monkeypatch.setattr(tuning, "time", gpu)
+    monkeypatch.setattr(tuning, "_decode_seconds", gpu.decode_seconds)
+    monkeypatch.setattr(rt, "use_decode_variant", lambda name: gpu.use_decode_variant(use, name))
+    times = tuning.time_decode_variants(rt, names)
+    assert min(times, key=times.get) == names[0] and times[names[0]] == pytest.approx(0.0035)
+
+
+def test_settle_runs_at_least_its_minimum_and_until_steps_stop_getting_faster(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(tuning, "time", type("Clock", (), {"perf_counter": staticmethod(lambda: clock[0])}))
+
+    def steps(times):
+        it = iter(times)
+
+        def step():
+            clock[0] += 0.1
+            return next(it)
+        return step
+
+    # flat and slow for 0.4 s, then faster: settle waits out its minimum, then for the steps to level off
+    clock[0] = 0.0
+    settle_times = [0.016] * 4 + [0.009, 0.0046, 0.0045, 0.0045] + [0.0045] * 30
+    tuning.settle(steps(settle_times))
+    assert clock[0] == pytest.approx(0.7)  # stopped at the first repetition no faster than 0.95 of the best
+    clock[0] = 0.0
+    tuning.settle(steps([0.01 * 0.9 ** i for i in range(100)]))  # always getting faster: its maximum
+    assert clock[0] == pytest.approx(tuning.SETTLE_S[1], abs=0.11)

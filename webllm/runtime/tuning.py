@@ -20,6 +20,7 @@ from webllm.runtime.device import adapter_name
 SLOW_STEP_S = 0.1  # a warm-up step slower than this decides alone (software adapters; see the timers)
 TUNE_CONTEXT = 4096  # KV length at which decode attention's split counts are timed
 CLOSE = 0.15  # variants whose warm-up steps are this close get more rounds, however slow the steps
+SETTLE_S = (0.5, 2.0)  # how long the timing runs steps before it compares variants: at least, at most (settle)
 
 
 def cache_key(model, kind: str, names: list[str]) -> str:
@@ -113,6 +114,23 @@ def _decode_seconds(model, steps: int, past: int = 0) -> float:
     return (time.perf_counter() - t) / steps
 
 
+def settle(step) -> None:
+    """Repeat `step` (it returns seconds per step) for at least SETTLE_S[0] and until a repetition is
+    no faster than 0.95 of the one before, at most SETTLE_S[1]: the GPU busy again before variants are
+    compared. On an H100 the decode steps of a Llama-3.1-8B shape (f32 profile) ran at 5.2 ms, then,
+    after the GPU had idled ~1.5 s while the other variants' pipelines were built, at 15-17 ms for
+    ~0.3 s (every variant of the first round: over 10 ms a step, the bar past which that round
+    decides alone, meant for large models), then 9.1, 4.6 and 4.5 ms; settled, gemv32sg ran at 3.5 ms
+    and gemv4 at 5.9, and one first load had kept gemv4."""
+    start = time.perf_counter()
+    last = step()
+    while time.perf_counter() - start < SETTLE_S[1]:
+        now = step()
+        if now > 0.95 * last and time.perf_counter() - start >= SETTLE_S[0]:
+            return
+        last = min(last, now)
+
+
 def time_kv_splits(model, choices: list[int], past: int) -> dict[int, float]:
     """Seconds per decode step at KV length `past` with each split count, best of rounds taken in turn
     (as time_decode_variants). A first step over SLOW_STEP_S (a software adapter) ends the timing with that one
@@ -138,17 +156,19 @@ def time_kv_splits(model, choices: list[int], past: int) -> dict[int, float]:
 
 
 def time_decode_variants(model, names: list[str]) -> dict[str, float]:
-    """Seconds per decode step of each variant, best of several rounds taken in turn, so that a GPU
-    still raising its clocks (or compiling pipelines on first use) favours none of them. Round 0 (one
-    step each) is warm-up, led by the first variant that needs no feature. When that step takes over
-    SLOW_STEP_S (a software adapter, where a step costs seconds and the gaps are wide) round 0 decides
-    alone, among the variants that need no feature: each variant timed there costs its compile and a
-    step of seconds at first load (the default model in Chromium on SwiftShader: 60 s to a first
-    load with all four decode variants, 36 s with the two), and a software adapter emulates subgroups
-    over its SIMD lanes, where they gain little and not reliably (lavapipe, SmolLM2-135M f32: gemv32sg
-    73 ms a step against 85 for gemv32 on a quiet machine, slower under load). Steps start from an
-    empty cache (no prefill: one costs seconds on a software adapter). Leaves the model reset, on the
-    variant it had."""
+    """Seconds per decode step of each variant. First one step of the first variant that needs no
+    feature. When that step takes over SLOW_STEP_S (a software adapter, where a step costs seconds and
+    the gaps are wide), one step each of the variants that need no feature decides: each variant timed
+    there costs its compile and a step of seconds at first load (the default model in Chromium on
+    SwiftShader: 60 s to a first load with all four decode variants, 36 s with the two), and a software
+    adapter emulates subgroups over its SIMD lanes, where they gain little and not reliably (lavapipe,
+    SmolLM2-135M f32: gemv32sg 73 ms a step against 85 for gemv32 on a quiet machine, slower under
+    load). Otherwise every variant's pipelines are built, steps of the first are repeated until they
+    stop getting faster (`settle`), and each variant is timed in rounds of 4, 16, 16 and 16 steps taken
+    in turn, best of the rounds, so that a GPU still raising its clocks favours none of them (the first
+    round decides alone where a step takes over 10 ms: a large model). Steps start from an empty cache
+    (no prefill: one costs seconds on a software adapter). Leaves the model reset, on the variant it
+    had."""
     keep = model.decode_variant
     needs = model.plan.get("variant_features", {})
     plain = [n for n in names if not needs.get(n)] or names[:1]
@@ -159,11 +179,15 @@ def time_decode_variants(model, names: list[str]) -> dict[str, float]:
 
     warm = {plain[0]: run(plain[0], 1)}
     slow = warm[plain[0]] > SLOW_STEP_S
-    for name in plain if slow else names:
-        if name not in warm:
-            warm[name] = run(name, 1)
-    best = warm
-    if not slow:
+    if slow:
+        for name in plain:
+            if name not in warm:
+                warm[name] = run(name, 1)
+        best = warm
+    else:
+        for name in names:  # every pipeline built first: the GPU idles meanwhile (see settle)
+            model.use_decode_variant(name)
+        settle(lambda: run(plain[0], 4))
         best = dict.fromkeys(names, float("inf"))
         for rnd, n in enumerate((4, 16, 16, 16)):
             for name in names:
@@ -202,7 +226,9 @@ def time_prefill_variants(model, names: list[str]) -> dict[str, float]:
     step costs a whole token tile's work whatever its length (lavapipe, SmolLM2-135M: 3 s for one
     token with the rule's 32-token tiles, 7-8 s with 128-token ones, against 11.3 and 10.4 s for a
     full chunk of 128), so the small tiles serve a chat's short turns best, and timing one chunk of
-    each variant would add 20 s to the first load. Leaves the model reset, on the variant it had."""
+    each variant would add 20 s to the first load. Otherwise every variant's pipelines are built and
+    64-token steps of the first variant repeated until they stop getting faster (`settle`) before the
+    rounds. Leaves the model reset, on the variant it had."""
     keep = model.prefill_variant
 
     def step(name: str, tokens: int) -> float:
@@ -219,6 +245,9 @@ def time_prefill_variants(model, names: list[str]) -> dict[str, float]:
         best = {names[0]: probe}
     else:
         n = min(model.chunk, model.capacity)
+        for name in names:  # every pipeline built first: the GPU idles meanwhile (see settle)
+            model.use_prefill_variant(name)
+        settle(lambda: step(names[0], min(n, 64)))
         best = dict.fromkeys(names, float("inf"))
         for rnd in range(3):
             for name in names:

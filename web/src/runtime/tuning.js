@@ -19,6 +19,25 @@ const STORAGE_KEY = 'webllm-tuning';
 export const SLOW_STEP_S = 0.1;
 /** KV length at which decode attention's split counts are timed. */
 export const TUNE_CONTEXT = 4096;
+/** How long the timing runs steps before it compares variants, at least and at most (settle). */
+export const SETTLE_S = [0.5, 2.0];
+
+/**
+ * Repeat `step` (it resolves to seconds per step) for at least SETTLE_S[0] and until a repetition is
+ * no faster than 0.95 of the best before, at most SETTLE_S[1]: the GPU busy again before variants are
+ * compared, after idling while their pipelines were built (its clocks drop meanwhile: on an H100 the
+ * steps after such a pause ran 3-4x slower for ~0.3 s; webllm/runtime/tuning.py has the figures).
+ * @param {() => Promise<number>} step
+ */
+export async function settle(step) {
+  const start = performance.now();
+  let last = await step();
+  while ((performance.now() - start) / 1000 < SETTLE_S[1]) {
+    const now = await step();
+    if (now > 0.95 * last && (performance.now() - start) / 1000 >= SETTLE_S[0]) return;
+    last = Math.min(last, now);
+  }
+}
 
 /** A store in the browser's localStorage, or null where there is none. @returns {TuningStore | null} */
 export function localTuningStore() {
@@ -147,14 +166,15 @@ export async function timeKvSplits(model, choices, past) {
 }
 
 /**
- * Seconds per decode step of each variant, best of several rounds taken in turn, so that a GPU still
- * raising its clocks (or compiling pipelines on first use) favours none of them. Round 0 (one step
- * each) is warm-up, led by the first variant that needs no feature. When that step takes over
- * SLOW_STEP_S (a software adapter, where a step costs seconds and the gaps are wide) round 0 decides
- * alone, among the variants that need no feature: each variant timed there costs its compile and a step
- * of seconds at first load, and emulated subgroups gain little there and not reliably
- * (webllm/runtime/tuning.py has the figures). Steps start from an empty cache (no prefill:
- * one costs seconds on a software adapter). Leaves the model reset, on the variant it had.
+ * Seconds per decode step of each variant. First one step of the first variant that needs no feature.
+ * When that step takes over SLOW_STEP_S (a software adapter, where a step costs seconds and the gaps are
+ * wide), one step each of the variants that need no feature decides: each variant timed there costs its
+ * compile and a step of seconds at first load, and emulated subgroups gain little there and not reliably
+ * (webllm/runtime/tuning.py has the figures). Otherwise every variant's pipelines are built, steps of
+ * the first are repeated until they stop getting faster (settle), and each variant is timed in rounds of
+ * 4, 16, 16 and 16 steps taken in turn, best of the rounds (the first round decides alone where a step
+ * takes over 10 ms: a large model). Steps start from an empty cache (no prefill: one costs seconds on a
+ * software adapter). Leaves the model reset, on the variant it had.
  * @param {import('./model.js').Model} model @param {string[]} names
  * @returns {Promise<Record<string, number>>}
  */
@@ -171,11 +191,12 @@ export async function timeDecodeVariants(model, names) {
   /** @type {Record<string, number>} */
   const warm = { [plain[0]]: await run(plain[0], 1) };
   const slow = warm[plain[0]] > SLOW_STEP_S;
-  const candidates = slow ? plain : names;
-  await model.prepareVariants('decode', candidates); // their kernels compile side by side
-  for (const name of candidates) if (!(name in warm)) warm[name] = await run(name, 1);
+  await model.prepareVariants('decode', slow ? plain : names); // their kernels compile side by side
   let best = warm;
-  if (!slow) {
+  if (slow) {
+    for (const name of plain) if (!(name in warm)) warm[name] = await run(name, 1);
+  } else {
+    await settle(() => run(plain[0], 4));
     best = Object.fromEntries(names.map((n) => [n, Infinity]));
     const rounds = [4, 16, 16, 16];
     for (let rnd = 0; rnd < rounds.length; rnd++) {
@@ -216,7 +237,9 @@ function close(times) {
  * CLOSE. First, a one-token step of the
  * first variant: when that takes over SLOW_STEP_S (a software adapter, where a prefill step costs a
  * whole token tile's work whatever its length), the first variant is kept untimed and the others are
- * never compiled. Leaves the model reset, on the variant it had.
+ * never compiled. Otherwise every variant's pipelines are built and 64-token steps of the first repeated
+ * until they stop getting faster (settle) before the rounds. Leaves the model reset, on the variant it
+ * had.
  * @param {import('./model.js').Model} model @param {string[]} names
  * @returns {Promise<Record<string, number>>}
  */
@@ -240,6 +263,7 @@ export async function timePrefillVariants(model, names) {
   } else {
     await model.prepareVariants('prefill', names);
     const n = Math.min(model.chunk, model.capacity);
+    await settle(() => step(names[0], Math.min(n, 64)));
     best = Object.fromEntries(names.map((name) => [name, Infinity]));
     for (let rnd = 0; rnd < 3; rnd++) {
       for (const name of names) best[name] = Math.min(best[name], await step(name, n));

@@ -1,0 +1,49 @@
+/// <reference types="node" />
+// The decode timing lets the GPU settle before it compares variants (tuning.js settle), on a simulated
+// clock: no GPU needed (tests/test_tuning.py has the Python twin).
+
+import { afterEach, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SETTLE_S, settle, timeDecodeVariants } from '../src/runtime/tuning.js';
+
+const realPerformance = globalThis.performance;
+let clock = 0; // ms
+Object.defineProperty(globalThis, 'performance', { value: { now: () => clock }, configurable: true, writable: true });
+afterEach(() => { clock = 0; });
+process.on('exit', () => Object.defineProperty(globalThis, 'performance', { value: realPerformance }));
+
+test('settle runs its minimum, then until steps stop getting faster, at most its maximum', async () => {
+  /** @param {number[]} times */
+  const steps = (times) => { let i = 0; return async () => { clock += 100; return times[i++]; }; };
+  await settle(steps([0.016, 0.016, 0.016, 0.016, 0.009, 0.0046, 0.0045, ...Array(30).fill(0.0045)]));
+  assert.equal(clock, 700);
+  clock = 0;
+  await settle(steps(Array.from({ length: 100 }, (_, i) => 0.01 * 0.9 ** i)));
+  assert.ok(Math.abs(clock - SETTLE_S[1] * 1000) <= 110, String(clock));
+});
+
+test('decode variants are compared after the slow spell that follows pipeline builds', async () => {
+  // An H100 ran every step in ~16 ms for ~0.3 s after idling through pipeline builds, then gemv32sg in
+  // 3.5 ms and gemv4 in 5.9 (Llama-3.1-8B, f32): within the spell the last variant looks fastest here.
+  const names = ['gemv32sg', 'gemv32', 'gemv4sg', 'gemv4'];
+  /** @type {Record<string, number>} */
+  const cost = { gemv32sg: 0.0035, gemv32: 0.0059, gemv4sg: 0.0059, gemv4: 0.0059 };
+  let slowUntil = 0;
+  const built = new Set();
+  /** @param {string} n */
+  const build = (n) => { if (!built.has(n)) { built.add(n); clock += 500; slowUntil = clock + 300; } };
+  const model = {
+    decodeVariant: '', past: 0, plan: { variant_features: { gemv32sg: ['subgroups'], gemv4sg: ['subgroups'] } },
+    /** @param {string} n */
+    async useDecodeVariant(n) { build(n); this.decodeVariant = n; },
+    /** @param {string} _kind @param {string[]} list */
+    async prepareVariants(_kind, list) { list.forEach(build); },
+    reset() { this.past = 0; },
+    async nextToken() { return 0; },
+    decode() { clock += clock < slowUntil ? 16 - names.indexOf(this.decodeVariant) : cost[this.decodeVariant] * 1000; },
+  };
+  const times = await timeDecodeVariants(/** @type {any} */ (model), names);
+  const best = Object.entries(times).sort((a, b) => a[1] - b[1])[0];
+  assert.equal(best[0], 'gemv32sg');
+  assert.ok(Math.abs(best[1] - 0.0035) < 1e-9, String(best[1]));
+});
