@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +126,7 @@ def test_unknown_quantization_and_bad_sizes(ckpt, tmp_path):
                                                                        progress=False)), "--context-window 4096")
     raises(UnsupportedModelError, compile_to(ckpt, out, CompileOptions(quantization="q0f32", prefill_chunk=0,
                                                                        progress=False)), "--prefill-chunk 0")
+    raises(UnsupportedModelError, compile_to(ckpt, out, replace(FAST, decode_heads=3)), "--decode-heads 3", "2 query heads")
     assert not out.exists()
 
 

@@ -193,6 +193,24 @@ def test_greedy_generation_equals_transformers(zoo, spec):
     assert list(rt.generate(prompt, 32)) == hf_generate(zoo.hf(spec), prompt, 32)
 
 
+# The compiler gives each decode attention workgroup two of the query heads sharing a KV head where
+# they pair up, else one (kernels.attention_decode_heads), so several workgroups share a KV head; the
+# specs above run those. `decode_heads` sets other counts: one head of head_dim 128 (every V thread on
+# one head, one reduction pass), and all 3 or 8 heads of a KV head in one workgroup, whose V threads
+# sum several heads each and end the split in a pass per head.
+@pytest.mark.parametrize("mode,profile,tol", FULL, ids=[f"{m}-{p}" for m, p, _ in FULL])
+@pytest.mark.parametrize("spec,heads", [(LONG_SPECS[0], 1), (LONG_SPECS[1], 3), (LONG_SPECS[2], 8)],
+                         ids=lambda v: str(v))
+def test_decode_attention_with_more_heads_per_workgroup(zoo, spec, heads, mode, profile, tol):
+    opts = {"prefill_chunk": 64, "context_window": LONG_PROMPT + DECODE_STEPS, "decode_splits": 2, "decode_heads": heads}
+    plan = json.loads((zoo.package(spec, mode, **opts) / f"plan-{profile}.json").read_text())
+    attn = [d for d in next(iter(plan["decode_variants"].values())) if d["kernel"].startswith("attention_decode")]
+    assert attn and attn[0]["workgroups"][0] == spec.num_attention_heads // heads
+    errs = decode_errors(zoo, zoo.runtime(spec, mode, profile, **opts), spec, mode, LONG_PROMPT)
+    record(mode, profile, max(errs))
+    assert max(errs) <= tol, f"{spec.name} {mode}/{profile}, {heads} heads a workgroup: error {max(errs):.2e} > {tol:.0e}"
+
+
 @pytest.mark.parametrize("spec", [BY_NAME["llama_mha"], BY_NAME["mistral_window16"]], ids=str)
 def test_generation_stops_at_the_context_window_and_stop_ids(zoo, spec):
     """generate() yields only what fits (the last token needs no KV slot, so capacity - past - prompt + 1

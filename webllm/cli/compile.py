@@ -38,6 +38,9 @@ def add_arguments(p) -> None:
                    help="pin the most KV splits (workgroups per KV head) of decode attention (default: a rule per "
                         "model and profile, with half and twice it timed by the runtime at first load; for "
                         "measurements)")
+    p.add_argument("--decode-heads", type=positive_int, default=None,
+                   help="query heads per workgroup of decode attention, a divisor of the heads sharing a KV head "
+                        "(default: 2 where they pair up, else 1; for measurements)")
     p.add_argument("--prefill-tiles", type=_tiles, default=(32, 128),
                    help="prefill variants: token tiles (32, 64, 128) tried on every matrix besides the built-in rule; "
                         "runtimes time them on their adapter (default 32,128)")
@@ -57,7 +60,8 @@ def run(args) -> int:
     t = time.perf_counter()
     opts = CompileOptions(quantization=args.quantization, context_window=args.context_window,
                           prefill_chunk=args.prefill_chunk, max_binding_size=args.max_binding_size or DEFAULT_MAX_BINDING,
-                          decode_splits=args.decode_splits, progress=not args.quiet, prefill_tiles=args.prefill_tiles,
+                          decode_splits=args.decode_splits, decode_heads=args.decode_heads, progress=not args.quiet,
+                          prefill_tiles=args.prefill_tiles,
                           prefill_wide=args.prefill_wide, prefill_half=args.prefill_half)
     out = compile_model(args.source, args.output, opts)
     m = json.loads((out / MANIFEST).read_text())

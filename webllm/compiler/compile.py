@@ -33,6 +33,7 @@ class CompileOptions:
     progress: bool = True
     gemv_lanes: tuple[int, ...] = (32, 4)  # one-token matmul variants, threads per row (runtimes pick by timing)
     decode_splits: int | None = None  # most KV splits of decode attention (None: lower.decode_splits per profile)
+    decode_heads: int | None = None  # query heads per decode attention workgroup (None: kernels.attention_decode_heads)
     subgroups: bool = True  # also each one-token matmul variant with the subgroup reduction
     prefill_tiles: tuple[int, ...] = (32, 128)  # prefill variants: these token tiles on every matrix, besides the rule
     prefill_wide: bool = True  # prefill variants whose 128-token matmuls stage whole groups (32 KiB workgroup memory)
@@ -153,7 +154,7 @@ def compile_model(source: str | Path, output: str | Path, options: CompileOption
         weight_bytes = sum(t["size"] for t in shards.tensors.values())
         for pname in mode.profiles:
             plan = lower(model, matrices, K.Profile(pname), options.prefill_chunk, tuple(options.gemv_lanes), limit,
-                         options.decode_splits,
+                         options.decode_splits, decode_heads=options.decode_heads,
                          subgroups=options.subgroups, prefill_tiles=tuple(options.prefill_tiles),
                          prefill_wide=options.prefill_wide, prefill_half=options.prefill_half)
             for kname, src in plan.pop("_sources").items():

@@ -203,7 +203,7 @@ def chain_norms(ops: list) -> list:
 def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int,
           gemv_lanes: tuple[int, ...] = (32, 4), max_binding_size: int | None = None,
           decode_splits_max: int | None = None, subgroups: bool = True, prefill_tiles: tuple[int, ...] = (32, 128),
-          prefill_wide: bool = True, prefill_half: bool = False) -> dict:
+          prefill_wide: bool = True, prefill_half: bool = False, decode_heads: int | None = None) -> dict:
     """Build the plan of one profile (docs/FORMAT.md, "Plans"): the uniform table, kernels, buffers,
     bind groups, and the prefill, score and decode dispatch lists, each as named variants that compute
     the same thing with differently shaped kernels; runtimes time them on their adapter and keep the
@@ -214,8 +214,9 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     `prefill_wide`: also the variants whose 128-token tiles hold whole groups in 32 KiB;
     `prefill_half`: in the f16 profile, also the rule and the tiles with f16 arithmetic. The
     `score` phase is left out when its all-token logits would exceed `max_binding_size`.
-    `decode_splits_max`: most KV splits of decode attention (default: decode_splits()). The kernel
-    sources come back under "_sources"."""
+    `decode_splits_max`: most KV splits of decode attention (default: decode_splits()); `decode_heads`:
+    its query heads per workgroup (default: kernels.attention_decode_heads). The kernel sources come
+    back under "_sources"."""
     cfg = model.cfg
     ops = model.graph()
     score_ops = model.graph(score=True)
@@ -351,9 +352,13 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                           window=cfg.sliding_window or 0, scale=cfg.head_dim ** -0.5)
                 binds = [buf(t) for t in op.inputs]
                 if tt == 1:  # decode: split the KV range over workgroups; the o matmul combines (fold_combine)
+                    if decode_heads and (kw["nq"] // kw["nkv"]) % decode_heads:
+                        raise UnsupportedModelError(f"--decode-heads {decode_heads}: not a divisor of the "
+                                                    f"{kw['nq'] // kw['nkv']} query heads per KV head")
                     assert op.outputs == ["attn_part_o", "attn_part_lse"], "decode attention without fold_combine"
-                    if K.attention_decode_fits(nq=kw["nq"], nkv=kw["nkv"], hd=kw["hd"]):
-                        kern, gx = K.attention_decode(profile, splits=splits, **kw), cfg.num_key_value_heads
+                    if K.attention_decode_fits(nq=kw["nq"], nkv=kw["nkv"], hd=kw["hd"], heads_per_wg=decode_heads or 0):
+                        gw = decode_heads or K.attention_decode_heads(nq=kw["nq"], nkv=kw["nkv"])
+                        kern, gx = K.attention_decode(profile, splits=splits, heads_per_wg=gw, **kw), kw["nq"] // gw
                     else:
                         kern, gx = K.attention(profile, splits=splits, **kw), cfg.num_attention_heads
                     d = emit(kern, binds + [buf(t) for t in op.outputs], [gx, 1, splits], None)

@@ -336,19 +336,31 @@ def _decode_head_blocks(g: int, hd: int) -> int:
     return max(d for d in range(1, g + 1) if g % d == 0 and hd // 8 * d <= 16)
 
 
-def attention_decode_fits(*, nq: int, nkv: int, hd: int) -> bool:
+def attention_decode_heads(*, nq: int, nkv: int) -> int:
+    """Query heads per workgroup of attention_decode (its GW): two where the G = nq / nkv heads sharing
+    a KV head pair up, else one. All G in one workgroup read each K and V row once but end every split
+    with a chain of G reduction passes, which dominates at short context; one head a workgroup ends in
+    one pass but has the G workgroups of a KV head read its rows G times (from L2) and, at head_dim
+    64, leaves half the V threads idle. The H100 figures are in wgsl/attention_decode.wgsl."""
+    g = nq // nkv
+    return 2 if g % 2 == 0 else 1
+
+
+def attention_decode_fits(*, nq: int, nkv: int, hd: int, heads_per_wg: int = 0) -> bool:
     """Whether attention_decode serves this shape: rows in 4 to 16 slots of 8 dims, at most 8 query heads
     per KV head (its named registers), and workgroup memory within WebGPU's default 16 KiB."""
-    g = nq // nkv
-    if hd % 8 or not 32 <= hd <= 128 or g > 8:
+    if hd % 8 or not 32 <= hd <= 128 or nq // nkv > 8:
         return False
+    g = heads_per_wg or attention_decode_heads(nq=nq, nkv=nkv)  # heads per workgroup
     words = g * hd + 2048 + g * 64 + g * 8 + 2 * g + 16 * _decode_head_blocks(g, hd)  # qs, scratch, ps, mx, alpha, mrun, lred
     return 4 * words <= 16384
 
 
-def attention_decode(profile: Profile, *, nq: int, nkv: int, hd: int, window: int, scale: float, splits: int) -> Kernel:
-    """Decode attention, one workgroup per (KV head, split) for all the query heads sharing that KV head,
-    at most `splits` splits, writing per-split partials for the o matmul; see wgsl/attention_decode.wgsl."""
+def attention_decode(profile: Profile, *, nq: int, nkv: int, hd: int, window: int, scale: float, splits: int,
+                     heads_per_wg: int = 0) -> Kernel:
+    """Decode attention, one workgroup per (KV head, block of `heads_per_wg` of the query heads sharing
+    it, split), at most `splits` splits, writing per-split partials for the o matmul; heads_per_wg 0:
+    attention_decode_heads. The grid's x is nq / heads_per_wg. See wgsl/attention_decode.wgsl."""
     if profile.name == "f16":  # 8 halves per 16-byte load
         kv = dict(KV_ELEM="vec4<u32>", RAW="vec4<u32>", K_LOAD="return k_cache[i];", V_LOAD="return v_cache[i];",
                   UNPACK="return S8(vec4<f32>(unpack2x16float(r.x), unpack2x16float(r.y)), "
@@ -356,8 +368,11 @@ def attention_decode(profile: Profile, *, nq: int, nkv: int, hd: int, window: in
     else:
         kv = dict(KV_ELEM="vec4<f32>", RAW="S8", K_LOAD="return S8(k_cache[2u * i], k_cache[2u * i + 1u]);",
                   V_LOAD="return S8(v_cache[2u * i], v_cache[2u * i + 1u]);", UNPACK="return r;")
+    gw = heads_per_wg or attention_decode_heads(nq=nq, nkv=nkv)
+    if (nq // nkv) % gw:
+        raise ValueError(f"heads_per_wg {gw} does not divide the {nq // nkv} query heads of a KV head")
     src = _fill(_template("attention_decode"), HEADER=_header(profile), NQ=nq, NKV=nkv, HD=hd, SCALE=_f32(scale),
-                SPLITS_FN=_splits_fn(splits, window), NHB=_decode_head_blocks(nq // nkv, hd), **kv)
+                SPLITS_FN=_splits_fn(splits, window), NHB=_decode_head_blocks(gw, hd), GW=gw, **kv)
     return _make("attention_decode", src, (UNIFORM, READ, READ, READ, WRITE, WRITE))
 
 
