@@ -201,7 +201,7 @@ def test_greedy_generation_equals_transformers(zoo, spec):
 @pytest.mark.parametrize("mode,profile,tol", FULL, ids=[f"{m}-{p}" for m, p, _ in FULL])
 @pytest.mark.parametrize("spec,heads", [(LONG_SPECS[0], 1), (LONG_SPECS[1], 3), (LONG_SPECS[2], 8)],
                          ids=lambda v: str(v))
-def test_decode_attention_with_more_heads_per_workgroup(zoo, spec, heads, mode, profile, tol):
+def test_decode_attention_with_other_heads_per_workgroup(zoo, spec, heads, mode, profile, tol):
     opts = {"prefill_chunk": 64, "context_window": LONG_PROMPT + DECODE_STEPS, "decode_splits": 2, "decode_heads": heads}
     plan = json.loads((zoo.package(spec, mode, **opts) / f"plan-{profile}.json").read_text())
     attn = [d for d in next(iter(plan["decode_variants"].values())) if d["kernel"].startswith("attention_decode")]

@@ -348,7 +348,8 @@ def attention_decode_heads(*, nq: int, nkv: int) -> int:
 
 def attention_decode_fits(*, nq: int, nkv: int, hd: int, heads_per_wg: int = 0) -> bool:
     """Whether attention_decode serves this shape: rows in 4 to 16 slots of 8 dims, at most 8 query heads
-    per KV head (its named registers), and workgroup memory within WebGPU's default 16 KiB."""
+    per KV head (the most a workgroup's named registers take, where `heads_per_wg` puts them all in
+    one), and workgroup memory within WebGPU's default 16 KiB for its heads per workgroup."""
     if hd % 8 or not 32 <= hd <= 128 or nq // nkv > 8:
         return False
     g = heads_per_wg or attention_decode_heads(nq=nq, nkv=nkv)  # heads per workgroup
@@ -368,9 +369,7 @@ def attention_decode(profile: Profile, *, nq: int, nkv: int, hd: int, window: in
     else:
         kv = dict(KV_ELEM="vec4<f32>", RAW="S8", K_LOAD="return S8(k_cache[2u * i], k_cache[2u * i + 1u]);",
                   V_LOAD="return S8(v_cache[2u * i], v_cache[2u * i + 1u]);", UNPACK="return r;")
-    gw = heads_per_wg or attention_decode_heads(nq=nq, nkv=nkv)
-    if (nq // nkv) % gw:
-        raise ValueError(f"heads_per_wg {gw} does not divide the {nq // nkv} query heads of a KV head")
+    gw = heads_per_wg or attention_decode_heads(nq=nq, nkv=nkv)  # a divisor of nq / nkv (lower checks --decode-heads)
     src = _fill(_template("attention_decode"), HEADER=_header(profile), NQ=nq, NKV=nkv, HD=hd, SCALE=_f32(scale),
                 SPLITS_FN=_splits_fn(splits, window), NHB=_decode_head_blocks(gw, hd), GW=gw, **kv)
     return _make("attention_decode", src, (UNIFORM, READ, READ, READ, WRITE, WRITE))
