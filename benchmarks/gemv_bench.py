@@ -1,19 +1,21 @@
-"""Decode-matmul (4-bit GEMV) variants on this adapter: GB/s of weight traffic with cold weights,
-against the streaming-read bandwidth measured in the same run, and a correctness check.
+"""Decode-matmul (4-bit GEMV) variants on this adapter: time and GB/s of weight traffic with cold
+weights, in a dependent chain as in a decode step, against a streaming read of the same bytes in the
+same kind of chain and against the adapter's streaming-read bandwidth; and a correctness check.
 
     python benchmarks/gemv_bench.py [--quick] [--json out.json] [--variants 32x4,8x4] [--profiles f16,f32]
 
 Cold weights: each shape's weights are uploaded as enough copies to fill --cold-mib (default 256
 MiB, 5x an H100's 50 MB L2), and successive dispatches rotate through the copies, so every dispatch
 reads its weights from memory, as a decode step does (the whole model is far larger than L2).
-Rotating through many more copies (1 GiB) made some shapes 3-4x slower than the same kernel is
-inside a model (benchmarks/profile_decode.py), so treat these as a lower bound.
 
-Two timings per variant:
-- `kernel`: GPU timestamps around a compute pass holding one dispatch (when the adapter has
-  timestamp-query), median over the copies: the kernel's own time;
-- `stream`: wall clock of many dispatches in one pass, each writing its own output (no dependency,
-  so the GPU may overlap them): throughput, including the per-dispatch cost.
+The timing is a chain: one compute pass of --chain dispatches, each on the next copy and all writing
+one output, so that the runtime puts a barrier between them as between a decode step's dependent
+matmuls; GPU timestamps around the pass (the wall clock without timestamp-query), rounds repeated for
+--seconds and the best one kept, since a GPU that sat idle runs slowly for a while. The same chain of
+streaming reads (wgsl/stream_read.wgsl, one 16-byte load a thread) over the same bytes gives what a
+dispatch of that size can reach: on an H100, 2 us for an empty dispatch and 23 us for the 66 MB of
+an 8B's gate_up, while a step's matmuls take about as long as in this chain (docs/PERFORMANCE.md).
+Earlier versions timed one dispatch per pass with little warm-up and were 3-5x off the model.
 A variant `LxR` is the one-token matmul with L = `lanes` (256 / L rows per workgroup) and R rows
 per thread (wgsl/gemv.wgsl).
 """
@@ -30,7 +32,7 @@ import numpy as np
 from webllm import kernels as K
 from webllm.evaluation.speed import stream_read_bandwidth
 from webllm.quantization.formats import PackedWeight, _pack_vals, dequantize
-from webllm.runtime.device import adapter_name, request_device
+from webllm.runtime.device import adapter_name, create_shader_module, device_features, request_device
 
 SHAPES = {  # label: (K, N, pair)
     "1b.qkv 2048x3072": (2048, 3072, False),
@@ -54,10 +56,11 @@ def random_q4s(rng, n: int, k: int) -> PackedWeight:
     return PackedWeight("q4s", (n, k), {"qweight": q, "scales": _pack_vals(scales, "f16")}, "f16")
 
 
-def variant_source(prof, w, n, pair, lanes, rows_per_thread=None, set_threads=None):
+def variant_source(prof, w, n, pair, lanes, rows_per_thread=None, set_threads=None, subgroups=False):
     """The one-token matmul for 256 / lanes rows per workgroup; R (rows per thread) and L (threads per
     row set) as the template chooses them unless given (edits the template's constants)."""
-    kern = K.gemv(prof, w, n_rows=n, row0=0, x_type=prof.act, y_type="f32", lanes=lanes, pair=pair)
+    kern = K.gemv(prof, w, n_rows=n, row0=0, x_type=prof.act, y_type="f32", lanes=lanes, pair=pair,
+                  subgroups=subgroups)
     src = kern.source
     for name, value in (("R", rows_per_thread), ("L", set_threads)):
         if value is not None:
@@ -66,6 +69,81 @@ def variant_source(prof, w, n, pair, lanes, rows_per_thread=None, set_threads=No
                 return None, kern.bindings  # a gemv.wgsl without that constant
             src = src.replace(lines[0], f"const {name}: u32 = {value}u;")
     return src, kern.bindings
+
+
+def _encode(dev, pipe, bind_groups, groups: int):
+    enc = dev.create_command_encoder()
+    cp = enc.begin_compute_pass()
+    cp.set_pipeline(pipe)
+    for bg in bind_groups:
+        cp.set_bind_group(0, bg)
+        cp.dispatch_workgroups(groups, 1, 1)
+    cp.end()
+    return enc
+
+
+class Chain:
+    """Times chains of dispatches in one compute pass (see the module docstring)."""
+
+    def __init__(self, dev, n: int, seconds: float):
+        import wgpu
+
+        self.dev, self.n, self.seconds = dev, n, seconds
+        self.stamps = "timestamp-query" in dev.features
+        self.sync = dev.create_buffer(size=4, usage=wgpu.BufferUsage.COPY_SRC)
+        if self.stamps:
+            self.qs = dev.create_query_set(type=wgpu.QueryType.timestamp, count=2)
+            self.qb = dev.create_buffer(size=16, usage=wgpu.BufferUsage.QUERY_RESOLVE | wgpu.BufferUsage.COPY_SRC)
+        code = K._template("stream_read").replace("{{PER_THREAD}}", "1")
+        self.stream_pipe = dev.create_compute_pipeline(
+            layout="auto", compute={"module": dev.create_shader_module(code=code), "entry_point": "main"})
+
+    def per_dispatch(self, pipe, bind_groups, groups: int) -> float:
+        """Seconds per dispatch: the best round of a pass of n dispatches, rotating through bind_groups."""
+        best, rounds, t0 = float("inf"), 0, time.perf_counter()
+        while rounds < 5 or time.perf_counter() - t0 < self.seconds:
+            enc = self.dev.create_command_encoder()
+            stamps = {"query_set": self.qs, "beginning_of_pass_write_index": 0,
+                      "end_of_pass_write_index": 1} if self.stamps else None
+            cp = enc.begin_compute_pass(timestamp_writes=stamps)
+            cp.set_pipeline(pipe)
+            for i in range(self.n):
+                cp.set_bind_group(0, bind_groups[i % len(bind_groups)])
+                cp.dispatch_workgroups(groups, 1, 1)
+            cp.end()
+            if self.stamps:
+                enc.resolve_query_set(self.qs, 0, 2, self.qb, 0)
+            t = time.perf_counter()
+            self.dev.queue.submit([enc.finish()])
+            if self.stamps:
+                ts = np.frombuffer(self.dev.queue.read_buffer(self.qb), np.uint64).astype(np.int64)
+                dt = float(ts[1] - ts[0]) * 1e-9
+            else:
+                self.dev.queue.read_buffer(self.sync, 0, 4)  # waits for the queue
+                dt = time.perf_counter() - t
+            rounds += 1
+            if rounds > 2:  # the first rounds wake the GPU up
+                best = min(best, dt)
+        return best / self.n
+
+    def stream(self, nbytes: int, cold_bytes: int) -> float:
+        """Seconds per dispatch of a chain of streaming reads of nbytes, each of its own cold copy."""
+        import wgpu
+
+        groups = max(1, nbytes // 4096)  # 256 threads a workgroup, one vec4<u32> each
+        size = groups * 4096
+        copies = max(1, min(self.n, -(-cold_bytes // size)))
+        srcs = [self.dev.create_buffer(size=size, usage=wgpu.BufferUsage.STORAGE) for _ in range(copies)]
+        out = self.dev.create_buffer(size=groups * 4, usage=wgpu.BufferUsage.STORAGE)
+        bgs = [self.dev.create_bind_group(layout=self.stream_pipe.get_bind_group_layout(0), entries=[
+            {"binding": 0, "resource": {"buffer": b, "offset": 0, "size": size}},
+            {"binding": 1, "resource": {"buffer": out, "offset": 0, "size": groups * 4}}]) for b in srcs]
+        try:
+            return self.per_dispatch(self.stream_pipe, bgs, groups) * nbytes / size
+        finally:
+            for b in srcs:
+                b.destroy()
+            out.destroy()
 
 
 def main() -> None:
@@ -82,14 +160,19 @@ def main() -> None:
     ap.add_argument("--upload", choices=["mapped", "write"], default="write",
                     help="weights uploaded mapped at creation or by queue.write_buffer (as the runtime does)")
     ap.add_argument("--cold-mib", type=int, default=256, help="weights rotated through per shape (MiB)")
-    ap.add_argument("--reps", type=int, default=200, help="dispatches of the wall-clock timing")
+    ap.add_argument("--subgroups", choices=["auto", "on", "off"], default="auto",
+                    help="row sets reduce through subgroup operations (auto: where the adapter has them, as the "
+                         "tuned `gemv32sg` decode variant does)")
+    ap.add_argument("--chain", type=int, default=32, help="dispatches in each timed pass (default 32)")
+    ap.add_argument("--seconds", type=float, default=0.4, help="time each variant for this long (default 0.4)")
     ap.add_argument("--json", default=None, help="write the results to this file")
     args = ap.parse_args()
     adapter, dev = request_device(want_features=["timestamp-query"])
-    stamps = "timestamp-query" in dev.features
+    chain = Chain(dev, args.chain, args.seconds)
+    sg = {"on": True, "off": False}.get(args.subgroups, "subgroups" in device_features(dev))
     bw = stream_read_bandwidth(dev)["bytes_per_s"]
     print(f"{adapter_name(adapter)} / {adapter.info.get('description', '')}; streaming read {bw / 1e9:.0f} GB/s; "
-          f"timestamps: {stamps}", flush=True)
+          f"timestamps: {chain.stamps}; subgroups: {sg}", flush=True)
     BU = wgpu.BufferUsage
     rng = np.random.default_rng(0)
     shapes = QUICK if args.quick else SHAPES
@@ -134,7 +217,8 @@ def main() -> None:
 
         blobs = [np.ascontiguousarray(w.arrays[a]).tobytes() for a in K.WEIGHT_ARRAYS["q4s"]]
         wbufs = [[upload(b) for b in blobs] for _ in range(copies)]
-        ybufs = [dev.create_buffer(size=n * 4, usage=BU.STORAGE | BU.COPY_SRC) for _ in range(copies)]
+        y = dev.create_buffer(size=n * 4, usage=BU.STORAGE | BU.COPY_SRC)  # one output: a dependent chain
+        stream_s = chain.stream(nbytes, args.cold_mib << 20)
         for pname in args.profiles.split(","):
             if pname == "f16" and "shader-f16" not in dev.features:
                 continue
@@ -143,70 +227,37 @@ def main() -> None:
             ref = reference(xq.astype(np.float32))
             xb = upload(xq.tobytes())
             for lanes, r, lt in variants:
-                src, bindings = variant_source(prof, w, n, pair, lanes, r, lt)
+                src, bindings = variant_source(prof, w, n, pair, lanes, r, lt, subgroups=sg)
                 if src is None:
                     continue
                 bgl = dev.create_bind_group_layout(entries=[
                     {"binding": i, "visibility": wgpu.ShaderStage.COMPUTE, "buffer": {"type": t}}
                     for i, t in enumerate(bindings)])
                 pipe = dev.create_compute_pipeline(layout=dev.create_pipeline_layout(bind_group_layouts=[bgl]),
-                                                   compute={"module": dev.create_shader_module(code=src),
+                                                   compute={"module": create_shader_module(dev, src),
                                                             "entry_point": "main"})
                 bgs = [dev.create_bind_group(layout=bgl, entries=[
                     {"binding": i, "resource": {"buffer": b, "offset": 0, "size": b.size}}
-                    for i, b in enumerate([uni, xb, ybufs[c]] + wbufs[c])]) for c in range(copies)]
+                    for i, b in enumerate([uni, xb, y] + wbufs[c])]) for c in range(copies)]
                 gx = -(-n // (256 // lanes))
 
-                def encode(reps, one_pass=True, qs=None, pipe=pipe, bgs=bgs, gx=gx, copies=copies):
-                    enc = dev.create_command_encoder()
-                    cp = enc.begin_compute_pass() if one_pass else None
-                    for i in range(reps):
-                        if not one_pass:
-                            cp = enc.begin_compute_pass(timestamp_writes={
-                                "query_set": qs, "beginning_of_pass_write_index": 2 * i,
-                                "end_of_pass_write_index": 2 * i + 1})
-                        cp.set_pipeline(pipe)
-                        cp.set_bind_group(0, bgs[i % copies])
-                        cp.dispatch_workgroups(gx, 1, 1)
-                        if not one_pass:
-                            cp.end()
-                    if one_pass:
-                        cp.end()
-                    return enc
-
-                dev.queue.submit([encode(copies).finish()])
-                got = np.frombuffer(dev.queue.read_buffer(ybufs[0]), np.float32)[check]
+                dev.queue.submit([_encode(dev, pipe, bgs[:1], gx).finish()])
+                got = np.frombuffer(dev.queue.read_buffer(y), np.float32)[check]
                 err = float(np.abs(got - ref).max() / np.abs(ref).max())
-                cmd = encode(args.reps).finish()
-                t = time.perf_counter()
-                dev.queue.submit([cmd])
-                dev.queue.read_buffer(ybufs[0], 0, 4)
-                stream_s = (time.perf_counter() - t) / args.reps
-                kernel_s = None
-                if stamps:
-                    m = min(copies * 2, 64)
-                    qs = dev.create_query_set(type=wgpu.QueryType.timestamp, count=2 * m)
-                    qb = dev.create_buffer(size=16 * m, usage=BU.QUERY_RESOLVE | BU.COPY_SRC)
-                    enc = encode(m, one_pass=False, qs=qs)
-                    enc.resolve_query_set(qs, 0, 2 * m, qb, 0)
-                    dev.queue.submit([enc.finish()])
-                    ts = np.frombuffer(dev.queue.read_buffer(qb), np.uint64).reshape(m, 2).astype(np.int64)
-                    kernel_s = float(np.median(ts[:, 1] - ts[:, 0])) * 1e-9
+                t = chain.per_dispatch(pipe, bgs, gx)
                 vname = "x".join(str(v) for v in (lanes, r, lt) if v is not None)
-                row = {"shape": label, "profile": pname, "variant": vname, "weight_bytes": nbytes,
-                       "copies": copies, "stream_us": stream_s * 1e6, "stream_gb_s": nbytes / stream_s / 1e9,
-                       "err": err, "bandwidth_gb_s": bw / 1e9}
-                if kernel_s:
-                    row.update(kernel_us=kernel_s * 1e6, kernel_gb_s=nbytes / kernel_s / 1e9,
-                               kernel_ratio=nbytes / kernel_s / bw)
+                row = {"shape": label, "profile": pname, "variant": vname, "weight_bytes": nbytes, "copies": copies,
+                       "us": t * 1e6, "gb_s": nbytes / t / 1e9, "stream_us": stream_s * 1e6,
+                       "of_stream": stream_s / t, "of_bandwidth": nbytes / t / bw, "err": err,
+                       "bandwidth_gb_s": bw / 1e9}
                 results.append(row)
-                ks = (f"kernel {row['kernel_us']:7.1f} us {row['kernel_gb_s']:6.0f} GB/s "
-                      f"({row['kernel_ratio']:.0%})") if kernel_s else ""
-                print(f"{label:20s} {pname} {vname:9s}  {ks}  stream {row['stream_us']:7.1f} us "
-                      f"{row['stream_gb_s']:6.0f} GB/s  err {err:.1e}", flush=True)
+                print(f"{label:20s} {pname} {vname:9s}  {row['us']:7.1f} us {row['gb_s']:6.0f} GB/s  "
+                      f"{row['of_stream']:4.0%} of the stream chain ({row['stream_us']:.1f} us), "
+                      f"{row['of_bandwidth']:4.0%} of the bandwidth  err {err:.1e}", flush=True)
         for c in wbufs:
             for b in c:
                 b.destroy()
+        y.destroy()
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"adapter": adapter_name(adapter), "driver": adapter.info.get("description", ""),
