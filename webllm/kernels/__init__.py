@@ -279,7 +279,7 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
     else:
         params.update(ENABLE_SUBGROUPS="", REDUCE=_template("gemv_reduce_tree"), SUBGROUP_BUILTINS="", SUBGROUP_ARGS="")
     src = _fill(_template("gemv"), HEADER=_header(profile), N_ROWS=n_rows, ROW0=row0, LANES=lanes,
-                X_LAST=str(x_last).lower(),
+                X_LAST=str(x_last).lower(), X_BYTES=2 if x_type == "f16" else 4,
                 PAIR=str(pair).lower(), ADD=str(add).lower(), XT=x_type, YT=y_type, **params)
     return _make("gemv", src, bindings, ("subgroups",) if subgroups else ())
 

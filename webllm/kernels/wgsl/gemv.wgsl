@@ -5,9 +5,11 @@
 // inputs g = lane, lane + L, ... (a constant trip count, so the driver can unroll and issue the
 // loads of several groups at once). Each thread loads a group of x once and multiplies it with the
 // same group of its R rows (x is read R times less than with one row per thread: with f32
-// activations x is 7x the bytes of a q4 group). R = 4, or 2 with PAIR, whose threads also hold the
-// up rows: 8 rows' words and sums a thread cost the gate_up matmul more (fewer threads resident)
-// than reading x twice as often (an H100 decoding the 8B shape: 41.8 -> 38.8 us). The format's
+// activations x is 7x the bytes of a q4 group). R = 4, or 2 with PAIR (whose threads also hold the
+// up rows) where x is at most 8 KiB: there 8 rows' words and sums a thread cost the gate_up matmul
+// more (fewer threads resident) than reading x twice as often; with more x, the reads cost more.
+// H100, decode tok/s with 2 against 4: 8B shape f16 (8 KiB of x) 337 / 328, f32 (16 KiB) 285 / 292;
+// 1B f16 1,226 / 1,197, f32 (8 KiB) 1,110 / 1,091. The format's
 // w_dot does the dequantization and the 32 products in straight-line code (no indexed arrays, so
 // nothing spills). Partial sums meet in workgroup memory.
 // NORM: x is the residual stream and the kernel applies the RMSNorm before the matmul:
@@ -41,7 +43,7 @@ const ROW0: u32 = {{ROW0}}u;
 const LANES: u32 = {{LANES}}u;
 const RW: u32 = 256u / LANES;  // rows per workgroup
 const PAIR: bool = {{PAIR}};
-const R: u32 = min(select(4u, 2u, PAIR), RW);  // rows per thread (1, 2 or 4)
+const R: u32 = min(select(4u, 2u, PAIR && K * {{X_BYTES}}u <= 8192u), RW);  // rows per thread (1, 2 or 4)
 const S: u32 = RW / R;          // row sets
 // Threads per row set, a power of two in 32..128 (capped by the 256 threads of a workgroup and by the
 // groups along K): enough in all for ~128k threads on the whole matrix (a large GPU's worth of
