@@ -12,7 +12,7 @@ The timing is a chain: one compute pass of --chain dispatches, each on the next 
 one output, so that the runtime puts a barrier between them as between a decode step's dependent
 matmuls; GPU timestamps around the pass (the wall clock without timestamp-query), rounds repeated for
 --seconds and the best one kept, since a GPU that sat idle runs slowly for a while. The same chain of
-streaming reads (wgsl/stream_read.wgsl, one 16-byte load a thread) over the same bytes gives what a
+streaming reads (wgsl/stream_read.wgsl, 16-byte loads) over the same bytes gives what a
 dispatch of that size can reach: on an H100, 2 us for an empty dispatch and 23 us for the 66 MB of
 an 8B's gate_up, while a step's matmuls take about as long as in this chain (docs/PERFORMANCE.md).
 Earlier versions timed one dispatch per pass with little warm-up and were 3-5x off the model.
@@ -94,9 +94,7 @@ class Chain:
         if self.stamps:
             self.qs = dev.create_query_set(type=wgpu.QueryType.timestamp, count=2)
             self.qb = dev.create_buffer(size=16, usage=wgpu.BufferUsage.QUERY_RESOLVE | wgpu.BufferUsage.COPY_SRC)
-        code = K._template("stream_read").replace("{{PER_THREAD}}", "1")
-        self.stream_pipe = dev.create_compute_pipeline(
-            layout="auto", compute={"module": dev.create_shader_module(code=code), "entry_point": "main"})
+        self.stream_pipes = {}  # by reads a thread (PER_THREAD)
 
     def per_dispatch(self, pipe, bind_groups, groups: int) -> float:
         """Seconds per dispatch: the best round of a pass of n dispatches, rotating through bind_groups."""
@@ -130,16 +128,22 @@ class Chain:
         """Seconds per dispatch of a chain of streaming reads of nbytes, each of its own cold copy."""
         import wgpu
 
-        groups = max(1, nbytes // 4096)  # 256 threads a workgroup, one vec4<u32> each
-        size = groups * 4096
+        per_thread = -(-nbytes // (4096 * 65535))  # 256 threads a workgroup, one vec4<u32> each at a time
+        if per_thread not in self.stream_pipes:
+            code = K._template("stream_read").replace("{{PER_THREAD}}", str(per_thread))
+            self.stream_pipes[per_thread] = self.dev.create_compute_pipeline(
+                layout="auto", compute={"module": self.dev.create_shader_module(code=code), "entry_point": "main"})
+        pipe = self.stream_pipes[per_thread]
+        groups = max(1, nbytes // (4096 * per_thread))
+        size = groups * 4096 * per_thread
         copies = max(1, min(self.n, -(-cold_bytes // size)))
         srcs = [self.dev.create_buffer(size=size, usage=wgpu.BufferUsage.STORAGE) for _ in range(copies)]
         out = self.dev.create_buffer(size=groups * 4, usage=wgpu.BufferUsage.STORAGE)
-        bgs = [self.dev.create_bind_group(layout=self.stream_pipe.get_bind_group_layout(0), entries=[
+        bgs = [self.dev.create_bind_group(layout=pipe.get_bind_group_layout(0), entries=[
             {"binding": 0, "resource": {"buffer": b, "offset": 0, "size": size}},
             {"binding": 1, "resource": {"buffer": out, "offset": 0, "size": groups * 4}}]) for b in srcs]
         try:
-            return self.per_dispatch(self.stream_pipe, bgs, groups) * nbytes / size
+            return self.per_dispatch(pipe, bgs, groups) * nbytes / size
         finally:
             for b in srcs:
                 b.destroy()
