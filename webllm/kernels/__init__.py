@@ -278,6 +278,11 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
                       SUBGROUP_BUILTINS=", @builtin(subgroup_size) sg_size: u32", SUBGROUP_ARGS=", sg_size")
     else:
         params.update(ENABLE_SUBGROUPS="", REDUCE=_template("gemv_reduce_tree"), SUBGROUP_BUILTINS="", SUBGROUP_ARGS="")
+    # x's vec4s read as each word needs them where x is f32 and the weights q4s (gemv_rows_q4s.wgsl)
+    rows_first = w.format == "q4s" and x_type == "f32" and (combine_in is None or bool(staged))
+    params.update(ROWS_FIRST=str(rows_first).lower(), ROWS_FIRST_FNS=_template("gemv_rows_q4s") if rows_first else (
+        "fn accumulate_rows_first(g: u32, rows: vec4<u32>, a: ptr<function, vec4<f32>>, b: ptr<function, vec4<f32>>, "
+        "ss: ptr<function, f32>) {}"))
     src = _fill(_template("gemv"), HEADER=_header(profile), N_ROWS=n_rows, ROW0=row0, LANES=lanes,
                 X_LAST=str(x_last).lower(), X_BYTES=2 if x_type == "f16" else 4,
                 PAIR=str(pair).lower(), ADD=str(add).lower(), XT=x_type, YT=y_type, **params)

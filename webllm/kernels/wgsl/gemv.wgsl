@@ -163,8 +163,34 @@ fn normed(g: u32, r: X8, ss: ptr<function, f32>) -> X8 {
     return o;
 }
 
+// vec4 k (0..7) of group g of x as load_x reads it (NORM: times the norm weight, its squares into *ss)
+fn x_vec(g: u32, k: u32, ss: ptr<function, f32>) -> vec4<f32> {
+    var v: vec4<f32>;
+    if (COMBINE_STAGED) {
+        v = vec4<f32>(xw[(g - xw_g0) * 8u + k]);
+    } else {
+        var i = g * 8u + k;
+        if (X_LAST) { i += (step.n_tokens - 1u) * (K / 4u); }
+        v = vec4<f32>(x[i]);
+    }
+    if (NORM) {
+        *ss += dot(v, v);
+        v *= norm_weight(g * 8u + k);
+    }
+    return v;
+}
+
+// ROWS_FIRST (gemv_rows_q4s.wgsl, for q4s weights with f32 x): the group's words of every row first,
+// then x a word's worth at a time; else x's group first (load_x), then each row's w_dot.
+const ROWS_FIRST: bool = {{ROWS_FIRST}};
+{{ROWS_FIRST_FNS}}
+
 fn accumulate(g: u32, rows: vec4<u32>, a: ptr<function, vec4<f32>>, b: ptr<function, vec4<f32>>,
               ss: ptr<function, f32>) {
+    if (ROWS_FIRST) {
+        accumulate_rows_first(g, rows, a, b, ss);
+        return;
+    }
     var xg = load_x(g);
     if (NORM) { xg = normed(g, xg, ss); }
     (*a).x += w_dot(rows.x, g, xg);
