@@ -32,18 +32,25 @@ def has_subgroups(dev) -> bool:
     return "subgroups" in device_features(dev)
 
 
+@pytest.mark.parametrize("x_type", ["f32", "f16"])
 @pytest.mark.parametrize("subgroups", [False, True], ids=["tree", "subgroups"])
 @pytest.mark.parametrize("epilogue", ["plain", "pair+bias", "norm"])
 @pytest.mark.parametrize("kdim,lanes", SHAPES)
-def test_gemv_matches_numpy(gpu, kdim, lanes, epilogue, subgroups):
+def test_gemv_matches_numpy(gpu, kdim, lanes, epilogue, subgroups, x_type):
+    """Both ways a thread walks a group: with f32 x the rows' words first and x a word's worth at a
+    time (gemv_rows_q4s.wgsl), with f16 x the group of x first (load_x); and with the SwiGLU pair, 2
+    rows a thread (K 1,280: x of at most 8 KiB) and 4 (K 4,096 in f32)."""
     _, dev = gpu
     if subgroups and not has_subgroups(dev):
         pytest.skip("no subgroups")
+    if x_type == "f16" and "shader-f16" not in dev.features:
+        pytest.skip("no shader-f16")
     rng = np.random.default_rng(kdim + lanes + len(epilogue))
     pair, bias, norm = "pair" in epilogue, "bias" in epilogue, epilogue == "norm"
     rows = 2 * N_ROWS if pair else N_ROWS
     w = quantize_q4s(rng.standard_normal((rows, kdim), dtype=np.float32) * 0.1, "f16")
-    x = rng.standard_normal(kdim, dtype=np.float32)
+    xdt = np.float16 if x_type == "f16" else np.float32
+    x = rng.standard_normal(kdim, dtype=np.float32).astype(xdt).astype(np.float32)  # as the kernel reads it
     b = rng.standard_normal(rows, dtype=np.float32)
     nw = rng.random(kdim, dtype=np.float32) + 0.5
     xin = x * nw / np.sqrt(np.mean(x.astype(np.float64) ** 2) + EPS) if norm else x
@@ -51,12 +58,13 @@ def test_gemv_matches_numpy(gpu, kdim, lanes, epilogue, subgroups):
     if pair:
         g, u = ref[:N_ROWS], ref[N_ROWS:]
         ref = g / (1 + np.exp(-g)) * u
-    kern = K.gemv(K.Profile("f32"), w, n_rows=N_ROWS, row0=0, x_type="f32", y_type="f32", lanes=lanes, pair=pair,
-                  bias=bias, norm_eps=EPS if norm else None, subgroups=subgroups)
+    kern = K.gemv(K.Profile(x_type), w, n_rows=N_ROWS, row0=0, x_type=x_type, y_type="f32", lanes=lanes,
+                  pair=pair, bias=bias, norm_eps=EPS if norm else None, subgroups=subgroups)
     assert ("enable subgroups;" in kern.source) == subgroups and kern.features == (("subgroups",) if subgroups else ())
+    assert ("const ROWS_FIRST: bool = true;" in kern.source) == (x_type == "f32")
     arrays = [w.arrays[a] for a in K.WEIGHT_ARRAYS[w.format]] + ([b] if bias else []) + ([nw] if norm else [])
     grid = (-(-N_ROWS // (256 // lanes)), 1, 1)
-    ybuf = run_kernel(gpu, kern, [x, np.zeros(N_ROWS, np.float32)] + arrays, 1, grid, 2)
+    ybuf = run_kernel(gpu, kern, [x.astype(xdt), np.zeros(N_ROWS, np.float32)] + arrays, 1, grid, 2)
     got = np.frombuffer(dev.queue.read_buffer(ybuf), np.float32)[:N_ROWS]
     assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
 
