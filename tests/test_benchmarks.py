@@ -1,0 +1,29 @@
+"""The GPU benchmarks still run: each on this machine's adapter with its smallest settings (no timing
+is checked, only that it finishes and that what it checks against numpy holds)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_gemv_bench_runs_chains_and_checks_results(tmp_path):
+    out = tmp_path / "gemv.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gemv_bench.py"), "--quick", "--variants", "32,16",
+                        "--seconds", "0", "--chain", "2", "--cold-mib", "1", "--json", str(out)],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = json.loads(out.read_text())
+    rows = d["results"]
+    # two shapes (one with the SwiGLU pair), two lane counts, every profile the adapter has
+    assert {(x["shape"], x["variant"]) for x in rows} >= {(s, v) for s in ("small 256x1024", "small pair 512x2x256")
+                                                            for v in ("32", "16")}
+    for x in rows:
+        assert x["err"] < 1e-5, x
+        assert x["us"] > 0 and x["stream_us"] > 0 and x["gb_s"] > 0
