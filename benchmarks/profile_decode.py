@@ -8,9 +8,13 @@ Three figures per step:
 - `wall`: decode steps back to back as `webllm bench` runs them (one compute pass each);
 - `pass`: GPU timestamps around that one pass (the GPU's own time for the step);
 - `kernels`: the sum of every dispatch's GPU time, each dispatch recorded in a pass of its own with
-  timestamps (needs timestamp-query). pass - kernels is what the chain of dependent dispatches
-  costs beyond the kernels themselves (barriers, launch, ramp-up and tail of each dispatch).
-Per-dispatch times are summed by what the dispatch does (kernel kind + the matrix it multiplies).
+  timestamps (needs timestamp-query). A pass of its own costs a dispatch more than its place in the
+  step's chain (on an H100 ~5 us, where a dependent dispatch in a chain costs ~2 us), so this sum
+  exceeds `pass`.
+Per-dispatch times are summed by what the dispatch does (kernel kind + the matrix it multiplies), and
+for each such kind also `in chain`: the step's pass time less the pass time with that kind's
+dispatches left out (their results are then stale, which changes no kernel's work), i.e. what those
+dispatches cost where the step runs them.
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ def main() -> None:
     model.prefill(np.random.default_rng(0).integers(0, vocab, size=max(1, a.context)))
     ctx = model.past
 
-    def step_commands(per_dispatch: bool, qs) -> object:
+    def step_commands(per_dispatch: bool, qs, skip: frozenset = frozenset()) -> object:
         enc = device.create_command_encoder()
         kv_end = ctx + n_tok
         cp = None
@@ -77,6 +81,8 @@ def main() -> None:
             cp = enc.begin_compute_pass(timestamp_writes={"query_set": qs, "beginning_of_pass_write_index": 0,
                                                           "end_of_pass_write_index": 1})
         for i, d in enumerate(dispatches):
+            if i in skip:
+                continue
             if per_dispatch:
                 cp = enc.begin_compute_pass(timestamp_writes={"query_set": qs, "beginning_of_pass_write_index": 2 * i,
                                                               "end_of_pass_write_index": 2 * i + 1})
@@ -89,13 +95,13 @@ def main() -> None:
             cp.end()
         return enc
 
-    def timed(per_dispatch: bool, reps: int = 8) -> np.ndarray:
+    def timed(per_dispatch: bool, reps: int = 8, skip: frozenset = frozenset()) -> np.ndarray:
         n = len(dispatches) if per_dispatch else 1
         qs = device.create_query_set(type=wgpu.QueryType.timestamp, count=2 * n)
         qb = device.create_buffer(size=16 * n, usage=wgpu.BufferUsage.QUERY_RESOLVE | wgpu.BufferUsage.COPY_SRC)
         best = None
         for _ in range(reps):
-            enc = step_commands(per_dispatch, qs)
+            enc = step_commands(per_dispatch, qs, skip)
             enc.resolve_query_set(qs, 0, 2 * n, qb, 0)
             model.truncate(ctx)
             model._submit(enc.finish(), n_tok)
@@ -118,18 +124,24 @@ def main() -> None:
     one_pass = float(timed(False)[0])
     per = timed(True)
     by = defaultdict(lambda: [0, 0.0])
-    for d, s in zip(plan_list, per, strict=True):
+    where = defaultdict(list)  # kind -> indices of its dispatches
+    for i, (d, s) in enumerate(zip(plan_list, per, strict=True)):
         by[label(d, model.plan)][0] += 1
         by[label(d, model.plan)][1] += float(s)
+        where[label(d, model.plan)].append(i)
+    one_pass = float(timed(False)[0])  # again, next to the passes without each kind
+    chain = {k: one_pass - float(timed(False, skip=frozenset(idx))[0]) for k, idx in where.items()}
     res = {"adapter": adapter_name(adapter), "profile": model.profile, "context": ctx, "phase": phase, "tokens": n_tok,
            "dispatches": len(dispatches),
            "wall_ms": wall * 1e3, "pass_ms": one_pass * 1e3, "kernels_ms": float(per.sum()) * 1e3,
-           "by_kind": {k: {"count": c, "ms": s * 1e3} for k, (c, s) in sorted(by.items(), key=lambda kv: -kv[1][1])}}
+           "by_kind": {k: {"count": c, "ms": s * 1e3, "in_chain_ms": chain[k] * 1e3}
+                       for k, (c, s) in sorted(by.items(), key=lambda kv: -kv[1][1])}}
     print(f"{res['adapter']} {res['profile']} {phase} of {n_tok} after {ctx}: {len(dispatches)} dispatches; "
           f"wall {res['wall_ms']:.2f} ms/step, "
           f"one pass (GPU) {res['pass_ms']:.2f} ms, sum of kernels {res['kernels_ms']:.2f} ms")
     for k, v in res["by_kind"].items():
-        print(f"  {k:40s} x{v['count']:4d}  {v['ms']:7.3f} ms  ({v['ms'] / v['count'] * 1e3:6.1f} us each)")
+        print(f"  {k:40s} x{v['count']:4d}  {v['ms']:7.3f} ms  ({v['ms'] / v['count'] * 1e3:6.1f} us each; "
+              f"in the chain {v['in_chain_ms'] / v['count'] * 1e3:6.1f})")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)

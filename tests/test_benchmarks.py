@@ -27,3 +27,16 @@ def test_gemv_bench_runs_chains_and_checks_results(tmp_path):
     for x in rows:
         assert x["err"] < 1e-5, x
         assert x["us"] > 0 and x["stream_us"] > 0 and x["gb_s"] > 0
+
+
+def test_profile_decode_times_every_kind_alone_and_in_the_chain(tmp_path):
+    out = tmp_path / "profile.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    pkg = ROOT / "tests" / "conformance" / "package"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "profile_decode.py"), str(pkg), "--profile", "f32",
+                        "--steps", "2", "--json", str(out)], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = json.loads(out.read_text())
+    assert sum(v["count"] for v in d["by_kind"].values()) == d["dispatches"] > 0
+    assert all({"ms", "in_chain_ms"} <= set(v) for v in d["by_kind"].values())
+    assert "in the chain" in r.stdout
