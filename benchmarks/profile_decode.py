@@ -121,7 +121,6 @@ def main() -> None:
             model.decode()
     model.next_token()
     wall = (time.perf_counter() - t) / a.steps
-    one_pass = float(timed(False)[0])
     per = timed(True)
     by = defaultdict(lambda: [0, 0.0])
     where = defaultdict(list)  # kind -> indices of its dispatches
@@ -129,7 +128,7 @@ def main() -> None:
         by[label(d, model.plan)][0] += 1
         by[label(d, model.plan)][1] += float(s)
         where[label(d, model.plan)].append(i)
-    one_pass = float(timed(False)[0])  # again, next to the passes without each kind
+    one_pass = float(timed(False)[0])  # the step's pass, next to the passes without each kind
     chain = {k: one_pass - float(timed(False, skip=frozenset(idx))[0]) for k, idx in where.items()}
     res = {"adapter": adapter_name(adapter), "profile": model.profile, "context": ctx, "phase": phase, "tokens": n_tok,
            "dispatches": len(dispatches),

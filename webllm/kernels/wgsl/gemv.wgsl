@@ -113,32 +113,25 @@ fn stage_combined(lid: u32) {
     }
 }
 
+// vec4 k (0..7) of group g of x, as stored (COMBINE_STAGED: from xw; X_LAST: the last token's row)
+fn x_raw(g: u32, k: u32) -> vec4<f32> {
+    if (COMBINE_STAGED) { return vec4<f32>(xw[(g - xw_g0) * 8u + k]); }
+    var i = g * 8u + k;
+    if (X_LAST) { i += (step.n_tokens - 1u) * (K / 4u); }
+    return vec4<f32>(x[i]);
+}
+
 fn load_x(g: u32) -> X8 {
+    if (COMBINE_IN && !COMBINE_STAGED) { return combined_x(g); }
     var r: X8;
-    var b = g * 8u;
-    if (COMBINE_STAGED) {
-        b = (g - xw_g0) * 8u;
-        r.v0 = vec4<f32>(xw[b]);
-        r.v1 = vec4<f32>(xw[b + 1u]);
-        r.v2 = vec4<f32>(xw[b + 2u]);
-        r.v3 = vec4<f32>(xw[b + 3u]);
-        r.v4 = vec4<f32>(xw[b + 4u]);
-        r.v5 = vec4<f32>(xw[b + 5u]);
-        r.v6 = vec4<f32>(xw[b + 6u]);
-        r.v7 = vec4<f32>(xw[b + 7u]);
-        r.sum = dot((r.v0 + r.v1) + (r.v2 + r.v3) + (r.v4 + r.v5) + (r.v6 + r.v7), vec4<f32>(1.0));
-        return r;
-    }
-    if (COMBINE_IN) { return combined_x(g); }
-    if (X_LAST) { b += (step.n_tokens - 1u) * (K / 4u); }
-    r.v0 = vec4<f32>(x[b]);
-    r.v1 = vec4<f32>(x[b + 1u]);
-    r.v2 = vec4<f32>(x[b + 2u]);
-    r.v3 = vec4<f32>(x[b + 3u]);
-    r.v4 = vec4<f32>(x[b + 4u]);
-    r.v5 = vec4<f32>(x[b + 5u]);
-    r.v6 = vec4<f32>(x[b + 6u]);
-    r.v7 = vec4<f32>(x[b + 7u]);
+    r.v0 = x_raw(g, 0u);
+    r.v1 = x_raw(g, 1u);
+    r.v2 = x_raw(g, 2u);
+    r.v3 = x_raw(g, 3u);
+    r.v4 = x_raw(g, 4u);
+    r.v5 = x_raw(g, 5u);
+    r.v6 = x_raw(g, 6u);
+    r.v7 = x_raw(g, 7u);
     r.sum = dot((r.v0 + r.v1) + (r.v2 + r.v3) + (r.v4 + r.v5) + (r.v6 + r.v7), vec4<f32>(1.0));
     return r;
 }
@@ -163,16 +156,9 @@ fn normed(g: u32, r: X8, ss: ptr<function, f32>) -> X8 {
     return o;
 }
 
-// vec4 k (0..7) of group g of x as load_x reads it (NORM: times the norm weight, its squares into *ss)
+// vec4 k (0..7) of group g of x for the matmul (NORM: times the norm weight, its squares into *ss)
 fn x_vec(g: u32, k: u32, ss: ptr<function, f32>) -> vec4<f32> {
-    var v: vec4<f32>;
-    if (COMBINE_STAGED) {
-        v = vec4<f32>(xw[(g - xw_g0) * 8u + k]);
-    } else {
-        var i = g * 8u + k;
-        if (X_LAST) { i += (step.n_tokens - 1u) * (K / 4u); }
-        v = vec4<f32>(x[i]);
-    }
+    var v = x_raw(g, k);
     if (NORM) {
         *ss += dot(v, v);
         v *= norm_weight(g * 8u + k);
