@@ -19,7 +19,7 @@ import transformers.models.qwen2.modeling_qwen2  # noqa: E402, F401
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_models import MEASURED, Spec, dequantized_copy, make_checkpoint  # noqa: E402
+from tiny_models import MEASURED, Spec, dequantized_copy, int8_decode_inputs, make_checkpoint  # noqa: E402
 
 from webllm.compiler.compile import CompileOptions, compile_model  # noqa: E402
 
@@ -65,6 +65,9 @@ class Zoo:
             self._pkg[key] = out
         return self._pkg[key]
 
+    def kernel_source(self, spec: Spec, mode: str, kernel: str, **options) -> str:
+        return (self.package(spec, mode, **options) / "kernels" / f"{kernel}.wgsl").read_text()
+
     def runtime(self, spec: Spec, mode: str, profile: str, **options):
         from webllm.runtime import Model
 
@@ -76,13 +79,21 @@ class Zoo:
         rt.reset()
         return rt
 
-    def logits(self, spec: Spec, mode: str, ids) -> np.ndarray:
-        """transformers' logits at every position of `ids`, float64 [T, vocab]."""
+    def logits(self, spec: Spec, mode: str, ids, decoded_from: int | None = None) -> np.ndarray:
+        """transformers' logits at every position of `ids`, float64 [T, vocab]. `decoded_from`: the
+        positions from there on were decode steps, whose matmuls read int8 inputs where the package's
+        do (tiny_models.int8_decode_inputs)."""
         ids = [int(i) for i in ids]
-        key = (spec.name, mode, tuple(ids))
+        key = (spec.name, mode, tuple(ids), decoded_from)
         if key not in self._logits:
-            with torch.no_grad():
-                out = self.hf(spec, mode)(torch.tensor([ids])).logits[0]
+            model = self.hf(spec, mode)
+            hooks = int8_decode_inputs(model, mode, decoded_from) if decoded_from is not None else []
+            try:
+                with torch.no_grad():
+                    out = model(torch.tensor([ids])).logits[0]
+            finally:
+                for h in hooks:
+                    h.remove()
             self._logits[key] = out.double().numpy()
         return self._logits[key]
 

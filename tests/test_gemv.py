@@ -121,3 +121,65 @@ def test_norm_in_matches_numpy(gpu, kdim, lanes, nssq):
     ybuf = run_kernel(gpu, kern, [x, np.zeros(N_ROWS, np.float32)] + arrays + [ssq], 1, grid, 2)
     got = np.frombuffer(dev.queue.read_buffer(ybuf), np.float32)[:N_ROWS]
     assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+def q8_decode(words: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """gemv's int8 blocks of `k` inputs (gemv_q8_in.wgsl) -> (q [k] int, d [k / 8], c [k / 8])."""
+    q = words[: k // 4].reshape(k // 32, 2, 4).view(np.int8).reshape(k // 32, 2, 4, 4)  # group, even/odd, word, byte
+    x = np.empty((k // 32, 4, 8), np.int32)
+    x[:, :, 0::2] = q[:, 0]
+    x[:, :, 1::2] = q[:, 1]
+    dc = words[k // 4: k // 2].view(np.float32).reshape(k // 8, 2)
+    return x.reshape(k), dc[:, 0], dc[:, 1]
+
+
+@pytest.mark.parametrize("subgroups", [False, True], ids=["tree", "subgroups"])
+@pytest.mark.parametrize("lanes", [4, 16, 32])
+@pytest.mark.parametrize("producer", ["pair", "norm_out"])
+def test_q8_chain_matches_numpy(gpu, producer, lanes, subgroups):
+    """Int8 x (gemv_q8_out.wgsl, gemv_q8_in.wgsl): a matmul writes its output as int8 blocks of 8 (the
+    SwiGLU product, or the next norm's h * weight beside the residual add), each within half a step of
+    its value, and the next matmul's integer dot products give dequantize(W) @ (d q) to f32 rounding.
+    288 outputs: whole workgroups with 8 and 16 rows, a partial last one with 64 (lanes 4)."""
+    _, dev = gpu
+    if subgroups and not has_subgroups(dev):
+        pytest.skip("no subgroups")
+    rng = np.random.default_rng(lanes + len(producer))
+    k1, n1, n2 = 1280, 288, 200
+    pair = producer == "pair"
+    w1 = quantize_q4s(rng.standard_normal((2 * n1 if pair else n1, k1), dtype=np.float32) * 0.1, "f16")
+    x = rng.standard_normal(k1, dtype=np.float32)
+    ref1 = dequantize(w1).astype(np.float64) @ x
+    arrays1 = [w1.arrays[a] for a in K.WEIGHT_ARRAYS[w1.format]]
+    kw = dict(n_rows=n1, row0=0, x_type="f32", lanes=lanes, subgroups=subgroups, q8_out=n1)
+    grid1 = (-(-n1 // (256 // lanes)), 1, 1)
+    if pair:
+        g, u = ref1[:n1], ref1[n1:]
+        v = g / (1 + np.exp(-g)) * u
+        kern1 = K.gemv(K.Profile("f32"), w1, y_type="f32", pair=True, **kw)
+        out = run_kernel(gpu, kern1, [x, np.zeros(n1, np.float32)] + arrays1, 1, grid1, 2)
+    else:
+        h0 = rng.standard_normal(n1, dtype=np.float32)
+        nw = rng.random(n1, dtype=np.float32) + 0.5
+        v = (h0 + ref1) * nw
+        kern1 = K.gemv(K.Profile("f32"), w1, y_type="f32", add=True, norm_out_offset=0, **kw)
+        out = run_kernel(gpu, kern1, [x, h0] + arrays1 + [nw, np.zeros(2 * n1, np.float32), np.zeros(grid1[0], np.float32)],
+                         1, grid1, 4 + len(arrays1))
+    assert "dot4I8Packed" not in kern1.source and "pack4xI8" in kern1.source
+    words = np.frombuffer(dev.queue.read_buffer(out), np.uint32)
+    q, d, c = q8_decode(words, n1)
+    blocks = np.abs(v.reshape(-1, 8)).max(1)
+    assert np.allclose(d, blocks / 127, rtol=1e-4) and np.abs(q).max() <= 127
+    deq = q * np.repeat(d, 8)
+    assert np.abs(deq - v).max() <= 0.5 * d.max() * 1.001
+    assert np.allclose(c, 8 * d * q.reshape(-1, 8).sum(1), rtol=1e-5, atol=1e-6)
+    # the reader: integer dot products over the same bytes
+    w2 = quantize_q4s(rng.standard_normal((n2, n1), dtype=np.float32) * 0.1, "f16")
+    ref2 = dequantize(w2).astype(np.float64) @ deq
+    kern2 = K.gemv(K.Profile("f32"), w2, n_rows=n2, row0=0, x_type="f32", y_type="f32", lanes=lanes, subgroups=subgroups,
+                   q8_in=True)
+    assert "dot4I8Packed" in kern2.source
+    arrays2 = [w2.arrays[a] for a in K.WEIGHT_ARRAYS[w2.format]]
+    ybuf = run_kernel(gpu, kern2, [words[: n1 // 2], np.zeros(n2, np.float32)] + arrays2, 1, (-(-n2 // (256 // lanes)), 1, 1), 2)
+    got = np.frombuffer(dev.queue.read_buffer(ybuf), np.float32)[:n2]
+    assert np.abs(got - ref2).max() <= 1e-5 * np.abs(ref2).max()

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_models import TOL_F16, TOL_F32, Spec, prompt_ids, read_tensor, record, rel_err
+from tiny_models import TOL_F16, TOL_F32, TOL_INT8, Spec, prompt_ids, read_tensor, record, rel_err
 
 from webllm.compiler.compile import CompileOptions, compile_model
 from webllm.config import normalize_hf_config
@@ -97,10 +97,10 @@ def test_prefill_logits_match_transformers(zoo, spec, mode, profile, tol, n):
     assert rt.next_token() == int(np.argmax(got)), "the GPU's greedy token is not argmax of its own logits"
 
 
-def decode_errors(zoo, rt, spec: Spec, mode: str, prompt_len: int) -> list[float]:
+def decode_errors(zoo, rt, spec: Spec, mode: str, prompt_len: int, int8: bool = False) -> list[float]:
     """Prefill prompt_len tokens, then DECODE_STEPS decode steps, each fed the GPU's greedy token: the
     error of the logits after the prefill and after every step against transformers' full forward
-    over the same sequence."""
+    over the same sequence (`int8`: whose decode steps round the inputs the package rounds to int8)."""
     seq = [int(i) for i in prompt_ids(spec, max(300, prompt_len))[:prompt_len]]
     rt.prefill(seq)
     got = [rt.logits()]
@@ -111,7 +111,7 @@ def decode_errors(zoo, rt, spec: Spec, mode: str, prompt_len: int) -> list[float
         rt.decode()
         got.append(rt.logits())
     assert rt.past == prompt_len + DECODE_STEPS
-    ref = zoo.logits(spec, mode, seq)[prompt_len - 1 :]
+    ref = zoo.logits(spec, mode, seq, decoded_from=prompt_len if int8 else None)[prompt_len - 1 :]
     return [rel_err(g, r) for g, r in zip(got, ref, strict=True)]
 
 
@@ -119,12 +119,36 @@ def decode_errors(zoo, rt, spec: Spec, mode: str, prompt_len: int) -> list[float
 @pytest.mark.parametrize("spec,mode,profile,tol", CASES)
 def test_decode_logits_match_transformers(zoo, spec, mode, profile, tol, prompt_len):
     """16 decode steps, each fed the GPU's greedy token: logits at every step equal transformers' full
-    forward over the same sequence (prompt_len 300 ends with the context window exactly full)."""
-    rt = zoo.runtime(spec, mode, profile, **options(spec))
+    forward over the same sequence (prompt_len 300 ends with the context window exactly full). The
+    q4 modes compiled with --no-decode-int8 (float inputs everywhere, so the tight tolerances hold);
+    their default, int8 inputs, is the next test."""
+    rt = zoo.runtime(spec, mode, profile, **options(spec), **({"decode_int8": False} if mode.startswith("q4") else {}))
     errs = decode_errors(zoo, rt, spec, mode, prompt_len)
     record(mode, profile, max(errs))
     worst = int(np.argmax(errs))
     assert max(errs) <= tol, f"{spec.name} {mode}/{profile}: decode step {worst} error {errs[worst]:.2e} > {tol:.0e}"
+
+
+INT8_CASES = [pytest.param(s, m, p, id=f"{s.name}-{m}-{p}") for s in SPECS for m, p, _ in PARTIAL
+              if s.name in PARTIAL_SPECS and m.startswith("q4")]
+
+
+@pytest.mark.parametrize("prompt_len", [7, 300])
+@pytest.mark.parametrize("spec,mode,profile", INT8_CASES)
+def test_decode_int8_logits_match_transformers(zoo, spec, mode, profile, prompt_len):
+    """The q4 modes' default decode: gate_up, down and (after the first layer) qkv read int8 blocks
+    written by the matmul before (lower.int8_edges); logits at every step equal transformers' with the
+    same inputs rounded so (tiny_models.int8_decode_inputs), within TOL_INT8."""
+    plan = json.loads((zoo.package(spec, mode, **options(spec)) / f"plan-{profile}.json").read_text())
+    decode = next(iter(plan["decode_variants"].values()))
+    readers = [d for d in decode if "const Q8_IN: bool = true;" in zoo.kernel_source(spec, mode, d["kernel"], **options(spec))]
+    assert len(readers) == 3 * spec.num_hidden_layers - 1
+    rt = zoo.runtime(spec, mode, profile, **options(spec))
+    errs = decode_errors(zoo, rt, spec, mode, prompt_len, int8=True)
+    record(mode + "+int8", profile, max(errs))
+    worst = int(np.argmax(errs))
+    tol = TOL_INT8[profile]
+    assert max(errs) <= tol, f"{spec.name} {mode}/{profile} int8: decode step {worst} error {errs[worst]:.2e} > {tol:.0e}"
 
 
 # Decode attention at long context (kernels/wgsl/attention_splits.wgsl): a step's KV range is cut into

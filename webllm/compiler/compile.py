@@ -38,6 +38,7 @@ class CompileOptions:
     prefill_tiles: tuple[int, ...] = (32, 128)  # prefill variants: these token tiles on every matrix, besides the rule
     prefill_wide: bool = True  # prefill variants whose 128-token matmuls stage whole groups (32 KiB workgroup memory)
     prefill_half: bool = False  # f16 profile: also the rule and the tiles with the matmuls in f16 arithmetic (less precise)
+    decode_int8: bool = True  # decode matmuls pass x on as int8 blocks where the reader's weights are q4s (lower.int8_edges)
 
 
 def _split(name: str, w: PackedWeight, pair: bool, limit: int) -> list[tuple[str, int, int, PackedWeight]]:
@@ -156,7 +157,8 @@ def compile_model(source: str | Path, output: str | Path, options: CompileOption
             plan = lower(model, matrices, K.Profile(pname), options.prefill_chunk, tuple(options.gemv_lanes), limit,
                          options.decode_splits, decode_heads=options.decode_heads,
                          subgroups=options.subgroups, prefill_tiles=tuple(options.prefill_tiles),
-                         prefill_wide=options.prefill_wide, prefill_half=options.prefill_half)
+                         prefill_wide=options.prefill_wide, prefill_half=options.prefill_half,
+                         decode_int8=options.decode_int8)
             for kname, src in plan.pop("_sources").items():
                 (kernel_dir / f"{kname}.wgsl").write_text(src, encoding="utf-8")
             for b in plan["buffers"]:

@@ -200,10 +200,40 @@ def chain_norms(ops: list) -> list:
     return out
 
 
+def int8_edges(ops: list, matrices: dict[str, MatrixInfo]) -> list:
+    """Decode: where a one-token matmul's output is the next matmul's x (the SwiGLU product into down,
+    the chained norm's x * weight into gate_up and the next layer's qkv), the first writes it as int8
+    blocks and the second multiplies them with integer dot products (gemv.wgsl Q8_OUT / Q8_IN,
+    attrs "q8_out" (the reader's inputs) and "q8_in"), if the reader's weights are all q4s and the
+    writer's parts start at multiples of 8 rows (the blocks). H100, one matmul in a chain of 32,
+    Llama-3.1-8B shapes, us, int8 x against f16 x: gate_up 25.5 / 32.4, down 14.2 / 19.6, qkv 7.9 /
+    10.7 (against f32 x 38.7, 22.8, 11.5); docs/PERFORMANCE.md. Not for the o matmul (its x is
+    combined from attention's partials as it loads) nor the output head."""
+    out = list(ops)
+    for i in range(len(ops) - 1):
+        w, r = ops[i], ops[i + 1]
+        if w.kind != "matmul" or r.kind != "matmul" or w.attrs.get("single_row") or r.attrs.get("single_row"):
+            continue
+        if r.attrs.get("norm") or r.attrs.get("combine_in") or r.attrs.get("x_last"):
+            continue
+        chained = bool(w.attrs.get("norm_out")) and r.inputs[0] == "norm_x"
+        product = bool(w.attrs.get("pair")) and not w.attrs.get("add") and r.inputs[0] == w.outputs[0]
+        if product and sum(t == r.inputs[0] for op in ops for t in op.inputs) > 1:
+            continue  # the product has other readers, which read it in the activation type
+        mw, mr = matrices[w.weights[0]], matrices[r.weights[0]]
+        n_out = mw.shape[0] // (2 if w.attrs.get("pair") else 1)
+        if not (chained or product) or mr.format != "q4s" or n_out % 32 or any(p.row0 % 8 for p in mw.parts):
+            continue
+        out[i] = replace(out[i], attrs={**out[i].attrs, "q8_out": n_out})
+        out[i + 1] = replace(out[i + 1], attrs={**out[i + 1].attrs, "q8_in": True})
+    return out
+
+
 def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int,
           gemv_lanes: tuple[int, ...] = (32, 4), max_binding_size: int | None = None,
           decode_splits_max: int | None = None, subgroups: bool = True, prefill_tiles: tuple[int, ...] = (32, 128),
-          prefill_wide: bool = True, prefill_half: bool = False, decode_heads: int | None = None) -> dict:
+          prefill_wide: bool = True, prefill_half: bool = False, decode_heads: int | None = None,
+          decode_int8: bool = True) -> dict:
     """Build the plan of one profile (docs/FORMAT.md, "Plans"): the uniform table, kernels, buffers,
     bind groups, and the prefill, score and decode dispatch lists, each as named variants that compute
     the same thing with differently shaped kernels; runtimes time them on their adapter and keep the
@@ -215,8 +245,9 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     `prefill_half`: in the f16 profile, also the rule and the tiles with f16 arithmetic. The
     `score` phase is left out when its all-token logits would exceed `max_binding_size`.
     `decode_splits_max`: most KV splits of decode attention (default: decode_splits()); `decode_heads`:
-    its query heads per workgroup (default: kernels.attention_decode_heads). The kernel sources come
-    back under "_sources"."""
+    its query heads per workgroup (default: kernels.attention_decode_heads). `decode_int8`: decode's
+    matmuls pass x to the next as int8 where they can (int8_edges). The kernel sources come back
+    under "_sources"."""
     cfg = model.cfg
     ops = model.graph()
     score_ops = model.graph(score=True)
@@ -332,7 +363,8 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                             kw["x_type"] = profile.act
                         ln = lanes_of(op.weights[0])
                         kern = K.gemv(profile, m.part_view(p), lanes=ln, x_last=bool(op.attrs.get("x_last")),
-                                      norm_eps=cfg.rms_norm_eps if norm else None, subgroups=sg, **chain, **kw)
+                                      norm_eps=cfg.rms_norm_eps if norm else None, subgroups=sg,
+                                      q8_in=bool(op.attrs.get("q8_in")), q8_out=op.attrs.get("q8_out", 0), **chain, **kw)
                         rows_per_wg, per_y = 256 // ln, None
                     binds = [buf(x), buf(y)] + m.arrays(p) + ([p.bias] if p.bias else [])
                     if rope:
@@ -405,7 +437,11 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
         return allow
 
     decode_ops = fold_combine(ops)
-    decode_variants = {name: phase(1, fold_norms(chain_norms(decode_ops), fold_in_decode(lanes)), lanes=lanes, sg=sg)
+    def decode_graph(lanes: int) -> list:
+        g = fold_norms(chain_norms(decode_ops), fold_in_decode(lanes))
+        return int8_edges(g, matrices) if decode_int8 else g
+
+    decode_variants = {name: phase(1, decode_graph(lanes), lanes=lanes, sg=sg)
                        for name, lanes, sg in decode_variant_names(gemv_lanes, subgroups)}
     scoring = max_binding_size is None or max(optional.values()) <= max_binding_size
     # the scoring phase is prefill-shaped: one list per prefill variant, under the same names

@@ -236,7 +236,8 @@ def combine_staged(k: int, act_bytes: int) -> int:
 def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: str, y_type: str, lanes: int = 32,
          pair: bool = False, add: bool = False, bias: bool = False, rope: dict | None = None,
          norm_eps: float | None = None, x_last: bool = False, norm_in: int = 0, norm_out_offset: int | None = None,
-         eps: float = 0.0, combine_in: dict | None = None, subgroups: bool = False) -> Kernel:
+         eps: float = 0.0, combine_in: dict | None = None, subgroups: bool = False, q8_in: bool = False,
+         q8_out: int = 0) -> Kernel:
     """The decode matmul (one token); see wgsl/gemv.wgsl. 256 // lanes rows per workgroup. `norm_eps`:
     x is the residual stream, RMSNormed in the kernel; `x_last`: x is the step's last token's row.
     `norm_in` > 0: x is x * norm weight and its sum of squares is that many partials (binding after the
@@ -244,10 +245,19 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
     that offset (bindings: norm weight, xo, ssq). `eps`: the norm's epsilon for norm_in. `combine_in`
     (nq, hd, window, splits): x is decode attention's partials [splits, K] (act), combined as loaded;
     the partials' lse [splits, nq] f32 is the last binding (gemv_combine_in.wgsl). `subgroups`: the row
-    sets' sums meet through subgroup operations (the kernel then needs the `subgroups` feature)."""
+    sets' sums meet through subgroup operations (the kernel then needs the `subgroups` feature).
+    `q8_in`: x is int8 blocks (q8_bytes(K) bytes, written by a `q8_out` matmul) multiplied with integer
+    dot products (q4s weights only; wgsl/gemv_q8_in.wgsl); `q8_out` > 0: the output (the PAIR product,
+    or with norm_out the next norm's x * weight) is written so, for a reader of that many inputs (all
+    rows of this matmul)."""
     assert not (norm_in and norm_eps is not None)
+    if q8_in and (w.format != "q4s" or norm_eps is not None or x_last or combine_in is not None):
+        raise ValueError("gemv: int8 x needs q4s weights and x from a q8_out matmul")
+    if q8_out and not (pair and not add or norm_out_offset is not None) or q8_out % 32:
+        raise ValueError("gemv: int8 output is the PAIR product or the next norm's x, of whole groups")
     params, bindings = _weights_and_bias(w, bias, rope, norm_eps)
-    decl = ["fn ssq_at(i: u32) -> f32 { return 0.0; }", "fn xo_store(o: u32, h: f32) {}", "fn ssq_store(i: u32, v: f32) {}"]
+    decl = ["fn ssq_at(i: u32) -> f32 { return 0.0; }",
+            "fn xo_store(o: u32, h: f32) {}\nfn nw_at(o: u32) -> f32 { return 0.0; }", "fn ssq_store(i: u32, v: f32) {}"]
     if norm_in:
         params["EPS"] = _f32(eps)
         decl[0] = (f"@group(0) @binding({len(bindings)}) var<storage, read> ssq_in: array<f32>;\n"
@@ -256,8 +266,9 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
     if norm_out_offset is not None:
         b = len(bindings)
         decl[1] = (f"@group(0) @binding({b}) var<storage, read> nw_out: array<f32>;\n"
-                   f"@group(0) @binding({b + 1}) var<storage, read_write> xo: array<act>;\n"
-                   "fn xo_store(o: u32, h: f32) { xo[o] = act(h * nw_out[o]); }")
+                   f"@group(0) @binding({b + 1}) var<storage, read_write> xo: array<{'u32' if q8_out else 'act'}>;\n"
+                   "fn nw_at(o: u32) -> f32 { return nw_out[o]; }\n"
+                   + ("fn xo_store(o: u32, h: f32) {}" if q8_out else "fn xo_store(o: u32, h: f32) { xo[o] = act(h * nw_out[o]); }"))
         decl[2] = (f"@group(0) @binding({b + 2}) var<storage, read_write> ssq_out: array<f32>;\n"
                    "fn ssq_store(i: u32, v: f32) { ssq_out[i] = v; }")
         bindings += (READ, WRITE, WRITE)
@@ -279,14 +290,29 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
     else:
         params.update(ENABLE_SUBGROUPS="", REDUCE=_template("gemv_reduce_tree"), SUBGROUP_BUILTINS="", SUBGROUP_ARGS="")
     # x's vec4s read as each word needs them where x is f32 and the weights q4s (gemv_rows_q4s.wgsl)
-    rows_first = w.format == "q4s" and x_type == "f32" and (combine_in is None or bool(staged))
+    rows_first = w.format == "q4s" and x_type == "f32" and (combine_in is None or bool(staged)) and not q8_in
     params.update(ROWS_FIRST=str(rows_first).lower(), ROWS_FIRST_FNS=_template("gemv_rows_q4s") if rows_first else (
         "fn accumulate_rows_first(g: u32, rows: vec4<u32>, a: ptr<function, vec4<f32>>, b: ptr<function, vec4<f32>>, "
         "ss: ptr<function, f32>) {}"))
+    q8_fns = [_template("gemv_q8_in") if q8_in else
+              "fn accumulate_q8(g: u32, rows: vec4<u32>, a: ptr<function, vec4<f32>>, b: ptr<function, vec4<f32>>) {}",
+              _fill(_template("gemv_q8_out"), Q8_OUT_BUF="xo" if norm_out_offset is not None else "y") if q8_out else
+              "var<workgroup> q8v: array<f32, 1>;\nfn q8_store_block(t: u32, first_row: u32) {}"]
+    params.update(Q8_IN=str(q8_in).lower(), Q8_OUT=str(bool(q8_out)).lower(), Q8_K=q8_out, Q8_FNS="\n".join(q8_fns))
+    if q8_in:
+        x_type = "u32"
+    if q8_out and pair:
+        y_type = "u32"
     src = _fill(_template("gemv"), HEADER=_header(profile), N_ROWS=n_rows, ROW0=row0, LANES=lanes,
                 X_LAST=str(x_last).lower(), X_BYTES=2 if x_type == "f16" else 4,
                 PAIR=str(pair).lower(), ADD=str(add).lower(), XT=x_type, YT=y_type, **params)
     return _make("gemv", src, bindings, ("subgroups",) if subgroups else ())
+
+
+def q8_bytes(k: int) -> int:
+    """Bytes of `k` inputs as gemv's int8 blocks (gemv_q8_in.wgsl): a byte each, and 8 bytes (scale and
+    offset) per block of 8."""
+    return 2 * k
 
 
 def rmsnorm(profile: Profile, *, hidden: int, eps: float, last: bool) -> Kernel:

@@ -43,7 +43,12 @@ const ROW0: u32 = {{ROW0}}u;
 const LANES: u32 = {{LANES}}u;
 const RW: u32 = 256u / LANES;  // rows per workgroup
 const PAIR: bool = {{PAIR}};
-const R: u32 = min(select(4u, 2u, PAIR && K * {{X_BYTES}}u <= 8192u), RW);  // rows per thread (1, 2 or 4)
+// Q8_IN (x in int8 blocks, integer dot products: gemv_q8_in.wgsl): few registers for x, so 4 rows with
+// PAIR, else 2 (H100, one matmul in a chain: 8B down 15.0 us with 4 rows, 14.2 with 2; qkv 8.3 / 7.9).
+const Q8_IN: bool = {{Q8_IN}};
+const Q8_OUT: bool = {{Q8_OUT}};  // the output as Q8_IN's int8 blocks (gemv_q8_out.wgsl)
+const Q8_K: u32 = {{Q8_K}}u;      // Q8_OUT: inputs of the reading matmul (all rows of the output)
+const R: u32 = min(select(select(4u, 2u, PAIR && K * {{X_BYTES}}u <= 8192u), select(2u, 4u, PAIR), Q8_IN), RW);
 const S: u32 = RW / R;          // row sets
 // Threads per row set, a power of two in 32..128 (capped by the 256 threads of a workgroup and by the
 // groups along K): enough in all for ~128k threads on the whole matrix (a large GPU's worth of
@@ -170,11 +175,16 @@ fn x_vec(g: u32, k: u32, ss: ptr<function, f32>) -> vec4<f32> {
 // then x a word's worth at a time; else x's group first (load_x), then each row's w_dot.
 const ROWS_FIRST: bool = {{ROWS_FIRST}};
 {{ROWS_FIRST_FNS}}
+{{Q8_FNS}}
 
 fn accumulate(g: u32, rows: vec4<u32>, a: ptr<function, vec4<f32>>, b: ptr<function, vec4<f32>>,
               ss: ptr<function, f32>) {
     if (ROWS_FIRST) {
         accumulate_rows_first(g, rows, a, b, ss);
+        return;
+    }
+    if (Q8_IN) {
+        accumulate_q8(g, rows, a, b);
         return;
     }
     var xg = load_x(g);
@@ -250,6 +260,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         return;
     }
     var sq = 0.0;
+    if (Q8_OUT && j < RW) { q8v[j] = 0.0; }  // rows past the end quantize as zeros
     if (live) {
         var v = row_sum(j);
         if (HAS_BIAS) {
@@ -262,12 +273,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let h = f32(y[o]) + v.x;
             y[o] = {{YT}}(h);
             if (NORM_OUT) {
-                xo_store(o, h);
+                if (Q8_OUT) { q8v[j] = h * nw_at(o); } else { xo_store(o, h); }
                 sq = h * h;
             }
+        } else if (Q8_OUT) {
+            q8v[j] = v.x;
         } else {
             y[o] = {{YT}}(v.x);
         }
+    }
+    if (Q8_OUT) {
+        workgroupBarrier();
+        if (j < RW / 8u && wid.x * RW + 8u * j < N_ROWS) { q8_store_block(j, wid.x * RW); }
     }
     if (NORM_OUT) {
         if (j < RW) { red_q[j] = sq; }
