@@ -268,7 +268,7 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
         decl[1] = (f"@group(0) @binding({b}) var<storage, read> nw_out: array<f32>;\n"
                    f"@group(0) @binding({b + 1}) var<storage, read_write> xo: array<{'u32' if q8_out else 'act'}>;\n"
                    "fn nw_at(o: u32) -> f32 { return nw_out[o]; }\n"
-                   + ("fn xo_store(o: u32, h: f32) {}" if q8_out else "fn xo_store(o: u32, h: f32) { xo[o] = act(h * nw_out[o]); }"))
+                   + "fn xo_store(o: u32, h: f32) { " + ("" if q8_out else "xo[o] = act(h * nw_out[o]); ") + "}")
         decl[2] = (f"@group(0) @binding({b + 2}) var<storage, read_write> ssq_out: array<f32>;\n"
                    "fn ssq_store(i: u32, v: f32) { ssq_out[i] = v; }")
         bindings += (READ, WRITE, WRITE)
