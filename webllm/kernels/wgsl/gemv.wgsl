@@ -214,12 +214,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     var a = vec4<f32>(0.0);
     var b = vec4<f32>(0.0);
     var ss = 0.0;
-    if (NORM_IN) {  // eight partials an iteration, loaded at once (see ssq_part)
-        for (var i = lane; i < NSSQ; i += 8u * L) {
-            ss += ((ssq_part(i) + ssq_part(i + L)) + (ssq_part(i + 2u * L) + ssq_part(i + 3u * L)))
-                + ((ssq_part(i + 4u * L) + ssq_part(i + 5u * L)) + (ssq_part(i + 6u * L) + ssq_part(i + 7u * L)));
-        }
-    }
     if (COMBINE_STAGED) {
         for (var c = 0u; c < XW_CHUNKS; c++) {
             if (c > 0u) { workgroupBarrier(); }  // every row set is done with the last range
@@ -239,6 +233,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         if (TAIL > 0u && lane < TAIL) {
             accumulate(lane + ITERS * L, rows, &a, &b, &ss);
+        }
+    }
+    // NORM_IN: eight partials an iteration, loaded at once (see ssq_part); after the matmul, which
+    // needs none of them, so that no thread waits for them before its first weight loads
+    if (NORM_IN) {
+        for (var i = lane; i < NSSQ; i += 8u * L) {
+            ss += ((ssq_part(i) + ssq_part(i + L)) + (ssq_part(i + 2u * L) + ssq_part(i + 3u * L)))
+                + ((ssq_part(i + 4u * L) + ssq_part(i + 5u * L)) + (ssq_part(i + 6u * L) + ssq_part(i + 7u * L)));
         }
     }
     // ---- reduction: each row set's partial sums meet; row_sum(j) then gives row j's ----
