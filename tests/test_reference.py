@@ -137,12 +137,14 @@ INT8_CASES = [pytest.param(s, m, p, id=f"{s.name}-{m}-{p}") for s in SPECS for m
 @pytest.mark.parametrize("spec,mode,profile", INT8_CASES)
 def test_decode_int8_logits_match_transformers(zoo, spec, mode, profile, prompt_len):
     """The q4 modes' default decode: gate_up, down and (after the first layer) qkv read int8 blocks
-    written by the matmul before (lower.int8_edges); logits at every step equal transformers' with the
-    same inputs rounded so (tiny_models.int8_decode_inputs), within TOL_INT8."""
+    written by the matmul before, and o stages attention's combined output so (lower.int8_edges);
+    logits at every step equal transformers' with the same inputs rounded so
+    (tiny_models.int8_decode_inputs), within TOL_INT8."""
     plan = json.loads((zoo.package(spec, mode, **options(spec)) / f"plan-{profile}.json").read_text())
     decode = next(iter(plan["decode_variants"].values()))
-    readers = [d for d in decode if "const Q8_IN: bool = true;" in zoo.kernel_source(spec, mode, d["kernel"], **options(spec))]
-    assert len(readers) == 3 * spec.num_hidden_layers - 1
+    sources = [zoo.kernel_source(spec, mode, d["kernel"], **options(spec)) for d in decode]
+    assert sum("const Q8_IN: bool = true;" in src for src in sources) == 3 * spec.num_hidden_layers - 1
+    assert sum("const Q8_STAGED: bool = true;" in src for src in sources) == spec.num_hidden_layers  # o
     rt = zoo.runtime(spec, mode, profile, **options(spec))
     errs = decode_errors(zoo, rt, spec, mode, prompt_len, int8=True)
     record(mode + "+int8", profile, max(errs))

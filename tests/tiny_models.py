@@ -168,8 +168,9 @@ def int8_decode_inputs(model: torch.nn.Module, mode: str, first: int):
     """Hooks that make `model` round the inputs of the matmuls that a compiled package's decode steps
     feed int8 blocks (webllm.compiler.lower.int8_edges, kernels gemv_q8_out.wgsl) as the kernels do,
     for the tokens from position `first` on (the decode steps; prefill stays in float): q, k and v of
-    every layer but the first (the first normalizes the embedding itself), gate, up and down of every
-    layer; only where the weights are q4s (the q4 modes). Each block of 8 inputs v becomes d q with
+    every layer but the first (the first normalizes the embedding itself), o (attention's output, which
+    the o matmul combines from the splits' partials and stages so), gate, up and down of every layer;
+    only where the weights are q4s (the q4 modes). Each block of 8 inputs v becomes d q with
     d = max|v| / 127 and q = round(v * (127 / max|v|)), computed in f32. Returns the hook handles
     (remove them after the forward)."""
     if get_mode(mode).weight_format != "q4s":
@@ -187,7 +188,7 @@ def int8_decode_inputs(model: torch.nn.Module, mode: str, first: int):
 
     handles = []
     for i, layer in enumerate(model.model.layers):
-        mods = [layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj]
+        mods = [layer.self_attn.o_proj, layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj]
         if i > 0:
             mods += [layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj]
         handles += [m.register_forward_pre_hook(hook) for m in mods]
@@ -218,8 +219,9 @@ TOL_F16 = 32 * 2.0**-11
 # integer dot products are exact (tests/test_gemv.py), but an input that lies within float rounding of a
 # half step rounds the other way on one side (on the GPU the block is h * weight before the norm's
 # scalar, in torch after it; in the f16 profile the stored activations move inputs by 2^-11, so far more
-# of them flip). Measured over the q4 cases: 9.3e-3 in the f32 profile, 3.6e-2 in f16.
-TOL_INT8 = {"f32": 2e-2, "f16": 6e-2}
+# of them flip). Measured over the q4 cases (o's input included): 1.8e-2 in the f32 profile, 3.5e-2 in
+# f16. The float path of the same packages (--no-decode-int8) keeps TOL_F32 / TOL_F16.
+TOL_INT8 = {"f32": 3e-2, "f16": 6e-2}
 
 # Largest error seen per (mode, profile), relative to max|reference logits|; printed after the run so
 # CI logs show how much headroom each tolerance has.

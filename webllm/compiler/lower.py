@@ -200,16 +200,22 @@ def chain_norms(ops: list) -> list:
     return out
 
 
-def int8_edges(ops: list, matrices: dict[str, MatrixInfo]) -> list:
+def int8_edges(ops: list, matrices: dict[str, MatrixInfo], head_dim: int) -> list:
     """Decode: where a one-token matmul's output is the next matmul's x (the SwiGLU product into down,
     the chained norm's x * weight into gate_up and the next layer's qkv), the first writes it as int8
     blocks and the second multiplies them with integer dot products (gemv.wgsl Q8_OUT / Q8_IN,
     attrs "q8_out" (the reader's inputs) and "q8_in"), if the reader's weights are all q4s and the
     writer's parts start at multiples of 8 rows (the blocks). H100, one matmul in a chain of 32,
     Llama-3.1-8B shapes, us, int8 x against f16 x: gate_up 25.5 / 32.4, down 14.2 / 19.6, qkv 7.9 /
-    10.7 (against f32 x 38.7, 22.8, 11.5); docs/PERFORMANCE.md. Not for the o matmul (its x is
-    combined from attention's partials as it loads) nor the output head."""
+    10.7 (against f32 x 38.7, 22.8, 11.5); docs/PERFORMANCE.md. The o matmul, whose x it combines
+    from attention's partials into workgroup memory, stages the combined x as such blocks ("q8_staged")
+    where its weights are q4s and heads hold whole blocks. Not the output head."""
     out = list(ops)
+    for i, op in enumerate(ops):
+        m = matrices[op.weights[0]] if op.kind == "matmul" else None
+        if (m is not None and op.attrs.get("combine_in") and m.format == "q4s" and head_dim % 8 == 0
+                and K.combine_staged(m.shape[1], 2)):
+            out[i] = replace(op, attrs={**op.attrs, "q8_staged": True})
     for i in range(len(ops) - 1):
         w, r = ops[i], ops[i + 1]
         if w.kind != "matmul" or r.kind != "matmul" or w.attrs.get("single_row") or r.attrs.get("single_row"):
@@ -364,7 +370,8 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                         ln = lanes_of(op.weights[0])
                         kern = K.gemv(profile, m.part_view(p), lanes=ln, x_last=bool(op.attrs.get("x_last")),
                                       norm_eps=cfg.rms_norm_eps if norm else None, subgroups=sg,
-                                      q8_in=bool(op.attrs.get("q8_in")), q8_out=op.attrs.get("q8_out", 0), **chain, **kw)
+                                      q8_in=bool(op.attrs.get("q8_in")), q8_out=op.attrs.get("q8_out", 0),
+                                      q8_staged=bool(op.attrs.get("q8_staged")), **chain, **kw)
                         rows_per_wg, per_y = 256 // ln, None
                     binds = [buf(x), buf(y)] + m.arrays(p) + ([p.bias] if p.bias else [])
                     if rope:
@@ -439,7 +446,7 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     decode_ops = fold_combine(ops)
     def decode_graph(lanes: int) -> list:
         g = fold_norms(chain_norms(decode_ops), fold_in_decode(lanes))
-        return int8_edges(g, matrices) if decode_int8 else g
+        return int8_edges(g, matrices, cfg.head_dim) if decode_int8 else g
 
     decode_variants = {name: phase(1, decode_graph(lanes), lanes=lanes, sg=sg)
                        for name, lanes, sg in decode_variant_names(gemv_lanes, subgroups)}

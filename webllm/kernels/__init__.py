@@ -237,7 +237,7 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
          pair: bool = False, add: bool = False, bias: bool = False, rope: dict | None = None,
          norm_eps: float | None = None, x_last: bool = False, norm_in: int = 0, norm_out_offset: int | None = None,
          eps: float = 0.0, combine_in: dict | None = None, subgroups: bool = False, q8_in: bool = False,
-         q8_out: int = 0) -> Kernel:
+         q8_out: int = 0, q8_staged: bool = False) -> Kernel:
     """The decode matmul (one token); see wgsl/gemv.wgsl. 256 // lanes rows per workgroup. `norm_eps`:
     x is the residual stream, RMSNormed in the kernel; `x_last`: x is the step's last token's row.
     `norm_in` > 0: x is x * norm weight and its sum of squares is that many partials (binding after the
@@ -249,10 +249,14 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
     `q8_in`: x is int8 blocks (q8_bytes(K) bytes, written by a `q8_out` matmul) multiplied with integer
     dot products (q4s weights only; wgsl/gemv_q8_in.wgsl); `q8_out` > 0: the output (the PAIR product,
     or with norm_out the next norm's x * weight) is written so, for a reader of that many inputs (all
-    rows of this matmul)."""
+    rows of this matmul). `q8_staged` (with `combine_in`): the combined x is staged in workgroup memory
+    as such blocks and multiplied the same way (needs q4s weights and head_dim % 8 == 0)."""
     assert not (norm_in and norm_eps is not None)
     if q8_in and (w.format != "q4s" or norm_eps is not None or x_last or combine_in is not None):
         raise ValueError("gemv: int8 x needs q4s weights and x from a q8_out matmul")
+    if q8_staged and (w.format != "q4s" or combine_in is None or combine_in["hd"] % 8
+                      or not combine_staged(w.shape[1], 2)):
+        raise ValueError("gemv: int8 staging needs q4s weights and a staged combine of heads of 8k inputs")
     if q8_out and not (pair and not add or norm_out_offset is not None) or q8_out % 32:
         raise ValueError("gemv: int8 output is the PAIR product or the next norm's x, of whole groups")
     params, bindings = _weights_and_bias(w, bias, rope, norm_eps)
@@ -273,9 +277,12 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
                    "fn ssq_store(i: u32, v: f32) { ssq_out[i] = v; }")
         bindings += (READ, WRITE, WRITE)
     params["NORM_DECL"] += "\n" + "\n".join(decl)
-    staged = combine_staged(w.shape[1], 2 if x_type == "f16" else 4) if combine_in is not None else 0
+    # staged combine: in ranges of at most COMBINE_STAGE_BYTES (int8 blocks: 2 bytes an input)
+    staged = combine_staged(w.shape[1], 2 if x_type == "f16" or q8_staged else 4) if combine_in is not None else 0
+    groups = w.shape[1] // 32 // staged if staged else 0  # per range
     params.update(COMBINE_IN=str(combine_in is not None).lower(), COMBINE_STAGED=str(bool(staged)).lower(),
-                  XW_LEN=w.shape[1] // 4 // staged if staged else 1, XW_CHUNKS=staged or 1, PAIR_U=int(pair),
+                  XW_LEN=8 * groups if staged and not q8_staged else 1, X8W_LEN=2 * groups if q8_staged else 1,
+                  D8W_LEN=4 * groups if q8_staged else 1, XW_CHUNKS=staged or 1, PAIR_U=int(pair),
                   COMBINE_DECL="fn combined_x(g: u32) -> X8 { return X8(); }\nconst CV = 1u;\nfn stage_vec4s(v: u32, o: u32) {}")
     if combine_in is not None:
         c = combine_in
@@ -290,15 +297,21 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
     else:
         params.update(ENABLE_SUBGROUPS="", REDUCE=_template("gemv_reduce_tree"), SUBGROUP_BUILTINS="", SUBGROUP_ARGS="")
     # x's vec4s read as each word needs them where x is f32 and the weights q4s (gemv_rows_q4s.wgsl)
-    rows_first = w.format == "q4s" and x_type == "f32" and (combine_in is None or bool(staged)) and not q8_in
+    rows_first = w.format == "q4s" and x_type == "f32" and (combine_in is None or bool(staged)) and not (q8_in or q8_staged)
     params.update(ROWS_FIRST=str(rows_first).lower(), ROWS_FIRST_FNS=_template("gemv_rows_q4s") if rows_first else (
         "fn accumulate_rows_first(g: u32, rows: vec4<u32>, a: ptr<function, vec4<f32>>, b: ptr<function, vec4<f32>>, "
         "ss: ptr<function, f32>) {}"))
-    q8_fns = [_template("gemv_q8_in") if q8_in else
+    q8_x = ("fn q8_x(g: u32) -> Q8X {\n    let r = g - xw_g0;\n"
+            "    return Q8X(x8w[2u * r], x8w[2u * r + 1u], vec4<f32>(d8w[4u * r], d8w[4u * r + 1u]), "
+            "vec4<f32>(d8w[4u * r + 2u], d8w[4u * r + 3u]));\n}" if q8_staged else
+            "fn q8_x(g: u32) -> Q8X {\n    return Q8X(x[2u * g], x[2u * g + 1u], bitcast<vec4<f32>>(x[K / 16u + 2u * g]), "
+            "bitcast<vec4<f32>>(x[K / 16u + 2u * g + 1u]));\n}")
+    q8_fns = [_fill(_template("gemv_q8_in"), Q8_X=q8_x) if q8_in or q8_staged else
               "fn accumulate_q8(g: u32, rows: vec4<u32>, a: ptr<function, vec4<f32>>, b: ptr<function, vec4<f32>>) {}",
               _fill(_template("gemv_q8_out"), Q8_OUT_BUF="xo" if norm_out_offset is not None else "y") if q8_out else
               "var<workgroup> q8v: array<f32, 1>;\nfn q8_store_block(t: u32, first_row: u32) {}"]
-    params.update(Q8_IN=str(q8_in).lower(), Q8_OUT=str(bool(q8_out)).lower(), Q8_K=q8_out, Q8_FNS="\n".join(q8_fns))
+    params.update(Q8_IN=str(q8_in).lower(), Q8_STAGED=str(q8_staged).lower(), Q8_OUT=str(bool(q8_out)).lower(),
+                  Q8_K=q8_out, Q8_FNS="\n".join(q8_fns))
     if q8_in:
         x_type = "u32"
     if q8_out and pair:

@@ -45,10 +45,13 @@ const RW: u32 = 256u / LANES;  // rows per workgroup
 const PAIR: bool = {{PAIR}};
 // Q8_IN (x in int8 blocks, integer dot products: gemv_q8_in.wgsl): few registers for x, so 4 rows with
 // PAIR, else 2 (H100, one matmul in a chain: 8B down 15.0 us with 4 rows, 14.2 with 2; qkv 8.3 / 7.9).
+// Q8_STAGED (with COMBINE_STAGED): the combined x is staged as such int8 blocks (x8w, d8w) instead of
+// in the activation type, and multiplied the same way.
 const Q8_IN: bool = {{Q8_IN}};
+const Q8_STAGED: bool = {{Q8_STAGED}};
 const Q8_OUT: bool = {{Q8_OUT}};  // the output as Q8_IN's int8 blocks (gemv_q8_out.wgsl)
 const Q8_K: u32 = {{Q8_K}}u;      // Q8_OUT: inputs of the reading matmul (all rows of the output)
-const R: u32 = min(select(select(4u, 2u, PAIR && K * {{X_BYTES}}u <= 8192u), select(2u, 4u, PAIR), Q8_IN), RW);
+const R: u32 = min(select(select(4u, 2u, PAIR && K * {{X_BYTES}}u <= 8192u), select(2u, 4u, PAIR), Q8_IN || Q8_STAGED), RW);
 const S: u32 = RW / R;          // row sets
 // Threads per row set, a power of two in 32..128 (capped by the 256 threads of a workgroup and by the
 // groups along K): enough in all for ~128k threads on the whole matrix (a large GPU's worth of
@@ -107,6 +110,8 @@ const XW_GROUPS: u32 = w_KG / XW_CHUNKS;  // groups staged at once
 const C_ITERS: u32 = XW_GROUPS / L;       // of a staged range, as ITERS and TAIL of all of K
 const C_TAIL: u32 = XW_GROUPS % L;
 var<workgroup> xw: array<vec4<{{XT}}>, {{XW_LEN}}u>;
+var<workgroup> x8w: array<vec4<u32>, {{X8W_LEN}}u>;  // Q8_STAGED: a range's int8 blocks, two vec4 a group
+var<workgroup> d8w: array<vec2<f32>, {{D8W_LEN}}u>;  //   and (d, c) per block (gemv_q8_in.wgsl)
 var<private> xw_g0: u32;  // the first group staged in xw
 {{COMBINE_DECL}}
 // ---- end COMBINE_IN ------------------------------------------------------------------------------
@@ -183,7 +188,7 @@ fn accumulate(g: u32, rows: vec4<u32>, a: ptr<function, vec4<f32>>, b: ptr<funct
         accumulate_rows_first(g, rows, a, b, ss);
         return;
     }
-    if (Q8_IN) {
+    if (Q8_IN || Q8_STAGED) {
         accumulate_q8(g, rows, a, b);
         return;
     }

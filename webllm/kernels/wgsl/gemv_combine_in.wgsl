@@ -61,7 +61,9 @@ fn combined_x(g: u32) -> X8 {
 // where it divides a head's vec4 (T < CV_N: 2; 2T < CV_N: 4).
 const CV_N: u32 = XW_GROUPS * 8u;
 const CV2: u32 = 1u + min(1u, CV_N / (T + 1u)) * (1u - (CHD / 4u) % 2u);
-const CV: u32 = CV2 * (1u + (CV2 - 1u) * min(1u, CV_N / (2u * T + 1u)) * (1u - min(1u, (CHD / 4u) % 4u)));
+const CV_F: u32 = CV2 * (1u + (CV2 - 1u) * min(1u, CV_N / (2u * T + 1u)) * (1u - min(1u, (CHD / 4u) % 4u)));
+// Q8_STAGED: at least 2, a block of 8 inputs (which lies in one head: HD % 8 == 0) a thread
+const CV: u32 = select(CV_F, max(2u, CV_F), Q8_STAGED);
 
 fn lse_of(s: u32, used: u32, h: u32) -> f32 { return part_lse[min(s, used - 1u) * CNQ + h]; }
 
@@ -76,12 +78,15 @@ fn part_at(s: u32, used: u32, v: u32) -> vec4<f32> { return vec4<f32>(x[min(s, u
 fn stage_vec4s(v: u32, o: u32) {
     let used = kv_splits(step.past).z;
     if (used == 1u) {  // up to 64 positions: the one split's partial is x
-        xw[o] = vec4<{{XT}}>(x[v]);
-        if (CV > 1u) { xw[o + 1u] = vec4<{{XT}}>(x[v + 1u]); }
+        var x1 = vec4<f32>(0.0);
+        var x2 = vec4<f32>(0.0);
+        var x3 = vec4<f32>(0.0);
+        if (CV > 1u) { x1 = vec4<f32>(x[v + 1u]); }
         if (CV > 2u) {
-            xw[o + 2u] = vec4<{{XT}}>(x[v + 2u]);
-            xw[o + 3u] = vec4<{{XT}}>(x[v + 3u]);
+            x2 = vec4<f32>(x[v + 2u]);
+            x3 = vec4<f32>(x[v + 3u]);
         }
+        store_vec4s(o, vec4<f32>(x[v]), x1, x2, x3);
         return;
     }
     let h = v * 4u / CHD;
@@ -113,10 +118,36 @@ fn stage_vec4s(v: u32, o: u32) {
         }
     }
     let i = 1.0 / l;
-    xw[o] = vec4<{{XT}}>(o0 * i);
-    if (CV > 1u) { xw[o + 1u] = vec4<{{XT}}>(o1 * i); }
-    if (CV > 2u) {
-        xw[o + 2u] = vec4<{{XT}}>(o2 * i);
-        xw[o + 3u] = vec4<{{XT}}>(o3 * i);
+    store_vec4s(o, o0 * i, o1 * i, o2 * i, o3 * i);
+}
+
+// the staged range's vec4 o .. o + CV - 1: into xw, or (Q8_STAGED) as the int8 blocks o / 2, ..
+fn store_vec4s(o: u32, a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>) {
+    if (Q8_STAGED) {
+        q8_stage_block(o / 2u, a, b);
+        if (CV > 2u) { q8_stage_block(o / 2u + 1u, c, d); }
+        return;
     }
+    xw[o] = vec4<{{XT}}>(a);
+    if (CV > 1u) { xw[o + 1u] = vec4<{{XT}}>(b); }
+    if (CV > 2u) {
+        xw[o + 2u] = vec4<{{XT}}>(c);
+        xw[o + 3u] = vec4<{{XT}}>(d);
+    }
+}
+
+// block `blk` of the staged range (inputs 8 blk .. 8 blk + 7, as lo and hi) into x8w, d8w
+fn q8_stage_block(blk: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    let m = max(abs(lo), abs(hi));
+    let amax = max(max(m.x, m.y), max(m.z, m.w));
+    let inv = select(0.0, 127.0 / amax, amax > 0.0);
+    let ql = vec4<i32>(round(lo * inv));
+    let qh = vec4<i32>(round(hi * inv));
+    let g = blk / 4u;
+    let j = blk % 4u;
+    x8w[2u * g][j] = pack4xI8(vec4<i32>(ql.x, ql.z, qh.x, qh.z));
+    x8w[2u * g + 1u][j] = pack4xI8(vec4<i32>(ql.y, ql.w, qh.y, qh.w));
+    let s = ql + qh;
+    let d = amax / 127.0;
+    d8w[blk] = vec2<f32>(d, 8.0 * d * f32((s.x + s.y) + (s.z + s.w)));
 }

@@ -25,13 +25,16 @@ fn q8_row(row: u32, g: u32, xe: vec4<u32>, xo: vec4<u32>, dv: vec4<f32>, c: f32)
     return (dot(p, dv) - c) * w_scale(i);
 }
 
+// group g's blocks: from x (Q8_IN), or from workgroup memory (Q8_STAGED: the staged range's x8w, d8w)
+struct Q8X { xe: vec4<u32>, xo: vec4<u32>, e0: vec4<f32>, e1: vec4<f32> }
+{{Q8_X}}
+
 fn accumulate_q8(g: u32, rows: vec4<u32>, a: ptr<function, vec4<f32>>, b: ptr<function, vec4<f32>>) {
-    let xe = x[2u * g];
-    let xo = x[2u * g + 1u];
-    let e0 = bitcast<vec4<f32>>(x[K / 16u + 2u * g]);
-    let e1 = bitcast<vec4<f32>>(x[K / 16u + 2u * g + 1u]);
-    let dv = vec4<f32>(e0.x, e0.z, e1.x, e1.z);
-    let c = (e0.y + e0.w) + (e1.y + e1.w);
+    let q = q8_x(g);
+    let xe = q.xe;
+    let xo = q.xo;
+    let dv = vec4<f32>(q.e0.x, q.e0.z, q.e1.x, q.e1.z);
+    let c = (q.e0.y + q.e0.w) + (q.e1.y + q.e1.w);
     (*a).x += q8_row(rows.x, g, xe, xo, dv, c);
     if (R > 1u) { (*a).y += q8_row(rows.y, g, xe, xo, dv, c); }
     if (R > 2u) {
