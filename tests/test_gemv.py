@@ -17,7 +17,7 @@ import pytest
 from test_matmul_tiled import run_kernel
 
 from webllm import kernels as K
-from webllm.quantization.formats import dequantize, quantize_q4s
+from webllm.quantization.formats import dequantize, pack_q4a, quantize_q4s
 
 N_ROWS = 200  # not a multiple of any workgroup's rows: the last workgroup is partial
 EPS = 1e-5
@@ -146,13 +146,15 @@ def q8_decode(words: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.nda
     return x.reshape(k), dc[:, 0], dc[:, 1]
 
 
+@pytest.mark.parametrize("reader", ["q4s", "q4a"])
 @pytest.mark.parametrize("subgroups", [False, True], ids=["tree", "subgroups"])
 @pytest.mark.parametrize("lanes", [4, 16, 32])
 @pytest.mark.parametrize("producer", ["pair", "norm_out"])
-def test_q8_chain_matches_numpy(gpu, producer, lanes, subgroups):
+def test_q8_chain_matches_numpy(gpu, producer, lanes, subgroups, reader):
     """Int8 x (gemv_q8_out.wgsl, gemv_q8_in.wgsl): a matmul writes its output as int8 blocks of 8 (the
     SwiGLU product, or the next norm's h * weight beside the residual add), each within half a step of
-    its value, and the next matmul's integer dot products give dequantize(W) @ (d q) to f32 rounding.
+    its value, and the next matmul's integer dot products give dequantize(W) @ (d q) to f32 rounding,
+    with symmetric (q4s) and asymmetric (q4a: GGUF Q4_1, whose mins take the blocks' sums) weights.
     288 outputs: whole workgroups with 8 and 16 rows, a partial last one with 64 (lanes 4)."""
     _, dev = gpu
     if subgroups and not has_subgroups(dev):
@@ -187,7 +189,11 @@ def test_q8_chain_matches_numpy(gpu, producer, lanes, subgroups):
     assert np.abs(deq - v).max() <= 0.5 * d.max() * 1.001
     assert np.allclose(c, 8 * d * q.reshape(-1, 8).sum(1), rtol=1e-5, atol=1e-6)
     # the reader: integer dot products over the same bytes
-    w2 = quantize_q4s(rng.standard_normal((n2, n1), dtype=np.float32) * 0.1, "f16")
+    if reader == "q4s":
+        w2 = quantize_q4s(rng.standard_normal((n2, n1), dtype=np.float32) * 0.1, "f16")
+    else:
+        w2 = pack_q4a(rng.integers(0, 16, (n2, n1)), rng.uniform(0.001, 0.02, (n2, n1 // 32)),
+                      rng.uniform(-0.1, 0.0, (n2, n1 // 32)))
     ref2 = dequantize(w2).astype(np.float64) @ deq
     kern2 = K.gemv(K.Profile("f32"), w2, n_rows=n2, row0=0, x_type="f32", y_type="f32", lanes=lanes, subgroups=subgroups,
                    q8_in=True)

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from webllm import __version__
 from webllm import kernels as K
-from webllm.compiler.lower import MatrixInfo, MatrixPart, lower
+from webllm.compiler.lower import INT8_READERS, MatrixInfo, MatrixPart, lower
 from webllm.compiler.package import FORMAT_NAME, FORMAT_VERSION, MANIFEST, AtomicDir, ShardWriter, write_json
 from webllm.errors import UnsupportedModelError
 from webllm.importers import load_model
@@ -38,7 +38,8 @@ class CompileOptions:
     prefill_tiles: tuple[int, ...] = (32, 128)  # prefill variants: these token tiles on every matrix, besides the rule
     prefill_wide: bool = True  # prefill variants whose 128-token matmuls stage whole groups (32 KiB workgroup memory)
     prefill_half: bool = False  # f16 profile: also the rule and the tiles with the matmuls in f16 arithmetic (less precise)
-    decode_int8: bool = True  # decode matmuls pass x on as int8 blocks where the reader's weights are q4s (lower.int8_edges)
+    decode_int8: bool = True  # also decode variants ("q8...") passing x on as int8 blocks to q4s readers (lower.int8_edges)
+    decode_int8_formats: tuple[str, ...] = INT8_READERS  # the readers' weight formats that take int8 x
 
 
 def _split(name: str, w: PackedWeight, pair: bool, limit: int) -> list[tuple[str, int, int, PackedWeight]]:
@@ -158,7 +159,7 @@ def compile_model(source: str | Path, output: str | Path, options: CompileOption
                          options.decode_splits, decode_heads=options.decode_heads,
                          subgroups=options.subgroups, prefill_tiles=tuple(options.prefill_tiles),
                          prefill_wide=options.prefill_wide, prefill_half=options.prefill_half,
-                         decode_int8=options.decode_int8)
+                         decode_int8=options.decode_int8, decode_int8_formats=tuple(options.decode_int8_formats))
             for kname, src in plan.pop("_sources").items():
                 (kernel_dir / f"{kname}.wgsl").write_text(src, encoding="utf-8")
             for b in plan["buffers"]:

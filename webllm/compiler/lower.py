@@ -200,20 +200,28 @@ def chain_norms(ops: list) -> list:
     return out
 
 
-def int8_edges(ops: list, matrices: dict[str, MatrixInfo], head_dim: int) -> list:
+# Weight formats whose decode matmuls read int8 x by default (int8_edges). The kernels take q4a (GGUF
+# Q4_1) too (kernels.Q8_FORMATS), but on a software adapter int8 loses: the embedded SmolLM2-135M
+# (Q4_1) on lavapipe decodes at 9.0-9.7 tok/s with int8 x against 13.5 in float (its dot4I8Packed is
+# emulated), and that model is the one a machine without a GPU runs. q4s: the GPU-bound packages.
+INT8_READERS = ("q4s",)
+
+
+def int8_edges(ops: list, matrices: dict[str, MatrixInfo], head_dim: int,
+               formats: tuple[str, ...] = INT8_READERS) -> list:
     """Decode: where a one-token matmul's output is the next matmul's x (the SwiGLU product into down,
     the chained norm's x * weight into gate_up and the next layer's qkv), the first writes it as int8
     blocks and the second multiplies them with integer dot products (gemv.wgsl Q8_OUT / Q8_IN,
-    attrs "q8_out" (the reader's inputs) and "q8_in"), if the reader's weights are all q4s and the
+    attrs "q8_out" (the reader's inputs) and "q8_in"), if the reader's weights are of `formats` and the
     writer's parts start at multiples of 8 rows (the blocks). H100, one matmul in a chain of 32,
     Llama-3.1-8B shapes, us, int8 x against f16 x: gate_up 25.5 / 32.4, down 14.2 / 19.6, qkv 7.9 /
     10.7 (against f32 x 38.7, 22.8, 11.5); docs/PERFORMANCE.md. The o matmul, whose x it combines
     from attention's partials into workgroup memory, stages the combined x as such blocks ("q8_staged")
-    where its weights are q4s and heads hold whole blocks. Not the output head."""
+    where its weights are of `formats` and heads hold whole blocks. Not the output head."""
     out = list(ops)
     for i, op in enumerate(ops):
         m = matrices[op.weights[0]] if op.kind == "matmul" else None
-        if (m is not None and op.attrs.get("combine_in") and m.format == "q4s" and head_dim % 8 == 0
+        if (m is not None and op.attrs.get("combine_in") and m.format in formats and head_dim % 8 == 0
                 and K.combine_staged(m.shape[1], 2)):
             out[i] = replace(op, attrs={**op.attrs, "q8_staged": True})
     for i in range(len(ops) - 1):
@@ -228,7 +236,7 @@ def int8_edges(ops: list, matrices: dict[str, MatrixInfo], head_dim: int) -> lis
             continue  # the product has other readers, which read it in the activation type
         mw, mr = matrices[w.weights[0]], matrices[r.weights[0]]
         n_out = mw.shape[0] // (2 if w.attrs.get("pair") else 1)
-        if not (chained or product) or mr.format != "q4s" or n_out % 32 or any(p.row0 % 8 for p in mw.parts):
+        if not (chained or product) or mr.format not in formats or n_out % 32 or any(p.row0 % 8 for p in mw.parts):
             continue
         out[i] = replace(out[i], attrs={**out[i].attrs, "q8_out": n_out})
         out[i + 1] = replace(out[i + 1], attrs={**out[i + 1].attrs, "q8_in": True})
@@ -239,7 +247,7 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
           gemv_lanes: tuple[int, ...] = (32, 4), max_binding_size: int | None = None,
           decode_splits_max: int | None = None, subgroups: bool = True, prefill_tiles: tuple[int, ...] = (32, 128),
           prefill_wide: bool = True, prefill_half: bool = False, decode_heads: int | None = None,
-          decode_int8: bool = True) -> dict:
+          decode_int8: bool = True, decode_int8_formats: tuple[str, ...] = INT8_READERS) -> dict:
     """Build the plan of one profile (docs/FORMAT.md, "Plans"): the uniform table, kernels, buffers,
     bind groups, and the prefill, score and decode dispatch lists, each as named variants that compute
     the same thing with differently shaped kernels; runtimes time them on their adapter and keep the
@@ -252,7 +260,9 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     `score` phase is left out when its all-token logits would exceed `max_binding_size`.
     `decode_splits_max`: most KV splits of decode attention (default: decode_splits()); `decode_heads`:
     its query heads per workgroup (default: kernels.attention_decode_heads). `decode_int8`: decode's
-    matmuls pass x to the next as int8 where they can (int8_edges). The kernel sources come back
+    variants also with x passed to the next matmul as int8 where it can (int8_edges; readers of
+    `decode_int8_formats`), offered first as "q8<name>".
+    The kernel sources come back
     under "_sources"."""
     cfg = model.cfg
     ops = model.graph()
@@ -444,12 +454,18 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
         return allow
 
     decode_ops = fold_combine(ops)
-    def decode_graph(lanes: int) -> list:
+    # Decode variants: each lane count and reduction in float, and (decode_int8) first the same with x
+    # passed on as int8 ("q8" + name, int8_edges) where the graph has such edges. The runtime times them:
+    # an H100 takes int8 (8B 393 against 337 tok/s), lavapipe float (its dot4I8Packed is emulated:
+    # SmolLM2-135M 9.0-9.7 against 13.5 tok/s).
+    float_variants, int8_variants = {}, {}
+    for name, lanes, sg in decode_variant_names(gemv_lanes, subgroups):
         g = fold_norms(chain_norms(decode_ops), fold_in_decode(lanes))
-        return int8_edges(g, matrices, cfg.head_dim) if decode_int8 else g
-
-    decode_variants = {name: phase(1, decode_graph(lanes), lanes=lanes, sg=sg)
-                       for name, lanes, sg in decode_variant_names(gemv_lanes, subgroups)}
+        float_variants[name] = phase(1, g, lanes=lanes, sg=sg)
+        g8 = int8_edges(g, matrices, cfg.head_dim, decode_int8_formats) if decode_int8 else g
+        if g8 != g:
+            int8_variants["q8" + name] = phase(1, g8, lanes=lanes, sg=sg)
+    decode_variants = {**int8_variants, **float_variants}
     scoring = max_binding_size is None or max(optional.values()) <= max_binding_size
     # the scoring phase is prefill-shaped: one list per prefill variant, under the same names
     score_variants = {name: phase(chunk, score_ops, tile=tile, staging=staging, half=h)

@@ -247,16 +247,16 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
     the partials' lse [splits, nq] f32 is the last binding (gemv_combine_in.wgsl). `subgroups`: the row
     sets' sums meet through subgroup operations (the kernel then needs the `subgroups` feature).
     `q8_in`: x is int8 blocks (q8_bytes(K) bytes, written by a `q8_out` matmul) multiplied with integer
-    dot products (q4s weights only; wgsl/gemv_q8_in.wgsl); `q8_out` > 0: the output (the PAIR product,
+    dot products (4-bit weights: Q8_FORMATS; wgsl/gemv_q8_in.wgsl); `q8_out` > 0: the output (the PAIR product,
     or with norm_out the next norm's x * weight) is written so, for a reader of that many inputs (all
     rows of this matmul). `q8_staged` (with `combine_in`): the combined x is staged in workgroup memory
-    as such blocks and multiplied the same way (needs q4s weights and head_dim % 8 == 0)."""
+    as such blocks and multiplied the same way (needs 4-bit weights and head_dim % 8 == 0)."""
     assert not (norm_in and norm_eps is not None)
-    if q8_in and (w.format != "q4s" or norm_eps is not None or x_last or combine_in is not None):
-        raise ValueError("gemv: int8 x needs q4s weights and x from a q8_out matmul")
-    if q8_staged and (w.format != "q4s" or combine_in is None or combine_in["hd"] % 8
+    if q8_in and (w.format not in Q8_FORMATS or norm_eps is not None or x_last or combine_in is not None):
+        raise ValueError("gemv: int8 x needs 4-bit weights and x from a q8_out matmul")
+    if q8_staged and (w.format not in Q8_FORMATS or combine_in is None or combine_in["hd"] % 8
                       or not combine_staged(w.shape[1], 2)):
-        raise ValueError("gemv: int8 staging needs q4s weights and a staged combine of heads of 8k inputs")
+        raise ValueError("gemv: int8 staging needs 4-bit weights and a staged combine of heads of 8k inputs")
     if q8_out and not (pair and not add or norm_out_offset is not None) or q8_out % 32:
         raise ValueError("gemv: int8 output is the PAIR product or the next norm's x, of whole groups")
     params, bindings = _weights_and_bias(w, bias, rope, norm_eps)
@@ -306,7 +306,9 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
             "vec4<f32>(d8w[4u * r + 2u], d8w[4u * r + 3u]));\n}" if q8_staged else
             "fn q8_x(g: u32) -> Q8X {\n    return Q8X(x[2u * g], x[2u * g + 1u], bitcast<vec4<f32>>(x[K / 16u + 2u * g]), "
             "bitcast<vec4<f32>>(x[K / 16u + 2u * g + 1u]));\n}")
-    q8_fns = [_fill(_template("gemv_q8_in"), Q8_X=q8_x) if q8_in or q8_staged else
+    q8_row = ("return dot(p, dv) * w_half_at(i, w_s[i >> 1u]) + w_half_at(i, w_m[i >> 1u]) * (0.125 * c);"
+              if w.format == "q4a" else "return (dot(p, dv) - c) * w_scale(i);")
+    q8_fns = [_fill(_template("gemv_q8_in"), Q8_X=q8_x, Q8_ROW=q8_row) if q8_in or q8_staged else
               "fn accumulate_q8(g: u32, rows: vec4<u32>, a: ptr<function, vec4<f32>>, b: ptr<function, vec4<f32>>) {}",
               _fill(_template("gemv_q8_out"), Q8_OUT_BUF="xo" if norm_out_offset is not None else "y") if q8_out else
               "var<workgroup> q8v: array<f32, 1>;\nfn q8_store_block(t: u32, first_row: u32) {}"]
@@ -320,6 +322,10 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
                 X_LAST=str(x_last).lower(), X_BYTES=2 if x_type == "f16" else 4,
                 PAIR=str(pair).lower(), ADD=str(add).lower(), XT=x_type, YT=y_type, **params)
     return _make("gemv", src, bindings, ("subgroups",) if subgroups else ())
+
+
+# weight formats whose decode matmul can read int8 x (gemv_q8_in.wgsl)
+Q8_FORMATS = ("q4s", "q4a")
 
 
 def q8_bytes(k: int) -> int:
