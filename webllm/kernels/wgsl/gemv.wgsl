@@ -29,7 +29,9 @@
 // {{FORMAT}}; then bias [rows] f32 (HAS_BIAS); with ROPE, y is q_out, then k_cache, v_cache, rope_table;
 // last, with NORM: norm_w [K] f32; with NORM_IN: ssq_in [NSSQ] f32; with NORM_OUT: nw_out [N_OUT] f32,
 // xo [N_OUT] act, ssq_out [..] f32; with COMBINE_IN (x is then part_o [SPLITS, K] act): part_lse
-// [SPLITS, K / HEAD_DIM] f32.
+// [SPLITS, K / HEAD_DIM] f32. Int8 x (Q8_IN: x is the int8 blocks, vec4<u32>, 2 bytes an input;
+// gemv_q8_in.wgsl) and int8 output (Q8_OUT: y with PAIR, else xo, as u32 in that layout) bind the same
+// buffers, read and written in another layout.
 // Grid: x = ceil(N_ROWS / RW), y = 1; T = S * L <= 256 threads per workgroup.
 // The reduction (how a row set's L partial sums meet) is gemv_reduce_tree.wgsl, or, for devices with the
 // `subgroups` feature, gemv_reduce_subgroups.wgsl (then the kernel also enables subgroups and takes the
