@@ -462,7 +462,8 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     for name, lanes, sg in decode_variant_names(gemv_lanes, subgroups):
         g = fold_norms(chain_norms(decode_ops), fold_in_decode(lanes))
         float_variants[name] = phase(1, g, lanes=lanes, sg=sg)
-        g8 = int8_edges(g, matrices, cfg.head_dim, decode_int8_formats) if decode_int8 else g
+        # a writer's workgroup must hold whole blocks of 8 rows (256 / lanes of them)
+        g8 = int8_edges(g, matrices, cfg.head_dim, decode_int8_formats) if decode_int8 and (256 // lanes) % 8 == 0 else g
         if g8 != g:
             int8_variants["q8" + name] = phase(1, g8, lanes=lanes, sg=sg)
     decode_variants = {**int8_variants, **float_variants}

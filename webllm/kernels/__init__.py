@@ -257,6 +257,8 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
     if q8_staged and (w.format not in Q8_FORMATS or combine_in is None or combine_in["hd"] % 8
                       or not combine_staged(w.shape[1], 2)):
         raise ValueError("gemv: int8 staging needs 4-bit weights and a staged combine of heads of 8k inputs")
+    if q8_out and ((256 // lanes) % 8 or row0 % 8):
+        raise ValueError(f"gemv: int8 output needs workgroups and parts of whole blocks of 8 rows (lanes {lanes}, row0 {row0})")
     if q8_out and not (pair and not add or norm_out_offset is not None) or q8_out % 32:
         raise ValueError("gemv: int8 output is the PAIR product or the next norm's x, of whole groups")
     params, bindings = _weights_and_bias(w, bias, rope, norm_eps)
