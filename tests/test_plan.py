@@ -40,7 +40,10 @@ def test_plan_is_self_describing(package):
         variants = [dl for kind in ("prefill", "score", "decode") for dl in plan[f"{kind}_variants"].values()]
         used = {d["kernel"] for dl in variants for d in dl}
         assert used == set(plan["kernels"])  # no kernel of a dropped phase
-        assert set(plan["variant_features"]) == {n for n in plan["decode_variants"] if n.endswith("sg")}
+        # subgroups; and the int8 variants' WGSL language feature (dot4I8Packed)
+        assert plan["variant_features"] == {n: (["packed_4x8_integer_dot_product"] if n.startswith("q8") else [])
+                                            + (["subgroups"] if n.endswith("sg") else [])
+                                            for n in plan["decode_variants"] if n.endswith("sg") or n.startswith("q8")}
         assert plan["variant_limits"] == {}  # chunk 32: no 128-token tiles, so no wide staging
         # a bind group serves every kernel with its kernel's binding types (one layout per such list)
         for d in (d for dl in variants for d in dl):

@@ -103,7 +103,9 @@ def test_a_device_without_subgroups_runs_the_fallbacks(package, zoo):
     """The subgroup variants need the feature (variant_features): on a device without it they are skipped
     and their kernels never built (naga would refuse them there), and the rest matches transformers."""
     plan = json.loads((package / "plan-f32.json").read_text())
-    assert plan["variant_features"] == {n: ["subgroups"] for n in ("q8gemv32sg", "q8gemv4sg", "gemv32sg", "gemv4sg")}
+    i8 = "packed_4x8_integer_dot_product"
+    assert plan["variant_features"] == {"q8gemv32sg": [i8, "subgroups"], "q8gemv32": [i8], "q8gemv4sg": [i8, "subgroups"],
+                                        "q8gemv4": [i8], "gemv32sg": ["subgroups"], "gemv4sg": ["subgroups"]}
     assert plan["variant_limits"] == {n: {"maxComputeWorkgroupStorageSize": 32768} for n in ("wide128", "dbuf128")}
     assert all("enable subgroups;" in (package / "kernels" / plan["kernels"][d["kernel"]]["file"]).read_text()
                for d in plan["decode_variants"]["gemv32sg"] if d["kernel"].startswith("gemv"))
@@ -170,11 +172,12 @@ def test_a_slow_adapter_times_little(package, zoo, tmp_path, monkeypatch):
     """Where a one-token prefill step is slow (a software adapter: there a step costs a whole token tile
     whatever its length), the first prefill variant is kept without timing the others, whose kernels
     are never built; where a decode step is slow, one warm-up step each decides among the decode
-    variants that need no feature (a software adapter emulates subgroups), the others never built."""
+    variants that need no feature (a software adapter emulates subgroups and dot4I8Packed), the others
+    never built."""
     monkeypatch.setenv("WEBLLM_CACHE", str(tmp_path))
     monkeypatch.setattr(tuning, "SLOW_STEP_S", 0.0)
     rt = Model.load(package, profile="f32", progress=False, adapter=zoo.adapter, device=zoo.device)
-    plain = ("q8gemv32", "q8gemv4", "gemv32", "gemv4")
+    plain = ("gemv32", "gemv4")
     assert rt.prefill_variant == "rule" and rt.decode_variant in plain
     assert set(rt._lists) == {"prefill.rule"} | {f"decode.{n}" for n in plain}
     assert np.isfinite(rt.logits()).all()
@@ -249,3 +252,16 @@ def test_settle_runs_at_least_its_minimum_and_until_steps_stop_getting_faster(mo
     clock[0] = 0.0
     tuning.settle(steps([0.01 * 0.9 ** i for i in range(100)]))  # always getting faster: its maximum
     assert clock[0] == pytest.approx(tuning.SETTLE_S[1], abs=0.11)
+
+
+def test_int8_variants_need_the_wgsl_language_feature(package, zoo, monkeypatch):
+    """The int8 decode variants name WGSL's packed_4x8_integer_dot_product in variant_features: an
+    implementation that reports WGSL language features without it gets only the float variants."""
+    from webllm.runtime import package as pkg
+
+    plan = json.loads((package / "plan-f32.json").read_text())
+    feats, limits = device_features(zoo.device), {"maxComputeWorkgroupStorageSize": 32768}
+    assert pkg.usable_variants(plan, "decode", feats, limits)[0] == "q8gemv32sg"  # wgpu-py reports none: naga has it
+    monkeypatch.setattr(pkg, "wgsl_language_features", lambda: {"readonly_and_readwrite_storage_textures"})
+    assert pkg.usable_variants(plan, "decode", feats, limits) == ["gemv32sg", "gemv32", "gemv4sg", "gemv4"]
+    assert pkg.variant_lacks(plan, "q8gemv32", feats, limits) == ["packed_4x8_integer_dot_product"]

@@ -323,7 +323,9 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
     src = _fill(_template("gemv"), HEADER=_header(profile), N_ROWS=n_rows, ROW0=row0, LANES=lanes,
                 X_LAST=str(x_last).lower(), X_BYTES=2 if x_type == "f16" else 4,
                 PAIR=str(pair).lower(), ADD=str(add).lower(), XT=x_type, YT=y_type, **params)
-    return _make("gemv", src, bindings, ("subgroups",) if subgroups else ())
+    # int8 x or output: WGSL's dot4I8Packed / pack4xI8, a language feature (variant_features, FORMAT.md)
+    feats = (("packed_4x8_integer_dot_product",) if q8_in or q8_out or q8_staged else ()) + (("subgroups",) if subgroups else ())
+    return _make("gemv", src, bindings, feats)
 
 
 # weight formats whose decode matmul can read int8 x (gemv_q8_in.wgsl)

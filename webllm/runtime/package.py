@@ -59,11 +59,26 @@ def read_plan(folder: Path, manifest: dict, profile: str) -> dict:
     return plan
 
 
+# WGSL language features a plan's `variant_features` may name beside device features (FORMAT.md): checked
+# against the implementation's WGSL language features where it reports them (wgpu-py 0.32 reports none;
+# its naga has these).
+WGSL_LANGUAGE_FEATURES = {"packed_4x8_integer_dot_product"}
+
+
+def wgsl_language_features() -> set[str]:
+    import wgpu
+
+    return set(getattr(wgpu.gpu, "wgsl_language_features", None) or ()) or set(WGSL_LANGUAGE_FEATURES)
+
+
 def variant_lacks(plan: dict, name: str, features: set[str], limits: dict[str, int]) -> list[str]:
     """What the device lacks of variant `name`'s needs: its `variant_features` missing from `features`
-    and its `variant_limits` above the device's `limits` (both in WebGPU's names), as
-    ["subgroups", "maxComputeWorkgroupStorageSize 32768 (device: 16384)"]; empty if it can run it."""
-    lacks = [f for f in plan["variant_features"].get(name, ()) if f not in features]
+    (or, for WGSL language features, from wgsl_language_features()) and its `variant_limits` above the
+    device's `limits` (both in WebGPU's names), as ["subgroups", "maxComputeWorkgroupStorageSize 32768
+    (device: 16384)"]; empty if it can run it."""
+    wgsl = wgsl_language_features()
+    lacks = [f for f in plan["variant_features"].get(name, ())
+             if f not in (wgsl if f in WGSL_LANGUAGE_FEATURES else features)]
     for lim, v in plan["variant_limits"].get(name, {}).items():
         if limits.get(lim, 0) < v:
             lacks.append(f"{lim} {v} (device: {limits.get(lim, 0)})")

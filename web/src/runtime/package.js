@@ -150,6 +150,9 @@ export async function readPlan(base, manifest, profile, fetchFn) {
   return fetchJson(fetchFn, base + manifest.profiles[profile].plan);
 }
 
+/** WGSL language features a plan's `variant_features` may name beside device features (FORMAT.md). */
+export const WGSL_LANGUAGE_FEATURES = ['packed_4x8_integer_dot_product'];
+
 /**
  * What the device lacks of variant `name`'s needs: its `variant_features` missing from `features` and
  * its `variant_limits` above the device's `limits`, as ["subgroups", "maxComputeWorkgroupStorageSize
@@ -160,7 +163,11 @@ export async function readPlan(base, manifest, profile, fetchFn) {
  */
 export function variantLacks(plan, name, features, limits) {
   const have = new Set(features);
-  const lacks = (plan.variant_features?.[name] ?? []).filter((f) => !have.has(f));
+  // WGSL language features (FORMAT.md): checked where the implementation reports them (a browser's
+  // navigator.gpu.wgslLanguageFeatures; unknown, as from Node with a device passed in: assumed)
+  const wgsl = /** @type {any} */ (globalThis).navigator?.gpu?.wgslLanguageFeatures;
+  const lacks = (plan.variant_features?.[name] ?? []).filter((f) => (
+    WGSL_LANGUAGE_FEATURES.includes(f) ? wgsl !== undefined && !wgsl.has(f) : !have.has(f)));
   for (const [lim, v] of Object.entries(plan.variant_limits?.[name] ?? {})) {
     const got = Number(/** @type {any} */ (limits)[lim] ?? 0);
     if (got < v) lacks.push(`${lim} ${v} (device: ${got})`);
