@@ -1,16 +1,15 @@
-"""What int8 activations in decode do to a model's output: the same model compiled twice, with the
-default (4-bit packages: the decode matmuls pass x to each other as int8 blocks, lower.int8_edges) and
-with --no-decode-int8, run on this adapter over the same tokens.
+"""What int8 activations in decode do to a model's output: the same model compiled twice, with its
+int8 decode variants (the decode matmuls pass x to each other as int8 blocks, lower.int8_edges; the
+first such variant is used) and with --no-decode-int8, run on this adapter over the same tokens.
 
     python benchmarks/decode_int8_check.py [MODEL] [--prompt TEXT] [--steps 64] [--profile f32]
 
 MODEL: a GGUF file or Hugging Face folder (default: the embedded SmolLM2-135M-Instruct, a Q4_1 GGUF,
-whose q4a matrices are given int8 x here although the compiler's default keeps them in float). Both packages
-prefill the chat-formatted prompt in float (prefill is the same code), then decode `steps` tokens fed
-the float package's greedy choice (written into token_ids before each step, so both decode the same
-sequence). Printed: the
-largest and median logit difference per step relative to the step's largest |logit|, how often the
-two agree on the top token, and each package's own greedy continuation (as text).
+whose q4a matrices are given int8 x here although the compiler's default keeps them in float). Both
+packages prefill the chat-formatted prompt in float (prefill is the same code), then decode `steps`
+tokens fed the float package's greedy choice (written into token_ids before each step, so both decode
+the same sequence). Printed: the largest and median logit difference per step relative to the step's
+largest |logit|, how often the two agree on the top token, and each package's own greedy continuation.
 """
 
 from __future__ import annotations
@@ -45,6 +44,8 @@ def main() -> int:
             pkgs[name] = compile_model(src, Path(tmp) / name, CompileOptions(
                 progress=False, context_window=512, decode_int8=int8, decode_int8_formats=("q4s", "q4a")))
         models = {k: Model.load(p, profile=args.profile, progress=False) for k, p in pkgs.items()}
+        # the int8 package's first int8 variant (its load-time timing may keep a float one: a CPU adapter does)
+        models["int8"].use_decode_variant(next(n for n in models["int8"].decode_variants if n.startswith("q8")))
         engine = Engine(models["float"])  # its tokenizer and chat template
         text = engine.template.render([{"role": "user", "content": args.prompt}])
         ids = engine.tokenizer.encode(text)

@@ -120,9 +120,10 @@ def decode_errors(zoo, rt, spec: Spec, mode: str, prompt_len: int, int8: bool = 
 def test_decode_logits_match_transformers(zoo, spec, mode, profile, tol, prompt_len):
     """16 decode steps, each fed the GPU's greedy token: logits at every step equal transformers' full
     forward over the same sequence (prompt_len 300 ends with the context window exactly full). The
-    q4 modes compiled with --no-decode-int8 (float inputs everywhere, so the tight tolerances hold);
-    their default, int8 inputs, is the next test."""
-    rt = zoo.runtime(spec, mode, profile, **options(spec), **({"decode_int8": False} if mode.startswith("q4") else {}))
+    q4 modes on a float decode variant (so the tight tolerances hold); their int8 variants are the next
+    test."""
+    rt = zoo.runtime(spec, mode, profile, **options(spec))
+    rt.use_decode_variant(next(n for n in rt.decode_variants if not n.startswith("q8")))
     errs = decode_errors(zoo, rt, spec, mode, prompt_len)
     record(mode, profile, max(errs))
     worst = int(np.argmax(errs))

@@ -220,7 +220,7 @@ TOL_F16 = 32 * 2.0**-11
 # half step rounds the other way on one side (on the GPU the block is h * weight before the norm's
 # scalar, in torch after it; in the f16 profile the stored activations move inputs by 2^-11, so far more
 # of them flip). Measured over the q4 cases (o's input included): 1.8e-2 in the f32 profile, 3.5e-2 in
-# f16. The float path of the same packages (--no-decode-int8) keeps TOL_F32 / TOL_F16.
+# f16. The float variants of the same packages keep TOL_F32 / TOL_F16.
 TOL_INT8 = {"f32": 3e-2, "f16": 6e-2}
 
 # Largest error seen per (mode, profile), relative to max|reference logits|; printed after the run so

@@ -221,8 +221,7 @@ def int8_edges(ops: list, matrices: dict[str, MatrixInfo], head_dim: int,
     out = list(ops)
     for i, op in enumerate(ops):
         m = matrices[op.weights[0]] if op.kind == "matmul" else None
-        if (m is not None and op.attrs.get("combine_in") and m.format in formats and head_dim % 8 == 0
-                and K.combine_staged(m.shape[1], 2)):
+        if m is not None and op.attrs.get("combine_in") and m.format in formats and K.q8_staging_fits(m.shape[1], head_dim):
             out[i] = replace(op, attrs={**op.attrs, "q8_staged": True})
     for i in range(len(ops) - 1):
         w, r = ops[i], ops[i + 1]
@@ -261,9 +260,7 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     `decode_splits_max`: most KV splits of decode attention (default: decode_splits()); `decode_heads`:
     its query heads per workgroup (default: kernels.attention_decode_heads). `decode_int8`: decode's
     variants also with x passed to the next matmul as int8 where it can (int8_edges; readers of
-    `decode_int8_formats`), offered first as "q8<name>".
-    The kernel sources come back
-    under "_sources"."""
+    `decode_int8_formats`), offered first as "q8<name>". The kernel sources come back under "_sources"."""
     cfg = model.cfg
     ops = model.graph()
     score_ops = model.graph(score=True)

@@ -233,6 +233,16 @@ def combine_staged(k: int, act_bytes: int) -> int:
     return 0
 
 
+# weight formats whose decode matmul can read int8 x (gemv_q8_in.wgsl)
+Q8_FORMATS = ("q4s", "q4a")
+
+
+def q8_staging_fits(k: int, head_dim: int) -> bool:
+    """Whether the o matmul (K inputs, heads of head_dim) can stage its combined x as int8 blocks
+    (gemv `q8_staged`): blocks of 8 within a head, and ranges of COMBINE_STAGE_BYTES at 2 bytes an input."""
+    return head_dim % 8 == 0 and bool(combine_staged(k, 2))
+
+
 def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: str, y_type: str, lanes: int = 32,
          pair: bool = False, add: bool = False, bias: bool = False, rope: dict | None = None,
          norm_eps: float | None = None, x_last: bool = False, norm_in: int = 0, norm_out_offset: int | None = None,
@@ -246,7 +256,7 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
     (nq, hd, window, splits): x is decode attention's partials [splits, K] (act), combined as loaded;
     the partials' lse [splits, nq] f32 is the last binding (gemv_combine_in.wgsl). `subgroups`: the row
     sets' sums meet through subgroup operations (the kernel then needs the `subgroups` feature).
-    `q8_in`: x is int8 blocks (q8_bytes(K) bytes, written by a `q8_out` matmul) multiplied with integer
+    `q8_in`: x is int8 blocks (2 bytes an input, written by a `q8_out` matmul) multiplied with integer
     dot products (4-bit weights: Q8_FORMATS; wgsl/gemv_q8_in.wgsl); `q8_out` > 0: the output (the PAIR product,
     or with norm_out the next norm's x * weight) is written so, for a reader of that many inputs (all
     rows of this matmul). `q8_staged` (with `combine_in`): the combined x is staged in workgroup memory
@@ -254,8 +264,8 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
     assert not (norm_in and norm_eps is not None)
     if q8_in and (w.format not in Q8_FORMATS or norm_eps is not None or x_last or combine_in is not None):
         raise ValueError("gemv: int8 x needs 4-bit weights and x from a q8_out matmul")
-    if q8_staged and (w.format not in Q8_FORMATS or combine_in is None or combine_in["hd"] % 8
-                      or not combine_staged(w.shape[1], 2)):
+    if q8_staged and (w.format not in Q8_FORMATS or combine_in is None
+                      or not q8_staging_fits(w.shape[1], combine_in["hd"])):
         raise ValueError("gemv: int8 staging needs 4-bit weights and a staged combine of heads of 8k inputs")
     if q8_out and ((256 // lanes) % 8 or row0 % 8):
         raise ValueError(f"gemv: int8 output needs workgroups and parts of whole blocks of 8 rows (lanes {lanes}, row0 {row0})")
@@ -327,15 +337,6 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
     feats = (("packed_4x8_integer_dot_product",) if q8_in or q8_out or q8_staged else ()) + (("subgroups",) if subgroups else ())
     return _make("gemv", src, bindings, feats)
 
-
-# weight formats whose decode matmul can read int8 x (gemv_q8_in.wgsl)
-Q8_FORMATS = ("q4s", "q4a")
-
-
-def q8_bytes(k: int) -> int:
-    """Bytes of `k` inputs as gemv's int8 blocks (gemv_q8_in.wgsl): a byte each, and 8 bytes (scale and
-    offset) per block of 8."""
-    return 2 * k
 
 
 def rmsnorm(profile: Profile, *, hidden: int, eps: float, last: bool) -> Kernel:
