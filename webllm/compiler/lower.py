@@ -403,7 +403,7 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                                                     f"{kw['nq'] // kw['nkv']} query heads per KV head")
                     assert op.outputs == ["attn_part_o", "attn_part_lse"], "decode attention without fold_combine"
                     if K.attention_decode_fits(nq=kw["nq"], nkv=kw["nkv"], hd=kw["hd"], heads_per_wg=decode_heads or 0):
-                        gw = decode_heads or K.attention_decode_heads(nq=kw["nq"], nkv=kw["nkv"])
+                        gw = decode_heads or K.attention_decode_heads(nq=kw["nq"], nkv=kw["nkv"], hd=kw["hd"])
                         kern, gx = K.attention_decode(profile, splits=splits, heads_per_wg=gw, **kw), kw["nq"] // gw
                     else:
                         kern, gx = K.attention(profile, splits=splits, **kw), cfg.num_attention_heads

@@ -391,14 +391,15 @@ def _decode_head_blocks(g: int, hd: int) -> int:
     return max(d for d in range(1, g + 1) if g % d == 0 and hd // 8 * d <= 16)
 
 
-def attention_decode_heads(*, nq: int, nkv: int) -> int:
-    """Query heads per workgroup of attention_decode (its GW): two where the G = nq / nkv heads sharing
-    a KV head pair up, else one. All G in one workgroup read each K and V row once but end every split
-    with a chain of G reduction passes, which dominates at short context; one head a workgroup ends in
-    one pass but has the G workgroups of a KV head read its rows G times (from L2) and, at head_dim
-    64, leaves half the V threads idle. The H100 figures are in wgsl/attention_decode.wgsl."""
+def attention_decode_heads(*, nq: int, nkv: int, hd: int) -> int:
+    """Query heads per workgroup of attention_decode (its GW): one where one head's V slots fill the
+    workgroup's 16 row groups (head_dim >= 128), else two where the G = nq / nkv heads sharing a KV
+    head pair up, else one. More heads a workgroup read each K and V row fewer times but give each V
+    thread a softmax and sums per head and end the split in a pass per head; at head_dim 64 one head
+    leaves half the (slot, row group) pairs of a 256-thread workgroup to 2 rows a chunk instead of 4.
+    The H100 figures are in wgsl/attention_decode.wgsl."""
     g = nq // nkv
-    return 2 if g % 2 == 0 else 1
+    return 1 if hd >= 128 or g % 2 else 2
 
 
 def attention_decode_fits(*, nq: int, nkv: int, hd: int, heads_per_wg: int = 0) -> bool:
@@ -407,9 +408,23 @@ def attention_decode_fits(*, nq: int, nkv: int, hd: int, heads_per_wg: int = 0) 
     one), and workgroup memory within WebGPU's default 16 KiB for its heads per workgroup."""
     if hd % 8 or not 32 <= hd <= 128 or nq // nkv > 8:
         return False
-    g = heads_per_wg or attention_decode_heads(nq=nq, nkv=nkv)  # heads per workgroup
-    words = g * hd + 2048 + g * 64 + g * 8 + 2 * g + 16 * _decode_head_blocks(g, hd)  # qs, scratch, ps, mx, alpha, mrun, lred
-    return 4 * words <= 16384
+    g = heads_per_wg or attention_decode_heads(nq=nq, nkv=nkv, hd=hd)  # heads per workgroup
+    return _decode_words(g, hd, 1) <= 4096
+
+
+def _decode_words(g: int, hd: int, halves: int) -> int:
+    """Workgroup memory of attention_decode in 4-byte words, with `halves` (1 or 2) chunks of partial
+    dots: qs, sc (the partial dots, or at the end two vec4 of V sums a V thread), lred + mred."""
+    rg = _decode_row_groups(g, hd)
+    vt = hd // 8 * _decode_head_blocks(g, hd) * rg  # threads with V work
+    return g * hd + 4 * max(halves * g * 64, 2 * vt) + 2 * rg * _decode_head_blocks(g, hd)
+
+
+def _decode_row_groups(g: int, hd: int) -> int:
+    """Row groups of attention_decode's V phase: 32 (2 rows of a 64-row chunk a thread) where the
+    (slot, head block) threads number at most 8 (head_dim 64, one head block), so that all 256 threads
+    take V rows; else 16 (4 rows a thread)."""
+    return 32 if hd // 8 * _decode_head_blocks(g, hd) <= 8 else 16
 
 
 def attention_decode(profile: Profile, *, nq: int, nkv: int, hd: int, window: int, scale: float, splits: int,
@@ -424,9 +439,10 @@ def attention_decode(profile: Profile, *, nq: int, nkv: int, hd: int, window: in
     else:
         kv = dict(KV_ELEM="vec4<f32>", RAW="S8", K_LOAD="return S8(k_cache[2u * i], k_cache[2u * i + 1u]);",
                   V_LOAD="return S8(v_cache[2u * i], v_cache[2u * i + 1u]);", UNPACK="return r;")
-    gw = heads_per_wg or attention_decode_heads(nq=nq, nkv=nkv)  # a divisor of nq / nkv (lower checks --decode-heads)
+    gw = heads_per_wg or attention_decode_heads(nq=nq, nkv=nkv, hd=hd)  # a divisor of nq / nkv (lower checks --decode-heads)
     src = _fill(_template("attention_decode"), HEADER=_header(profile), NQ=nq, NKV=nkv, HD=hd, SCALE=_f32(scale),
-                SPLITS_FN=_splits_fn(splits, window), NHB=_decode_head_blocks(gw, hd), GW=gw, **kv)
+                SPLITS_FN=_splits_fn(splits, window), NHB=_decode_head_blocks(gw, hd), GW=gw, RG=_decode_row_groups(gw, hd),
+                HALVES=2 if _decode_words(gw, hd, 2) <= 4096 else 1, **kv)
     return _make("attention_decode", src, (UNIFORM, READ, READ, READ, WRITE, WRITE))
 
 

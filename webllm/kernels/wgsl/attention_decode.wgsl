@@ -9,25 +9,29 @@
 // input (gemv.wgsl COMBINE_IN): out = sum_z o_z exp(lse_z - LSE), LSE = log sum_z exp(lse_z).
 // K and V rows are read in slots of 8 dims (one 16-byte load in f16, two in f32), NS = HD / 8 a row:
 //   scores: TPR = 4 threads per K row (the 64 rows of a chunk at once), each with KPT <= 4 slots of
-//     its row; their partial dots for the GW heads meet in workgroup memory, where thread (g, block of
-//     8 rows) adds them up;
-//   V: thread (slot, head block of HB heads, row group of 16) accumulates 8 dims of its HB heads over 4
-//     rows of each chunk; the 16 row groups' sums meet in workgroup memory once, at the end of the split,
-//     one pass (two barriers) per head of a block.
-// GW (attention_decode_heads): 2 where G is even, else 1. All G heads in one workgroup (each K and V
-// row read once) cost a pass per head at the end of every split, a chain that dominates at short
-// context; one head a workgroup has G workgroups read each row. H100, decode step of the whole
-// Llama-3.1-8B shape (f16, the tuned split count; attention per layer, then the step's wall time):
-//   GW 4 (all): 17.7 us, 3.12 ms at one position; 29.9 us, 3.90 ms at 4,096
-//   GW 2:       12.5 us, 3.05 ms;                 25.8 us, 3.72 ms
-//   GW 1:       10.3 us, 3.03 ms;                 34.2 us, 3.87 ms (29.3 us with 32 splits, 3.98 ms)
-// Llama-3.2-1B shape (16 layers, head_dim 64): GW 4 11.6 / 21.8 us at 1 / 4,096 positions, GW 2 9.0 /
-// 16.8, GW 1 9.1 / 22.2 (half its V threads idle). SmolLM2-135M shape (G = 3): GW 1 893-933 tok/s
-// against 874-876 with GW 3, 732-735 against 689 at 4,096.
-// The next chunk's K and this chunk's V are loaded into registers before the chunk's barriers, so their
-// latency overlaps the softmax; three barriers per chunk. Per-thread registers are named variables
-// (k0..k3, v0..v3, a0..a7) behind constant guards, not indexed arrays, which GPU compilers may spill
-// (NVIDIA's Vulkan compiler did in the GEMV) and lavapipe keeps in memory (1.5x slower here).
+//     its row, write their partial dots for the GW heads into the row's vec4 in workgroup memory;
+//   V: thread (slot, head block of HB heads, row group of RG) takes RPT = 64 / RG rows of each chunk
+//     (rows vrg, vrg + RG, ...): it adds up each row's 4 partial dots itself and keeps its own online
+//     softmax (running max, sum, 8 dims of sum p v) per head over its rows. The RG row groups' sums,
+//     each against its own max, meet in workgroup memory once, at the end of the split, one pass (two
+//     barriers) per head of a block. RG = 16, or 32 where the (slot, block) threads number 8.
+// So a chunk needs one barrier, between the dots and the V sums; the dots alternate between two halves
+// of `sc` (the next chunk's writes come after its barrier, which every thread reaches only after this
+// chunk's V sums). Before (a kernel that took each chunk's max over all its rows and shared the
+// softmax weights: three barriers and a pass of 8 threads a head per chunk), H100, Llama-3.1-8B shape,
+// f16, tok/s at 1 / 4,096 positions: 392-393 / 313-314; now 392-393 / 328-332, and 393 / 338-339 with
+// each chunk's V rows loaded during the chunk before (w0..w3; K is loaded a chunk ahead already).
+// GW (attention_decode_heads): one head where its V slots fill the 16 row groups (head_dim >= 128),
+// else 2 where G is even, else 1. More heads a workgroup read each K and V row fewer times, but each V
+// thread keeps a softmax and sums per head, and the split ends in a pass per head. H100, whole-model
+// decode, tok/s at 1 / 4,096 positions (`webllm bench`, f16; f32 in parentheses):
+//   Llama-3.1-8B (head_dim 128, G 4): GW 1 402.7-402.9 / 341.3-341.6 (394.6-394.7 / 316.3-316.5),
+//     GW 2 393.4-393.8 / 339.3-339.4 (386.3-387.0 / 316.0-316.8), GW 4 372 / 314 (368 / 295)
+//   Llama-3.2-1B (head_dim 64, G 4): GW 2 1,380-1,384 / 1,184-1,187 (1,362-1,365 / 1,117-1,120),
+//     GW 1 1,357-1,358 / 1,157-1,160 (1,269-1,325 / 1,093-1,095)
+// Per-thread registers are named variables (k0..k3, v0..v3, w0..w3, a0..a7) behind constant guards,
+// not indexed arrays, which GPU compilers may spill (NVIDIA's Vulkan compiler did in the GEMV) and
+// lavapipe keeps in memory (1.5x slower here).
 // Bindings: 0 step; 1 q [NQ*HD] act; 2 k_cache [capacity, NKV, HD] act (position-major); 3 v_cache;
 //   4 part_o [SPLITS, NQ, HD] act; 5 part_lse [SPLITS, NQ] f32.
 // Grid: x = NKV * WPK, y = 1, z <= SPLITS. Needs HD % 8 == 0, 32 <= HD <= 128, G <= 8 (attention_decode_fits).
@@ -48,8 +52,11 @@ const KPT: u32 = (NS + TPR - 1u) / TPR;   // K slots per thread (<= 4)
 const QH: u32 = HD / 4u;                  // vec4s of one head's q
 const NHB: u32 = {{NHB}}u;                // head blocks of the V phase (NS * NHB <= 16)
 const HB: u32 = GW / NHB;                  // heads per V thread (<= 8)
-const RG: u32 = 16u;                      // row groups of the V phase: rows vrg, vrg + 16, ... of a chunk
+const RG: u32 = {{RG}}u;                   // row groups of the V phase: rows vrg, vrg + RG, ... of a chunk
+const RPT: u32 = CH / RG;                 // rows of a chunk per V thread (2 or 4)
 const VT: u32 = NS * NHB * RG;            // threads with V work
+const HALVES: u32 = {{HALVES}}u;           // chunks of partial dots in `sc`: 2, or 1 where 2 do not fit
+const SC: u32 = max(HALVES * GW * CH, 2u * VT);  // vec4s of `sc`: partial dots, or at the end the V sums
 const NEG: f32 = -1e30;
 
 @group(0) @binding(1) var<storage, read> q: array<act>;
@@ -60,20 +67,20 @@ const NEG: f32 = -1e30;
 
 // 8 dims of a row as loaded (RAW: f16 pairs in a vec4<u32>, or two vec4<f32>), and as f32
 struct S8 { a: vec4<f32>, b: vec4<f32> }
-// a V thread's running sums for one head: sum_j p_j v[j, 8 dims] and sum_j p_j
-struct Acc { a: vec4<f32>, b: vec4<f32>, l: f32 }
+// a V thread's online softmax for one head over its rows: sum_j p_j v[j, 8 dims], sum_j p_j, and
+// the running max m that p_j = exp(s_j - m) is taken against
+struct Acc { a: vec4<f32>, b: vec4<f32>, l: f32, m: f32 }
 alias RAW = {{RAW}};
 fn k_raw(i: u32) -> RAW { {{K_LOAD}} }  // i: slot index, (position * NKV + kh) * NS + slot
 fn v_raw(i: u32) -> RAW { {{V_LOAD}} }
 fn unpack8(r: RAW) -> S8 { {{UNPACK}} }
 
 var<workgroup> qs: array<vec4<f32>, GW * QH>;  // q * SCALE of the GW heads
-var<workgroup> scratch: array<f32, 2048>;     // partial dots [GW][CH][TPR]; at the end, V sums
-var<workgroup> ps: array<f32, GW * CH>;        // the chunk's scores, then its softmax weights
-var<workgroup> mx: array<f32, GW * 8u>;        // maxima of 8-row blocks
-var<workgroup> alpha: array<f32, GW>;          // exp(m_old - m_new): rescales the running sums
-var<workgroup> mrun: array<f32, GW>;           // running max
-var<workgroup> lred: array<f32, NHB * RG>;    // softmax sums of the row groups
+// chunk c's partial dots in half c % 2: [GW][CH] rows, the TPR threads' partials of a row in one vec4;
+// at the end, the V threads' sums (two vec4 a thread)
+var<workgroup> sc: array<vec4<f32>, SC>;
+var<workgroup> lred: array<f32, NHB * RG>;     // softmax sums of the row groups
+var<workgroup> mred: array<f32, NHB * RG>;     // and their maxima
 
 // This thread's registers.
 var<private> klane: u32;
@@ -81,10 +88,14 @@ var<private> k0: RAW;  // K slots klane, klane + 4, ... of this thread's row of 
 var<private> k1: RAW;
 var<private> k2: RAW;
 var<private> k3: RAW;
-var<private> v0: RAW;  // V rows vrg, vrg + 16, vrg + 32, vrg + 48 of the chunk, at slot vslot
+var<private> v0: RAW;  // V rows vrg, vrg + RG, ... (RPT of them) of the chunk, at slot vslot
 var<private> v1: RAW;
 var<private> v2: RAW;
 var<private> v3: RAW;
+var<private> w0: RAW;  // the same rows of the next chunk, in flight during this one
+var<private> w1: RAW;
+var<private> w2: RAW;
+var<private> w3: RAW;
 var<private> pd0: vec4<f32>;  // partial dots of heads 0..3, 4..7
 var<private> pd1: vec4<f32>;
 var<private> a0: Acc;  // V sums of the HB heads of this thread's block
@@ -104,6 +115,14 @@ fn load_k(base: u32) {
     if (KPT > 3u && klane + 12u < NS) { k3 = k_raw(base + 12u); }
 }
 
+// V rows c + vrg, c + vrg + RG, ... (those before b) at this thread's slot, into w0..w3
+fn load_v(c: u32, b: u32, vrg: u32, vb: u32) {
+    if (c + vrg < b) { w0 = v_raw((c + vrg) * NKV * NS + vb); }
+    if (c + vrg + RG < b) { w1 = v_raw((c + vrg + RG) * NKV * NS + vb); }
+    if (RPT > 2u && c + vrg + 2u * RG < b) { w2 = v_raw((c + vrg + 2u * RG) * NKV * NS + vb); }
+    if (RPT > 2u && c + vrg + 3u * RG < b) { w3 = v_raw((c + vrg + 3u * RG) * NKV * NS + vb); }
+}
+
 // q . (8 dims at slot s) for every head, into pd0 / pd1
 fn dots(r: RAW, s: u32) {
     let k = unpack8(r);
@@ -118,31 +137,40 @@ fn dots(r: RAW, s: u32) {
     if (GW > 7u) { pd1.w += dot(qs[7u * QH + i], k.a) + dot(qs[7u * QH + i + 1u], k.b); }
 }
 
-fn scale_acc(a: ptr<private, Acc>, h: u32, hb: u32) {
-    let al = alpha[hb * HB + h];
-    (*a).a *= al;
-    (*a).b *= al;
-    (*a).l *= al;
-}
-
-// one V row (raw r, chunk row `row`) into the sums of the HB heads of block hb
-fn add_row(r: RAW, row: u32, hb: u32) {
-    let v = unpack8(r);
-    let pb = hb * HB * CH + row;
-    add_to(&a0, ps[pb], v);
-    if (HB > 1u) { add_to(&a1, ps[pb + CH], v); }
-    if (HB > 2u) { add_to(&a2, ps[pb + 2u * CH], v); }
-    if (HB > 3u) { add_to(&a3, ps[pb + 3u * CH], v); }
-    if (HB > 4u) { add_to(&a4, ps[pb + 4u * CH], v); }
-    if (HB > 5u) { add_to(&a5, ps[pb + 5u * CH], v); }
-    if (HB > 6u) { add_to(&a6, ps[pb + 6u * CH], v); }
-    if (HB > 7u) { add_to(&a7, ps[pb + 7u * CH], v); }
-}
-
-fn add_to(a: ptr<private, Acc>, p: f32, v: S8) {
-    (*a).a += p * v.a;
-    (*a).b += p * v.b;
-    (*a).l += p;
+// the chunk's RPT rows of this thread (their V in v0..v3; n: how many are in range, >= 1) into the
+// sums of the head whose dots start at sc[base]
+fn add_rows(a: ptr<private, Acc>, base: u32, n: u32) {
+    let one = vec4<f32>(1.0);
+    let s0 = dot(sc[base], one);
+    let s1 = select(NEG, dot(sc[base + RG], one), n > 1u);
+    var s2 = NEG;
+    var s3 = NEG;
+    if (RPT > 2u) {
+        s2 = select(NEG, dot(sc[base + 2u * RG], one), n > 2u);
+        s3 = select(NEG, dot(sc[base + 3u * RG], one), n > 3u);
+    }
+    let mn = max((*a).m, max(max(s0, s1), max(s2, s3)));
+    let al = exp((*a).m - mn);
+    let p0 = exp(s0 - mn);
+    let p1 = select(0.0, exp(s1 - mn), n > 1u);  // rows out of range: 0 (not exp(0) while m is NEG)
+    let x0 = unpack8(v0);
+    let x1 = unpack8(v1);
+    var sa = (*a).a * al + p0 * x0.a + p1 * x1.a;
+    var sb = (*a).b * al + p0 * x0.b + p1 * x1.b;
+    var sl = (*a).l * al + (p0 + p1);
+    if (RPT > 2u) {
+        let p2 = select(0.0, exp(s2 - mn), n > 2u);
+        let p3 = select(0.0, exp(s3 - mn), n > 3u);
+        let x2 = unpack8(v2);
+        let x3 = unpack8(v3);
+        sa += p2 * x2.a + p3 * x3.a;
+        sb += p2 * x2.b + p3 * x3.b;
+        sl += p2 + p3;
+    }
+    (*a).a = sa;
+    (*a).b = sb;
+    (*a).l = sl;
+    (*a).m = mn;
 }
 
 fn acc_of(h: u32) -> Acc {
@@ -178,130 +206,92 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let vrg = lid / (NS * NHB);
     let vlive = lid < VT;
     let vb = kh * NS + vslot;  // slot of V row j: j * NKV * NS + vb
-    let ib = min(lid, GW * CH - 1u);  // this thread's softmax weights: ib, and lid + T when GW > 4
-    var m0 = NEG;
-    var m1 = NEG;
+    let empty = Acc(vec4<f32>(0.0), vec4<f32>(0.0), 0.0, NEG);
+    a0 = empty; a1 = empty; a2 = empty; a3 = empty; a4 = empty; a5 = empty; a6 = empty; a7 = empty;
     if (a + krow < b) { load_k(((a + krow) * NKV + kh) * NS + klane); }
+    if (vlive) { load_v(a, b, vrg, vb); }
     workgroupBarrier();  // qs
 
+    var half = 0u;
     for (var c0 = a; c0 < b; c0 += CH) {
-        // this chunk's V rows, used after the softmax below
-        if (vlive) {
-            if (c0 + vrg < b) { v0 = v_raw((c0 + vrg) * NKV * NS + vb); }
-            if (c0 + vrg + 16u < b) { v1 = v_raw((c0 + vrg + 16u) * NKV * NS + vb); }
-            if (c0 + vrg + 32u < b) { v2 = v_raw((c0 + vrg + 32u) * NKV * NS + vb); }
-            if (c0 + vrg + 48u < b) { v3 = v_raw((c0 + vrg + 48u) * NKV * NS + vb); }
-        }
-        // partial dots of this thread's slots of K row krow
+        // this chunk's V rows (loaded during the last one), used after the barrier below; the next
+        // chunk's into flight
+        v0 = w0;
+        v1 = w1;
+        v2 = w2;
+        v3 = w3;
+        if (vlive) { load_v(c0 + CH, b, vrg, vb); }
+        // partial dots of this thread's slots of K row krow, into lane klane of the row's vec4
         pd0 = vec4<f32>(0.0);
         pd1 = vec4<f32>(0.0);
         dots(k0, klane);
         if (KPT > 1u && klane + 4u < NS) { dots(k1, klane + 4u); }
         if (KPT > 2u && klane + 8u < NS) { dots(k2, klane + 8u); }
         if (KPT > 3u && klane + 12u < NS) { dots(k3, klane + 12u); }
-        scratch[lid] = pd0.x;
-        if (GW > 1u) { scratch[T + lid] = pd0.y; }
-        if (GW > 2u) { scratch[2u * T + lid] = pd0.z; }
-        if (GW > 3u) { scratch[3u * T + lid] = pd0.w; }
-        if (GW > 4u) { scratch[4u * T + lid] = pd1.x; }
-        if (GW > 5u) { scratch[5u * T + lid] = pd1.y; }
-        if (GW > 6u) { scratch[6u * T + lid] = pd1.z; }
-        if (GW > 7u) { scratch[7u * T + lid] = pd1.w; }
-        // the next chunk's K rows, in flight during the barriers
+        let o = half * GW * CH + krow;
+        sc[o][klane] = pd0.x;
+        if (GW > 1u) { sc[o + CH][klane] = pd0.y; }
+        if (GW > 2u) { sc[o + 2u * CH][klane] = pd0.z; }
+        if (GW > 3u) { sc[o + 3u * CH][klane] = pd0.w; }
+        if (GW > 4u) { sc[o + 4u * CH][klane] = pd1.x; }
+        if (GW > 5u) { sc[o + 5u * CH][klane] = pd1.y; }
+        if (GW > 6u) { sc[o + 6u * CH][klane] = pd1.z; }
+        if (GW > 7u) { sc[o + 7u * CH][klane] = pd1.w; }
+        // the next chunk's K rows, in flight during the barrier
         if (c0 + CH + krow < b) { load_k(((c0 + CH + krow) * NKV + kh) * NS + klane); }
         workgroupBarrier();
-        // scores: thread (g, block of 8 rows)
-        if (lid < GW * 8u) {
-            let g = lid / 8u;
-            let r0 = (lid % 8u) * 8u;
-            var bm = NEG;
-            for (var r = r0; r < r0 + 8u; r++) {
-                var s = NEG;
-                if (c0 + r < b) {
-                    let o = g * T + r * TPR;
-                    s = (scratch[o] + scratch[o + 1u]) + (scratch[o + 2u] + scratch[o + 3u]);
-                }
-                ps[g * CH + r] = s;
-                bm = max(bm, s);
-            }
-            mx[lid] = bm;
+        // V: each thread's own online softmax over its rows vrg, vrg + RG, ... (the row groups meet at
+        // the end). The other half of `sc` is written next only after the next chunk's barrier, which
+        // every thread reaches after this phase: one barrier a chunk.
+        if (vlive && c0 + vrg < b) {
+            let n = (b - c0 - vrg + RG - 1u) / RG;  // rows of this thread in range (>= 1; RPT or more: all)
+            let base = half * GW * CH + vhb * HB * CH + vrg;
+            add_rows(&a0, base, n);
+            if (HB > 1u) { add_rows(&a1, base + CH, n); }
+            if (HB > 2u) { add_rows(&a2, base + 2u * CH, n); }
+            if (HB > 3u) { add_rows(&a3, base + 3u * CH, n); }
+            if (HB > 4u) { add_rows(&a4, base + 4u * CH, n); }
+            if (HB > 5u) { add_rows(&a5, base + 5u * CH, n); }
+            if (HB > 6u) { add_rows(&a6, base + 6u * CH, n); }
+            if (HB > 7u) { add_rows(&a7, base + 7u * CH, n); }
         }
-        workgroupBarrier();
-        // softmax weights against the new running max (every thread of head g computes the same max)
-        if (lid < GW * CH) {
-            let g = ib / CH;
-            var cm = mx[g * 8u];
-            for (var e = 1u; e < 8u; e++) { cm = max(cm, mx[g * 8u + e]); }
-            let mn = max(m0, cm);
-            ps[ib] = exp(ps[ib] - mn);  // masked rows: exp(-1e30 - mn) = 0
-            if (ib % CH == 0u) {
-                alpha[g] = exp(m0 - mn);
-                mrun[g] = mn;
-            }
-            m0 = mn;
+        if (HALVES == 1u) {
+            workgroupBarrier();  // the chunk's dots are read before the next chunk writes them
+        } else {
+            half ^= 1u;
         }
-        if (GW > 4u && lid + T < GW * CH) {  // GW * CH > T: a second weight per thread
-            let i = lid + T;
-            let g = i / CH;
-            var cm = mx[g * 8u];
-            for (var e = 1u; e < 8u; e++) { cm = max(cm, mx[g * 8u + e]); }
-            let mn = max(m1, cm);
-            ps[i] = exp(ps[i] - mn);
-            if (i % CH == 0u) {
-                alpha[g] = exp(m1 - mn);
-                mrun[g] = mn;
-            }
-            m1 = mn;
-        }
-        workgroupBarrier();
-        // V: rescale the running sums, add this chunk's rows
-        if (vlive) {
-            scale_acc(&a0, 0u, vhb);
-            if (HB > 1u) { scale_acc(&a1, 1u, vhb); }
-            if (HB > 2u) { scale_acc(&a2, 2u, vhb); }
-            if (HB > 3u) { scale_acc(&a3, 3u, vhb); }
-            if (HB > 4u) { scale_acc(&a4, 4u, vhb); }
-            if (HB > 5u) { scale_acc(&a5, 5u, vhb); }
-            if (HB > 6u) { scale_acc(&a6, 6u, vhb); }
-            if (HB > 7u) { scale_acc(&a7, 7u, vhb); }
-            if (c0 + vrg < b) { add_row(v0, vrg, vhb); }
-            if (c0 + vrg + 16u < b) { add_row(v1, vrg + 16u, vhb); }
-            if (c0 + vrg + 32u < b) { add_row(v2, vrg + 32u, vhb); }
-            if (c0 + vrg + 48u < b) { add_row(v3, vrg + 48u, vhb); }
-        }
-        // No barrier needed here: the next writes of scratch, ps, alpha come after the next
-        // chunk's first barrier, which every thread reaches only after this V phase.
     }
+    workgroupBarrier();  // the last chunk's dots are read; `sc` takes the V sums
 
-    // the row groups' sums -> o = acc / l and lse, one head of each head block per pass
+    // the row groups' sums, each against its own max -> o = acc / l and lse, one head of each head
+    // block per pass
     for (var h = 0u; h < HB; h++) {
         if (vlive) {
             let ac = acc_of(h);
-            let o = lid * 8u;
-            scratch[o] = ac.a.x;
-            scratch[o + 1u] = ac.a.y;
-            scratch[o + 2u] = ac.a.z;
-            scratch[o + 3u] = ac.a.w;
-            scratch[o + 4u] = ac.b.x;
-            scratch[o + 5u] = ac.b.y;
-            scratch[o + 6u] = ac.b.z;
-            scratch[o + 7u] = ac.b.w;
-            if (vslot == 0u) { lred[vhb * RG + vrg] = ac.l; }
+            sc[2u * lid] = ac.a;
+            sc[2u * lid + 1u] = ac.b;
+            if (vslot == 0u) {
+                lred[vhb * RG + vrg] = ac.l;
+                mred[vhb * RG + vrg] = ac.m;
+            }
         }
         workgroupBarrier();
         if (lid < NHB * HD) {
             let hb = lid / HD;
             let d = lid % HD;
+            var mm = NEG;
+            for (var r = 0u; r < RG; r++) { mm = max(mm, mred[hb * RG + r]); }
             var sum = 0.0;
             var l = 0.0;
             for (var r = 0u; r < RG; r++) {
-                sum += scratch[((r * NHB + hb) * NS + d / 8u) * 8u + d % 8u];
-                l += lred[hb * RG + r];
+                let e = exp(mred[hb * RG + r] - mm);  // a row group with no rows in range: l = 0, sums 0
+                sum += sc[2u * ((r * NHB + hb) * NS + d / 8u) + (d % 8u) / 4u][d % 4u] * e;
+                l += lred[hb * RG + r] * e;
             }
             let g = hb * HB + h;
             let head = h0 + g;
             part_o[(z * NQ + head) * HD + d] = act(sum / l);
-            if (d == 0u) { part_lse[z * NQ + head] = mrun[g] + log(l); }
+            if (d == 0u) { part_lse[z * NQ + head] = mm + log(l); }
         }
         workgroupBarrier();
     }
