@@ -224,11 +224,10 @@ def test_greedy_generation_equals_transformers(zoo, spec):
 
 # The compiler gives each decode attention workgroup one query head at head_dim 128, else two of the
 # heads sharing a KV head where they pair up, else one (kernels.attention_decode_heads), so several
-# workgroups share a KV head; the
-# specs above run those. `decode_heads` sets other counts: two heads of head_dim 128 (every V thread on
-# both, two reduction passes), and all 3 or 8 heads of a KV head in one workgroup, whose V threads
-# sum several heads each and end the split in a pass per head (8 heads of head_dim 80: one half of
-# partial dots, a second barrier a chunk).
+# workgroups share a KV head; the specs above run those. `decode_heads` sets other counts: two heads
+# of head_dim 128 (every V thread on both, two reduction passes), and all 3 or 8 heads of a KV head in
+# one workgroup, whose V threads sum several heads each and end the split in a pass per head (8 heads
+# of head_dim 80: one half of partial dots, a second barrier a chunk).
 @pytest.mark.parametrize("mode,profile,tol", FULL, ids=[f"{m}-{p}" for m, p, _ in FULL])
 @pytest.mark.parametrize("spec,heads", [(LONG_SPECS[0], 2), (LONG_SPECS[1], 3), (LONG_SPECS[2], 8)],
                          ids=lambda v: str(v))

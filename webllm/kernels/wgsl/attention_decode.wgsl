@@ -261,7 +261,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             half ^= 1u;
         }
     }
-    workgroupBarrier();  // the last chunk's dots are read; `sc` takes the V sums
+    if (HALVES == 2u) {
+        workgroupBarrier();  // the last chunk's dots are read; `sc` takes the V sums
+    }
 
     // the row groups' sums, each against its own max -> o = acc / l and lse, one head of each head
     // block per pass
