@@ -36,10 +36,11 @@ FIXTURE = ROOT / "tests" / "conformance"
 SPEC = Spec("conformance", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
             num_key_value_heads=2, vocab_size=256, seed=11)
 MODE = "q4f16_1"  # both profiles: f16 (shader-f16) and f32 (SwiftShader, Dawn without f16)
-# decode in float (--no-decode-int8): the cases' logits and ids come from transformers within the
-# profiles' tight tolerances; the int8 decode path is checked against transformers in test_reference and
-# between the two runtimes in test_web_node (whose package keeps the default)
-OPTIONS = dict(context_window=64, prefill_chunk=16, decode_int8=False)
+# decode and prefill in float (--no-decode-int8, --no-prefill-int8): the cases' logits and ids come from
+# transformers within the profiles' tight tolerances; the int8 paths are checked against transformers in
+# test_reference / test_tuning and between the two runtimes in test_web_node (whose package keeps the
+# defaults)
+OPTIONS = dict(context_window=64, prefill_chunk=16, decode_int8=False, prefill_int8=False)
 TOLERANCE = {"f32": TOL_F32, "f16": TOL_F16}
 GREEDY_MARGIN = 0.02  # top-1 minus top-2 logit, relative to max |logit| (f16 profile errors measured: <= 5e-3)
 DRAW_MARGIN = 2e-5  # distance of the draw from its token's slice edges, relative to the kept mass (f32 sums: ~1e-6)

@@ -19,7 +19,7 @@ import transformers.models.qwen2.modeling_qwen2  # noqa: E402, F401
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_models import MEASURED, Spec, dequantized_copy, int8_decode_inputs, make_checkpoint  # noqa: E402
+from tiny_models import MEASURED, Spec, dequantized_copy, int8_decode_inputs, int8_prefill_inputs, make_checkpoint  # noqa: E402
 
 from webllm.compiler.compile import CompileOptions, compile_model  # noqa: E402
 
@@ -73,21 +73,28 @@ class Zoo:
 
         key = (spec.name, mode, profile, tuple(sorted(options.items())))
         if key not in self._rt:
+            # prefill in float (the rule): the int8 prefill ("q8"), which a software adapter may time
+            # faster on these tiny models, rounds the matmuls' inputs (test_tuning checks it)
             self._rt[key] = Model.load(self.package(spec, mode, **options), profile=profile, progress=False,
-                                       adapter=self.adapter, device=self.device)
+                                       adapter=self.adapter, device=self.device, prefill_variant="rule")
         rt = self._rt[key]
         rt.reset()
         return rt
 
-    def logits(self, spec: Spec, mode: str, ids, decoded_from: int | None = None) -> np.ndarray:
+    def logits(self, spec: Spec, mode: str, ids, decoded_from: int | None = None, int8_prefill: str | None = None,
+               prompt: int | None = None) -> np.ndarray:
         """transformers' logits at every position of `ids`, float64 [T, vocab]. `decoded_from`: the
         positions from there on were decode steps, whose matmuls read int8 inputs where the package's
-        do (tiny_models.int8_decode_inputs)."""
+        do (tiny_models.int8_decode_inputs). `int8_prefill`: the prefill ("layers") or score ("head")
+        phase ran the "q8" prefill variant, whose matmuls read int8 blocks of 32 (int8_prefill_inputs;
+        the score phase's head too), over the first `prompt` positions (None: all)."""
         ids = [int(i) for i in ids]
-        key = (spec.name, mode, tuple(ids), decoded_from)
+        key = (spec.name, mode, tuple(ids), decoded_from, int8_prefill, prompt)
         if key not in self._logits:
             model = self.hf(spec, mode)
             hooks = int8_decode_inputs(model, mode, decoded_from) if decoded_from is not None else []
+            if int8_prefill:
+                hooks += int8_prefill_inputs(model, mode, head=int8_prefill == "head", end=prompt)
             try:
                 with torch.no_grad():
                     out = model(torch.tensor([ids])).logits[0]

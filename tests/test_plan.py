@@ -36,14 +36,16 @@ def test_plan_is_self_describing(package):
         assert not {"decode", "io", "prefill", "score"} & set(plan)  # versions 1 and 2 had them
         fields = {f["name"]: f for f in plan["uniform"]["fields"]}
         assert fields["n_tokens"]["offset"] == 0 and fields["top_p"]["default"] == 1.0
-        assert list(plan["score_variants"]) == list(plan["prefill_variants"]) == ["rule"]  # chunk 32: one tile
+        # chunk 32: one tile, and the int8 matmuls of the q4 weights
+        assert list(plan["score_variants"]) == list(plan["prefill_variants"]) == ["rule", "q8"]
         variants = [dl for kind in ("prefill", "score", "decode") for dl in plan[f"{kind}_variants"].values()]
         used = {d["kernel"] for dl in variants for d in dl}
         assert used == set(plan["kernels"])  # no kernel of a dropped phase
         # subgroups; and the int8 variants' WGSL language feature (dot4I8Packed)
         assert plan["variant_features"] == {n: (["packed_4x8_integer_dot_product"] if n.startswith("q8") else [])
                                             + (["subgroups"] if n.endswith("sg") else [])
-                                            for n in plan["decode_variants"] if n.endswith("sg") or n.startswith("q8")}
+                                            for n in [*plan["decode_variants"], *plan["prefill_variants"]]
+                                            if n.endswith("sg") or n.startswith("q8")}
         assert plan["variant_limits"] == {}  # chunk 32: no 128-token tiles, so no wide staging
         # a bind group serves every kernel with its kernel's binding types (one layout per such list)
         for d in (d for dl in variants for d in dl):

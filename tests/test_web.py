@@ -172,7 +172,8 @@ def native(package, variant, gpu):
     from webllm.runtime import Model
 
     adapter, device = gpu
-    m = Model.load(package, profile="f32", decode_variant=variant, progress=False, adapter=adapter, device=device)
+    m = Model.load(package, profile="f32", decode_variant=variant, prefill_variant="rule", progress=False, adapter=adapter,
+                   device=device)
 
     def run(sampling: dict | None, n: int = 24):
         m.reset()
@@ -190,7 +191,7 @@ def test_runtime_parity_with_native(harness, native, variant):
     """Greedy and seeded ids equal the native runtime's (exactly); logits after the prompt within f32
     tolerance (TOL_F32: the two adapters differ only in summation order and exp/rsqrt ulps)."""
     got = harness.evaluate("""async ([variant, prompt, seeded]) => {
-        const m = await webllm.Model.load('../models/tiny/', {profile: 'f32', decodeVariant: variant});
+        const m = await webllm.Model.load('../models/tiny/', {profile: 'f32', decodeVariant: variant, prefillVariant: 'rule'});
         const out = {};
         for (const [name, s] of [['greedy', {}], ['seeded', seeded]]) {
             m.reset(); m.setSampling(s); await m.prefill(prompt);
@@ -228,7 +229,8 @@ def test_conformance_fixture_in_browser(harness):
 def engine(harness, variant):
     """An engine on the harness page's main thread (window.engine), f32 profile."""
     harness.evaluate("""async (variant) => {
-        window.engine = await webllm.createEngine('../models/tiny/', {profile: 'f32', decodeVariant: variant});
+        window.engine = await webllm.createEngine('../models/tiny/',
+            {profile: 'f32', decodeVariant: variant, prefillVariant: 'rule'});
     }""", variant)
     return harness
 
@@ -324,7 +326,7 @@ def test_shards_cached_and_verified(harness, server, site, variant):
     """A second load fetches no shard; a cached shard that fails its hash is fetched again."""
     n_shards = len(json.loads((site / "models/tiny/manifest.json").read_text())["shards"])
     load = """async (variant) => {
-        const m = await webllm.Model.load('../models/tiny/', {profile: 'f32', decodeVariant: variant});
+        const m = await webllm.Model.load('../models/tiny/', {profile: 'f32', decodeVariant: variant, prefillVariant: 'rule'});
         m.destroy();
     }"""
     harness.evaluate("caches.delete('webllm-shards')")

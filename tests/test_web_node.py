@@ -75,9 +75,12 @@ def reference(zoo, gpu, tmp_path_factory) -> Path:
     from webllm.runtime import Model
 
     pkg = zoo.package(SPEC, "q4f16_1", **OPTIONS)
-    m = Model.load(pkg, profile="f32", progress=False, adapter=gpu[0], device=gpu[1], decode_variant=VARIANT)
+    # both variants pinned: each runtime would time its own adapter's (the int8 prefill, q8, among them)
+    m = Model.load(pkg, profile="f32", progress=False, adapter=gpu[0], device=gpu[1], decode_variant=VARIANT,
+                   prefill_variant="rule")
     prompt = _ids(prompt_ids(SPEC, 40))
-    ref: dict = {"package": str(pkg), "profile": "f32", "decode_variant": VARIANT, "prompt": prompt[:6],
+    ref: dict = {"package": str(pkg), "profile": "f32", "decode_variant": VARIANT, "prefill_variant": "rule",
+                 "prompt": prompt[:6],
                  "long_prompt": prompt}
 
     m.reset()
@@ -122,7 +125,7 @@ def reference(zoo, gpu, tmp_path_factory) -> Path:
     vpkg = zoo.package(SPEC, "q4f16_1", **VARIANT_OPTIONS)
     v = Model.load(vpkg, profile="f32", progress=False, adapter=gpu[0], device=gpu[1], prefill_variant="rule",
                    decode_variant="gemv32")
-    assert v.prefill_variants == ["rule", "tile64", "wide128", "dbuf128"]
+    assert v.prefill_variants == ["rule", "tile64", "q8", "wide128", "dbuf128"]
     ref["variants"] = {"package": str(vpkg), "prompt": prompt, "prefill": {}, "decode": {}}
     for name in v.prefill_variants:
         v.use_prefill_variant(name)

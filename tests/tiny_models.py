@@ -175,24 +175,47 @@ def int8_decode_inputs(model: torch.nn.Module, mode: str, first: int):
     (remove them after the forward)."""
     if get_mode(mode).weight_format != "q4s":
         return []
-
-    def hook(_module, args):
-        x = args[0]
-        v = x[:, first:].to(torch.float32)
-        blocks = v.reshape(*v.shape[:-1], -1, 8)
-        amax = blocks.abs().amax(-1, keepdim=True)
-        inv = torch.where(amax > 0, 127.0 / amax, torch.zeros_like(amax))
-        q = torch.round(blocks * inv)
-        deq = (q * (amax / 127.0)).reshape(v.shape).to(x.dtype)
-        return (torch.cat([x[:, :first], deq], 1), *args[1:])
-
     handles = []
     for i, layer in enumerate(model.model.layers):
         mods = [layer.self_attn.o_proj, layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj]
         if i > 0:
             mods += [layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj]
-        handles += [m.register_forward_pre_hook(hook) for m in mods]
+        handles += [m.register_forward_pre_hook(_int8_blocks_hook(first, 8)) for m in mods]
     return handles
+
+
+def int8_prefill_inputs(model: torch.nn.Module, mode: str, head: bool = False, end: int | None = None):
+    """Hooks that make `model` round the inputs of the matmuls that a package's "q8" prefill variant
+    multiplies as int8 blocks of 32 (kernels quant_q8.wgsl, matmul_q8.wgsl), at every position: q, k,
+    v, o, gate, up and down of every layer where the weights are q4s (the q4 modes), and with `head`
+    (the score phase, whose head is a prefill matmul too) the output head; positions before `end` (the
+    prompt, where decode steps follow; None: all). Each block of 32 inputs v
+    becomes d q with d = max|v| / 127 and q = round(v * (127 / max|v|)), computed in f32. Returns the
+    hook handles."""
+    if get_mode(mode).weight_format != "q4s":
+        return []
+    mods = [m for layer in model.model.layers for m in (
+        layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, layer.self_attn.o_proj,
+        layer.mlp.gate_proj, layer.mlp.up_proj, layer.mlp.down_proj)]
+    if head:
+        mods.append(model.lm_head)
+    return [m.register_forward_pre_hook(_int8_blocks_hook(0, 32, end)) for m in mods]
+
+
+def _int8_blocks_hook(first: int, block: int, end: int | None = None):
+    """A forward pre-hook rounding its module's input at positions first .. end - 1 (end None: all from
+    first on) to int8 blocks of `block`."""
+    def hook(_module, args):
+        x = args[0]
+        stop = x.shape[1] if end is None else min(end, x.shape[1])
+        v = x[:, first:stop].to(torch.float32)
+        blocks = v.reshape(*v.shape[:-1], -1, block)
+        amax = blocks.abs().amax(-1, keepdim=True)
+        inv = torch.where(amax > 0, 127.0 / amax, torch.zeros_like(amax))
+        q = torch.round(blocks * inv)
+        deq = (q * (amax / 127.0)).reshape(v.shape).to(x.dtype)
+        return (torch.cat([x[:, :first], deq, x[:, stop:]], 1), *args[1:])
+    return hook
 
 
 # Tolerances on max |ours - transformers| / max |transformers logits|, transformers running the

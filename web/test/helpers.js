@@ -9,7 +9,7 @@ import { join, normalize } from 'node:path';
 import assert from 'node:assert/strict';
 
 /**
- * @typedef {{package: string, profile: string, decode_variant: string, prompt: number[], long_prompt: number[],
+ * @typedef {{package: string, profile: string, decode_variant: string, prefill_variant: string, prompt: number[], long_prompt: number[],
  *   greedy: number[], greedy_past: number, seeded: {temperature: number, top_p: number, seed: number, ids: number[]},
  *   stop: {stop_ids: number[], ids: number[], past: number, logits: number[], next: number},
  *   long: {next: number, logits: number[]}, rewind: {keep: number, suffix: number[], next: number, logits: number[]},

@@ -41,7 +41,7 @@ after(async () => {
 /** @param {string} url @param {import('../src/runtime/model.js').LoadOptions} [options] */
 function load(url, options = {}) {
   return Model.load(url, { ...gpu, fetch: nodeFetch, tuningStore: null, decodeVariant: ref?.decode_variant,
-    profile: 'f32', ...options });
+    prefillVariant: ref?.prefill_variant, profile: 'f32', ...options });
 }
 
 const shardHits = () => [...server.hits].filter(([p]) => p.endsWith('.bin')).reduce((s, [, n]) => s + n, 0);
@@ -173,7 +173,8 @@ test('decode variants are timed once per adapter and package, then read from the
 test('a lost device turns the next step into DeviceLostError', { skip }, async () => {
   if (!ref) return;
   const own = await requestNodeDevice();
-  const m = await Model.load(toUrl(pkg), { ...own, fetch: nodeFetch, tuningStore: null, decodeVariant: ref.decode_variant });
+  const m = await Model.load(toUrl(pkg), { ...own, fetch: nodeFetch, tuningStore: null, decodeVariant: ref.decode_variant,
+    prefillVariant: ref.prefill_variant });
   own.device.destroy();
   await own.device.lost;
   await new Promise((ok) => setTimeout(ok, 0));

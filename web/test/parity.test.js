@@ -14,7 +14,7 @@ let model;
 
 before(async () => {
   if (!ref) return;
-  model = await loadModel(ref.package, { profile: ref.profile, decodeVariant: ref.decode_variant });
+  model = await loadModel(ref.package, { profile: ref.profile, decodeVariant: ref.decode_variant, prefillVariant: ref.prefill_variant });
 });
 after(() => { model?.destroy(); releaseGpu(); });
 
@@ -37,7 +37,7 @@ test('seeded sampling equals the native runtime', { skip }, async () => {
 test('a package with the split sampler (three dispatches) gives the native greedy and seeded ids', { skip }, async () => {
   if (!ref) return;
   const { package: pkg, prompt, greedy, seeded } = ref.split;
-  const m = await loadModel(pkg, { profile: ref.profile, decodeVariant: ref.decode_variant });
+  const m = await loadModel(pkg, { profile: ref.profile, decodeVariant: ref.decode_variant, prefillVariant: ref.prefill_variant });
   try {
     assert.deepEqual(await collect(m.generate(prompt, greedy.length)), greedy);
     m.reset();

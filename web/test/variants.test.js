@@ -50,7 +50,7 @@ test('every prefill and decode variant gives the native ids and logits', { skip 
   const base = ['gemv32sg', 'gemv32', 'gemv4sg', 'gemv4'];
   assert.deepEqual(m.decodeVariants, [...base.map((n) => `q8${n}`), ...base]);
   assert.ok(gpu.device.limits.maxComputeWorkgroupStorageSize >= 32768, 'SwiftShader offers 32 KiB: wide128, dbuf128 run here');
-  assert.deepEqual(m.prefillVariants, ['rule', 'tile64', 'wide128', 'dbuf128']);
+  assert.deepEqual(m.prefillVariants, ['rule', 'tile64', 'q8', 'wide128', 'dbuf128']);
   for (const [name, want] of Object.entries(v.prefill)) {
     await m.usePrefillVariant(name);
     m.reset();
@@ -79,7 +79,7 @@ test('a device without subgroups or 32 KiB of workgroup memory runs the fallback
   // feature, and a 32 KiB kernel beyond the device's limit
   const m = await Model.load(toUrl(v.package), { device, adapter, fetch: nodeFetch, tuningStore: null, profile: 'f32' });
   assert.deepEqual(m.decodeVariants, ['q8gemv32', 'q8gemv4', 'gemv32', 'gemv4']);
-  assert.deepEqual(m.prefillVariants, ['rule', 'tile64']);
+  assert.deepEqual(m.prefillVariants, ['rule', 'tile64', 'q8']);
   assert.ok([...m._lists.keys()].every((k) => !k.endsWith('sg') && !/wide|dbuf/.test(k)));
   await assert.rejects(load({ device, adapter, decodeVariant: 'gemv32sg' }), /needs subgroups/);
   await assert.rejects(load({ device, adapter, prefillVariant: 'wide128' }),

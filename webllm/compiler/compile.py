@@ -40,6 +40,7 @@ class CompileOptions:
     prefill_half: bool = False  # f16 profile: also the rule and the tiles with the matmuls in f16 arithmetic (less precise)
     decode_int8: bool = True  # also decode variants ("q8...") passing x on as int8 blocks to q4s readers (lower.int8_edges)
     decode_int8_formats: tuple[str, ...] = INT8_READERS  # the readers' weight formats that take int8 x
+    prefill_int8: bool = True  # also the "q8" prefill variant: q4s matmuls multiply int8 blocks of x (kernels.matmul_q8)
 
 
 def _split(name: str, w: PackedWeight, pair: bool, limit: int) -> list[tuple[str, int, int, PackedWeight]]:
@@ -159,7 +160,8 @@ def compile_model(source: str | Path, output: str | Path, options: CompileOption
                          options.decode_splits, decode_heads=options.decode_heads,
                          subgroups=options.subgroups, prefill_tiles=tuple(options.prefill_tiles),
                          prefill_wide=options.prefill_wide, prefill_half=options.prefill_half,
-                         decode_int8=options.decode_int8, decode_int8_formats=tuple(options.decode_int8_formats))
+                         decode_int8=options.decode_int8, decode_int8_formats=tuple(options.decode_int8_formats),
+                         prefill_int8=options.prefill_int8)
             for kname, src in plan.pop("_sources").items():
                 (kernel_dir / f"{kname}.wgsl").write_text(src, encoding="utf-8")
             for b in plan["buffers"]:

@@ -125,8 +125,8 @@ def decode_variant_names(gemv_lanes: tuple[int, ...], subgroups: bool) -> list[t
     return [(f"gemv{lanes}{'sg' if sg else ''}", lanes, sg) for lanes in gemv_lanes for sg in reductions]
 
 
-def prefill_variant_names(chunk: int, tiles: tuple[int, ...], wide: bool = False,
-                          half: bool = False) -> list[tuple[str, int | None, str, bool]]:
+def prefill_variant_names(chunk: int, tiles: tuple[int, ...], wide: bool = False, half: bool = False,
+                          int8: bool = False) -> list[tuple[str, int | None, str, bool]]:
     """(name, token tile or None for the rule, staging of the 128-token tiles, f16 arithmetic) of each
     prefill variant, the rule first ("rule", then "tile32", "tile128", ...); tiles larger than the
     chunk (rounded up to 32) are left out. With `wide` and a chunk of at least 128, then the variants
@@ -134,7 +134,10 @@ def prefill_variant_names(chunk: int, tiles: tuple[int, ...], wide: bool = False
     STAGING; beyond WebGPU's default limit, so `variant_limits` lists them): "wide128" (staged whole)
     and "dbuf128" (double-buffered halves) on every matrix, and "widerule" (the rule's tiles, staged
     whole where they are 128). They come after the variants that need nothing beyond WebGPU's
-    defaults, which runtimes fall back to. With `half` (f16 profile; off by default), last, the rule
+    defaults, which runtimes fall back to. With `int8`, after the tiles, "q8" (staging "int8"): the
+    rule's matmuls, but those of INT8_PREFILL weights multiply int8 blocks of their input with integer
+    dot products (kernels.matmul_q8, after a kernels.quant_q8 dispatch each). With `half` (f16
+    profile; off by default), last, the rule
     and the tiles again as "<name>h" (ruleh, tile32h, ...): their matmuls stage and multiply in f16
     (matmul_tiled `half`). On an H100 (Llama-3.1-8B / 3.2-1B shapes, 512 tokens) ruleh was 12% / 16%
     faster than rule (the f16 forms of the 32 KiB stagings lost to it, so they are not offered), but
@@ -142,6 +145,8 @@ def prefill_variant_names(chunk: int, tiles: tuple[int, ...], wide: bool = False
     test models, beyond the f16 bound of 1.6e-2), so it is offered only on request."""
     names = [("rule", None, "halves")] + [(f"tile{t}", t, "halves") for t in tiles if t <= max(32, chunk)]
     f16_names = list(names) if half else []
+    if int8:
+        names.append(("q8", None, "int8"))
     if wide and chunk >= 128:
         names += [("wide128", 128, "wide"), ("dbuf128", 128, "dbuf"), ("widerule", None, "wide")]
     return ([(name, tile, staging, False) for name, tile, staging in names]
@@ -246,7 +251,8 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
           gemv_lanes: tuple[int, ...] = (32, 4), max_binding_size: int | None = None,
           decode_splits_max: int | None = None, subgroups: bool = True, prefill_tiles: tuple[int, ...] = (32, 128),
           prefill_wide: bool = True, prefill_half: bool = False, decode_heads: int | None = None,
-          decode_int8: bool = True, decode_int8_formats: tuple[str, ...] = INT8_READERS) -> dict:
+          decode_int8: bool = True, decode_int8_formats: tuple[str, ...] = INT8_READERS,
+          prefill_int8: bool = True) -> dict:
     """Build the plan of one profile (docs/FORMAT.md, "Plans"): the uniform table, kernels, buffers,
     bind groups, and the prefill, score and decode dispatch lists, each as named variants that compute
     the same thing with differently shaped kernels; runtimes time them on their adapter and keep the
@@ -260,7 +266,9 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     `decode_splits_max`: most KV splits of decode attention (default: decode_splits()); `decode_heads`:
     its query heads per workgroup (default: kernels.attention_decode_heads). `decode_int8`: decode's
     variants also with x passed to the next matmul as int8 where it can (int8_edges; readers of
-    `decode_int8_formats`), offered first as "q8<name>". The kernel sources come back under "_sources"."""
+    `decode_int8_formats`), offered first as "q8<name>". `prefill_int8`: the "q8" prefill variant,
+    whose matmuls of q4s weights multiply int8 blocks of x (prefill_variant_names). The kernel sources
+    come back under "_sources"."""
     cfg = model.cfg
     ops = model.graph()
     score_ops = model.graph(score=True)
@@ -350,16 +358,26 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                 rope = None
                 if op.attrs.get("rope"):  # qkv: the epilogue ropes q and k, appends k and v to the cache
                     rope = dict(nq=cfg.num_attention_heads, nkv=cfg.num_key_value_heads, hd=cfg.head_dim)
+                q8 = tiled and staging == "int8" and m.format in K.Q8_PREFILL_FORMATS
+                if q8:  # x as int8 blocks, once for all the parts
+                    q8_k.add(m.shape[1])
+                    kern = K.quant_q8(profile, k=m.shape[1], x_type="f32" if x == "h" else profile.act)
+                    out.append(emit(kern, [buf(x), "prefill_q8x", "prefill_q8d"], [math.ceil(m.shape[1] / 32 / 64), 1, 1], 4))
                 for p in m.parts:
                     norm = op.attrs.get("norm")  # an RMSNorm folded in: x is the residual stream (f32)
                     norm_in, norm_out = op.attrs.get("norm_in"), op.attrs.get("norm_out")
                     kw = dict(n_rows=p.rows, n_out=n_out, row0=p.row0, pair=pair, add=bool(op.attrs.get("add")),
                               bias=p.bias is not None, x_type="f32" if x == "h" else profile.act,
                               y_type="f32" if y in ("h", "logits", "logits_all") else profile.act, rope=rope)
-                    if tiled:
+                    if q8:
+                        kw.pop("x_type")
+                        kern = K.matmul_q8(profile, m.part_view(p), **kw)
+                        rows_per_wg, per_y = K.matmul_tile_rows(pair), K.MATMUL_Q8_TOKENS
+                    elif tiled:
                         tokens = tile or prefill_token_tile(p.rows, pair, tt)
                         kern = K.matmul_tiled(profile, m.part_view(p), tokens=tokens,
-                                              staging=staging if tokens == 128 else "halves", half=half, **kw)
+                                              staging=staging if tokens == 128 and staging != "int8" else "halves",
+                                              half=half, **kw)
                         rows_per_wg, per_y = K.matmul_tile_rows(pair), tokens
                     else:  # one token: decode, or the output head on the last token's row
                         kw.pop("n_out")
@@ -380,9 +398,11 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                                       q8_in=bool(op.attrs.get("q8_in")), q8_out=op.attrs.get("q8_out", 0),
                                       q8_staged=bool(op.attrs.get("q8_staged")), **chain, **kw)
                         rows_per_wg, per_y = 256 // ln, None
-                    binds = [buf(x), buf(y)] + m.arrays(p) + ([p.bias] if p.bias else [])
+                    binds = ["prefill_q8x" if q8 else buf(x), buf(y)] + m.arrays(p) + ([p.bias] if p.bias else [])
                     if rope:
                         binds += [buf(op.outputs[1]), buf(op.outputs[2]), "rope_table"]
+                    if q8:
+                        binds.append("prefill_q8d")
                     if norm:
                         binds.append(norm)
                     if norm_in:
@@ -432,7 +452,9 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     # earlier variant is dropped (small models: the rule already takes 32 everywhere).
     prefill_variants: dict[str, list[dict]] = {}
     half = prefill_half and profile.name == "f16"
-    for name, tile, staging, h in prefill_variant_names(chunk, prefill_tiles, prefill_wide, half):
+    q8_k: set[int] = set()  # K of the matmuls that read int8 blocks (the "q8" variants' buffers)
+    names = prefill_variant_names(chunk, prefill_tiles, prefill_wide, half, prefill_int8)
+    for name, tile, staging, h in names:
         dl = phase(chunk, tile=tile, staging=staging, half=h)
         if dl not in prefill_variants.values():
             prefill_variants[name] = dl
@@ -467,8 +489,10 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     scoring = max_binding_size is None or max(optional.values()) <= max_binding_size
     # the scoring phase is prefill-shaped: one list per prefill variant, under the same names
     score_variants = {name: phase(chunk, score_ops, tile=tile, staging=staging, half=h)
-                      for name, tile, staging, h in prefill_variant_names(chunk, prefill_tiles, prefill_wide, half)
-                      if name in prefill_variants} if scoring else None
+                      for name, tile, staging, h in names if name in prefill_variants} if scoring else None
+    if q8_k:  # int8 blocks of the largest input of a chunk: a byte an input and a scale a block
+        mem.buffers["prefill_q8x"] = _round16(chunk * max(q8_k))
+        mem.buffers["prefill_q8d"] = _round16(chunk * max(q8_k) // 32 * 4)
     variant_features, variant_limits = {}, {}
     for name, dl in [*prefill_variants.items(), *decode_variants.items(), *(score_variants or {}).items()]:
         feats = sorted({f for d in dl for f in kernels[d["kernel"]].features})

@@ -201,13 +201,47 @@ def matmul_tiled(profile: Profile, w: PackedWeight, *, n_rows: int, n_out: int, 
         raise ValueError(f"matmul_tiled: {staging} staging needs 128 tokens (256 threads), not {tokens}")
     params, bindings = _weights_and_bias(w, bias, rope)
     ks = 16 if staging == "halves" else 32  # k held in workgroup memory
-    src = _fill(_template("matmul_tiled"), HEADER=_header(profile), N_ROWS=n_rows, N_OUT=n_out, ROW0=row0,
-                PAIR=str(pair).lower(), ADD=str(add).lower(), XT=x_type, YT=y_type, BM=tokens, TPT=8 if tokens == 128 else 4,
-                TILE_ROWS=matmul_tile_rows(pair), STAGING=MATMUL_STAGINGS.index(staging), KS=ks,
+    src = _fill(_template("matmul_tiled"), HEADER=_header(profile), SHARED=_matmul_shared(params, y_type), N_ROWS=n_rows,
+                N_OUT=n_out, ROW0=row0, PAIR=str(pair).lower(), ADD=str(add).lower(), XT=x_type, YT=y_type, BM=tokens,
+                TPT=8 if tokens == 128 else 4, TILE_ROWS=matmul_tile_rows(pair), STAGING=MATMUL_STAGINGS.index(staging), KS=ks,
                 F16_MATH=str(half).lower(), MT="f16" if half else "f32", **params)
     shared = ks * (tokens + 128) * (2 if half else 4)  # xs [KS][tokens] and ws [KS][128 rows]
     limits = (("maxComputeWorkgroupStorageSize", shared),) if shared > WEBGPU_WORKGROUP_STORAGE else ()
     return _make("matmul_tiled", src, bindings, limits=limits)
+
+
+Q8_PREFILL_FORMATS = ("q4s",)  # weight formats matmul_q8 multiplies
+
+
+def matmul_q8(profile: Profile, w: PackedWeight, *, n_rows: int, n_out: int, row0: int, y_type: str,
+              pair: bool = False, add: bool = False, bias: bool = False, rope: dict | None = None) -> Kernel:
+    """The prefill matmul with integer dot products (wgsl/matmul_q8.wgsl) for q4s weights: x as int8
+    blocks of 32 (quant_q8's q8x and q8d, the last binding), 64 tokens x 128 rows a workgroup (64 with
+    `pair`), the epilogues of matmul_tiled. Grid: x = ceil(n_rows / matmul_tile_rows(pair)), y = ceil(T / 64)."""
+    if w.format not in Q8_PREFILL_FORMATS:
+        raise ValueError(f"matmul_q8: weights of format {w.format}, not one of {', '.join(Q8_PREFILL_FORMATS)}")
+    params, bindings = _weights_and_bias(w, bias, rope)
+    src = _fill(_template("matmul_q8"), HEADER=_header(profile), SHARED=_matmul_shared(params, y_type), N_ROWS=n_rows,
+                N_OUT=n_out, ROW0=row0, PAIR=str(pair).lower(), ADD=str(add).lower(), YT=y_type,
+                TILE_ROWS=matmul_tile_rows(pair), BD=len(bindings), **params)
+    return _make("matmul_q8", src, bindings + (READ,), features=("packed_4x8_integer_dot_product",))
+
+
+MATMUL_Q8_TOKENS = 64  # tokens per workgroup of matmul_q8
+
+
+def quant_q8(profile: Profile, *, k: int, x_type: str) -> Kernel:
+    """A prefill matmul's input [T, k] as int8 blocks of 32 for matmul_q8 (wgsl/quant_q8.wgsl): q8x
+    [T, k/32] pairs of vec4<u32>, q8d [T, k/32] f32. Grid: x = ceil(k / 32 / 64), y = ceil(T / 4)."""
+    if k % 32:
+        raise ValueError(f"quant_q8: k {k} is not a multiple of 32")
+    src = _fill(_template("quant_q8"), HEADER=_header(profile), K=k, XT=x_type)
+    return _make("quant_q8", src, (UNIFORM, READ, WRITE, WRITE), features=("packed_4x8_integer_dot_product",))
+
+
+def _matmul_shared(params: dict, y_type: str) -> str:
+    """wgsl/matmul_shared.wgsl (staged rows, the epilogue) for a prefill matmul with these weight parameters."""
+    return _fill(_template("matmul_shared"), BIAS_LOAD=params["BIAS_LOAD"], YT=y_type)
 
 
 def matmul_tile_rows(pair: bool) -> int:

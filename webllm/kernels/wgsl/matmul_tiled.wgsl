@@ -61,8 +61,6 @@ alias mt = {{MT}};
 var<workgroup> xs: array<vec4<mt>, KS * BM4>;  // [KS k][BM tokens], 4 tokens per vec4
 var<workgroup> ws: array<vec4<mt>, KS * 32u>;  // [KS k][128 staged rows], 4 rows per vec4
 
-fn bias_at(i: u32) -> f32 { {{BIAS_LOAD}} }
-
 // Accumulators of this thread: token 4ty + i (a, b) and, with TPT 8, BM/2 + 4ty + i (c, d), by rows
 // 4tx..+3 (a, c) and 64 + 4tx..+3 (b, d; PAIR: the up rows of 4tx..).
 var<private> a0: vec4<mt>;
@@ -147,15 +145,6 @@ fn total(h: vec4<mt>, s: vec4<f32>) -> vec4<f32> {
 // their sums are never stored.
 fn load_x(t: u32, g: u32, kq: u32) -> vec4<mt> {
     return vec4<mt>(x[t * KV4 + g * 8u + kq]);
-}
-
-// staged row s (0..127) of the tile at row n0, clamped to the matrix
-fn staged_row(n0: u32, s: u32) -> u32 {
-    if (PAIR) {
-        let r = min(n0 + s % 64u, N_ROWS - 1u);
-        return select(r, r + N_ROWS, s >= 64u);
-    }
-    return min(n0 + s, N_ROWS - 1u);
 }
 
 // 8 k of one staged row into workgroup memory: W's k kb..kb+7 (a = kb.., b = kb+4..) of staged row s
@@ -250,41 +239,7 @@ fn multiply(tx: u32, ty: u32, k0: u32) {
     multiply_k(tx, ty, k0 + 15u);
 }
 
-// The epilogue of one token and 4 consecutive rows: a = W x (+ bias); PAIR: b = the up rows.
-fn finish(t0: u32, t: u32, nt: u32, r0: u32, a: vec4<f32>, b: vec4<f32>) {
-    if (t >= nt) { return; }
-    if (ROPE) {  // rows r0.. are two rope pairs
-        for (var c = 0u; c < 4u; c += 2u) {
-            let row = r0 + c;
-            if (row >= N_ROWS) { continue; }
-            var u = a[c];
-            var v = a[c + 1u];
-            if (HAS_BIAS) {
-                u += bias_at(row);
-                v += bias_at(row + 1u);
-            }
-            rope_store(t0 + t, step.past + t0 + t, ROW0 + row, u, v);
-        }
-        return;
-    }
-    for (var c = 0u; c < 4u; c++) {
-        let row = r0 + c;
-        if (row >= N_ROWS) { continue; }
-        var u = a[c];
-        if (HAS_BIAS) { u += bias_at(row); }
-        if (PAIR) {
-            var v = b[c];
-            if (HAS_BIAS) { v += bias_at(row + N_ROWS); }
-            u = u / (1.0 + exp(-u)) * v;
-        }
-        let o = (t0 + t) * N_OUT + ROW0 + row;
-        if (ADD) {
-            y[o] = {{YT}}(f32(y[o]) + u);
-        } else {
-            y[o] = {{YT}}(u);
-        }
-    }
-}
+{{SHARED}}
 
 @compute @workgroup_size(NT)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

@@ -157,8 +157,6 @@ fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {}
 var<workgroup> xs: array<vec4<mt>, KS * BM4>;  // [KS k][BM tokens], 4 tokens per vec4
 var<workgroup> ws: array<vec4<mt>, KS * 32u>;  // [KS k][128 staged rows], 4 rows per vec4
 
-fn bias_at(i: u32) -> f32 { return 0.0; }
-
 // Accumulators of this thread: token 4ty + i (a, b) and, with TPT 8, BM/2 + 4ty + i (c, d), by rows
 // 4tx..+3 (a, c) and 64 + 4tx..+3 (b, d; PAIR: the up rows of 4tx..).
 var<private> a0: vec4<mt>;
@@ -243,15 +241,6 @@ fn total(h: vec4<mt>, s: vec4<f32>) -> vec4<f32> {
 // their sums are never stored.
 fn load_x(t: u32, g: u32, kq: u32) -> vec4<mt> {
     return vec4<mt>(x[t * KV4 + g * 8u + kq]);
-}
-
-// staged row s (0..127) of the tile at row n0, clamped to the matrix
-fn staged_row(n0: u32, s: u32) -> u32 {
-    if (PAIR) {
-        let r = min(n0 + s % 64u, N_ROWS - 1u);
-        return select(r, r + N_ROWS, s >= 64u);
-    }
-    return min(n0 + s, N_ROWS - 1u);
 }
 
 // 8 k of one staged row into workgroup memory: W's k kb..kb+7 (a = kb.., b = kb+4..) of staged row s
@@ -346,6 +335,22 @@ fn multiply(tx: u32, ty: u32, k0: u32) {
     multiply_k(tx, ty, k0 + 15u);
 }
 
+// What the prefill matmuls (matmul_tiled.wgsl, matmul_q8.wgsl) share: which weight row a tile stages, and
+// the epilogue, one token's sums for 4 consecutive rows into y (store, ADD into the residual stream,
+// PAIR: silu(gate) * up, or ROPE: rope_store), with the bias. Expects N_ROWS, N_OUT, ROW0, PAIR, ADD,
+// HAS_BIAS, ROPE, y and rope_store.
+
+// staged row s (0..127) of the tile at row n0, clamped to the matrix
+fn staged_row(n0: u32, s: u32) -> u32 {
+    if (PAIR) {
+        let r = min(n0 + s % 64u, N_ROWS - 1u);
+        return select(r, r + N_ROWS, s >= 64u);
+    }
+    return min(n0 + s, N_ROWS - 1u);
+}
+
+fn bias_at(i: u32) -> f32 { return 0.0; }
+
 // The epilogue of one token and 4 consecutive rows: a = W x (+ bias); PAIR: b = the up rows.
 fn finish(t0: u32, t: u32, nt: u32, r0: u32, a: vec4<f32>, b: vec4<f32>) {
     if (t >= nt) { return; }
@@ -381,6 +386,7 @@ fn finish(t0: u32, t: u32, nt: u32, r0: u32, a: vec4<f32>, b: vec4<f32>) {
         }
     }
 }
+
 
 @compute @workgroup_size(NT)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

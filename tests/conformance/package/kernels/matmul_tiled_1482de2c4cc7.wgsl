@@ -19,13 +19,13 @@
 // TPT 8, BM/2 + 4ty..) x rows 4tx..4tx+3 and 64+4tx.. (PAIR: the gate and the up row of 4tx..4tx+3).
 // Per k, (TPT + 8) / 4 vec4 reads of workgroup memory feed 8 TPT FMAs; a warp covers 8 tx x 4 ty, so
 // each of its reads touches at most 128 bytes.
-// Bindings: 0 step; 1 x [T, K] (vec4 of f16); 2 y [T, N_OUT] (f16); 3.. weight arrays of format
+// Bindings: 0 step; 1 x [T, K] (vec4 of f32); 2 y [T, N_OUT] (f32); 3.. weight arrays of format
 // q4s; then bias [rows] f32 (HAS_BIAS); with ROPE, y is q_out, then k_cache, v_cache, rope_table.
 // Grid: x = ceil(N_ROWS / TILE_ROWS), y = ceil(T / BM).
 // Shared prelude of every kernel. `act` is the activation storage type of the device profile
 // (f32, or f16 with shader-f16); arithmetic is always done in f32.
-enable f16;
-alias act = f16;
+
+alias act = f32;
 
 // The per-step uniform, written once per step by the runtime; its fields are generated from
 // STEP_FIELDS (webllm/kernels/__init__.py), the same table the plan's `uniform` entry gives runtimes.
@@ -73,16 +73,16 @@ fn nib_dot(q: vec4<u32>, x: X8) -> f32 {
          + dot(nib_lo(q.z), x.v4) + dot(nib_hi(q.z), x.v5) + dot(nib_lo(q.w), x.v6) + dot(nib_hi(q.w), x.v7);
 }
 
-const K: u32 = 64u;
+const K: u32 = 128u;
 const KV4: u32 = K / 4u;
 const w_KG: u32 = K / 32u;
-const N_ROWS: u32 = 128u;
-const N_OUT: u32 = 128u;
+const N_ROWS: u32 = 64u;
+const N_OUT: u32 = 64u;
 const ROW0: u32 = 0u;
 const PAIR: bool = false;
-const ADD: bool = false;
+const ADD: bool = true;
 const HAS_BIAS: bool = false;
-const ROPE: bool = true;  // y is q_out and rows come in rope pairs: see rope_store
+const ROPE: bool = false;  // y is q_out and rows come in rope pairs: see rope_store
 const BM: u32 = 32u;       // tokens per workgroup: 32, 64 or 128
 const BM4: u32 = BM / 4u;
 const TPT: u32 = 4u;     // tokens per thread: 4, or 8 with BM 128
@@ -102,8 +102,8 @@ const KS: u32 = 16u;  // k held in workgroup memory: 16 (halves) or 32
 const F16_MATH: bool = false;
 alias mt = f32;
 
-@group(0) @binding(1) var<storage, read> x: array<vec4<f16>>;
-@group(0) @binding(2) var<storage, read_write> y: array<f16>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
 // Weight format q4s: symmetric 4-bit, group 32. q [N, K/32] vec4<u32> (nibble i of word j = element
 // 8j+i of the group); scales [N*K/32] (f16 pairs in u32). W[n, k] = (nibble - 8) * scale[n*K/32 + k/32].
 @group(0) @binding(3) var<storage, read> w_q: array<vec4<u32>>;
@@ -152,47 +152,10 @@ fn w_dot(row: u32, g: u32, x: X8) -> f32 {
 }
 
 
-// Rope epilogue of the qkv matmul (ROPE). The package orders each head's rows in rope pairs: rows
-// 2i, 2i + 1 of head h are its dims i and i + HD/2. Given both values (a, b) of token t at position
-// p: query heads write rope(a, b) to q_out; key heads append rope(a, b) to k_cache; value heads append
-// (a, b) to v_cache. rope (HF rotate_half): (a cos - b sin, b cos + a sin), (cos, sin) = rope_table[p, i].
-const NQ: u32 = 4u;
-const NKV: u32 = 2u;
-const HD: u32 = 16u;
-const HALF: u32 = HD / 2u;
-
-@group(0) @binding(5) var<storage, read_write> k_cache: array<act>;
-@group(0) @binding(6) var<storage, read_write> v_cache: array<act>;
-@group(0) @binding(7) var<storage, read> rope_table: array<vec2<f32>>;
-
-fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {
-    let head = pair_row / HD;
-    let i = (pair_row % HD) / 2u;
-    if (head < NQ + NKV) {
-        let cs = rope_table[p * HALF + i];
-        let ra = a * cs.x - b * cs.y;
-        let rb = b * cs.x + a * cs.y;
-        if (head < NQ) {
-            let dst = (t * NQ + head) * HD;
-            y[dst + i] = act(ra);
-            y[dst + i + HALF] = act(rb);
-        } else {
-            let dst = (p * NKV + head - NQ) * HD;  // position-major cache
-            k_cache[dst + i] = act(ra);
-            k_cache[dst + i + HALF] = act(rb);
-        }
-    } else {
-        let dst = (p * NKV + head - NQ - NKV) * HD;
-        v_cache[dst + i] = act(a);
-        v_cache[dst + i + HALF] = act(b);
-    }
-}
-
+fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {}
 
 var<workgroup> xs: array<vec4<mt>, KS * BM4>;  // [KS k][BM tokens], 4 tokens per vec4
 var<workgroup> ws: array<vec4<mt>, KS * 32u>;  // [KS k][128 staged rows], 4 rows per vec4
-
-fn bias_at(i: u32) -> f32 { return 0.0; }
 
 // Accumulators of this thread: token 4ty + i (a, b) and, with TPT 8, BM/2 + 4ty + i (c, d), by rows
 // 4tx..+3 (a, c) and 64 + 4tx..+3 (b, d; PAIR: the up rows of 4tx..).
@@ -278,15 +241,6 @@ fn total(h: vec4<mt>, s: vec4<f32>) -> vec4<f32> {
 // their sums are never stored.
 fn load_x(t: u32, g: u32, kq: u32) -> vec4<mt> {
     return vec4<mt>(x[t * KV4 + g * 8u + kq]);
-}
-
-// staged row s (0..127) of the tile at row n0, clamped to the matrix
-fn staged_row(n0: u32, s: u32) -> u32 {
-    if (PAIR) {
-        let r = min(n0 + s % 64u, N_ROWS - 1u);
-        return select(r, r + N_ROWS, s >= 64u);
-    }
-    return min(n0 + s, N_ROWS - 1u);
 }
 
 // 8 k of one staged row into workgroup memory: W's k kb..kb+7 (a = kb.., b = kb+4..) of staged row s
@@ -381,6 +335,22 @@ fn multiply(tx: u32, ty: u32, k0: u32) {
     multiply_k(tx, ty, k0 + 15u);
 }
 
+// What the prefill matmuls (matmul_tiled.wgsl, matmul_q8.wgsl) share: which weight row a tile stages, and
+// the epilogue, one token's sums for 4 consecutive rows into y (store, ADD into the residual stream,
+// PAIR: silu(gate) * up, or ROPE: rope_store), with the bias. Expects N_ROWS, N_OUT, ROW0, PAIR, ADD,
+// HAS_BIAS, ROPE, y and rope_store.
+
+// staged row s (0..127) of the tile at row n0, clamped to the matrix
+fn staged_row(n0: u32, s: u32) -> u32 {
+    if (PAIR) {
+        let r = min(n0 + s % 64u, N_ROWS - 1u);
+        return select(r, r + N_ROWS, s >= 64u);
+    }
+    return min(n0 + s, N_ROWS - 1u);
+}
+
+fn bias_at(i: u32) -> f32 { return 0.0; }
+
 // The epilogue of one token and 4 consecutive rows: a = W x (+ bias); PAIR: b = the up rows.
 fn finish(t0: u32, t: u32, nt: u32, r0: u32, a: vec4<f32>, b: vec4<f32>) {
     if (t >= nt) { return; }
@@ -410,12 +380,13 @@ fn finish(t0: u32, t: u32, nt: u32, r0: u32, a: vec4<f32>, b: vec4<f32>) {
         }
         let o = (t0 + t) * N_OUT + ROW0 + row;
         if (ADD) {
-            y[o] = f16(f32(y[o]) + u);
+            y[o] = f32(f32(y[o]) + u);
         } else {
-            y[o] = f16(u);
+            y[o] = f32(u);
         }
     }
 }
+
 
 @compute @workgroup_size(NT)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

@@ -76,13 +76,13 @@ fn nib_dot(q: vec4<u32>, x: X8) -> f32 {
 const K: u32 = 64u;
 const KV4: u32 = K / 4u;
 const w_KG: u32 = K / 32u;
-const N_ROWS: u32 = 128u;
-const N_OUT: u32 = 128u;
+const N_ROWS: u32 = 256u;
+const N_OUT: u32 = 256u;
 const ROW0: u32 = 0u;
 const PAIR: bool = false;
 const ADD: bool = false;
 const HAS_BIAS: bool = false;
-const ROPE: bool = true;  // y is q_out and rows come in rope pairs: see rope_store
+const ROPE: bool = false;  // y is q_out and rows come in rope pairs: see rope_store
 const BM: u32 = 32u;       // tokens per workgroup: 32, 64 or 128
 const BM4: u32 = BM / 4u;
 const TPT: u32 = 4u;     // tokens per thread: 4, or 8 with BM 128
@@ -152,47 +152,10 @@ fn w_dot(row: u32, g: u32, x: X8) -> f32 {
 }
 
 
-// Rope epilogue of the qkv matmul (ROPE). The package orders each head's rows in rope pairs: rows
-// 2i, 2i + 1 of head h are its dims i and i + HD/2. Given both values (a, b) of token t at position
-// p: query heads write rope(a, b) to q_out; key heads append rope(a, b) to k_cache; value heads append
-// (a, b) to v_cache. rope (HF rotate_half): (a cos - b sin, b cos + a sin), (cos, sin) = rope_table[p, i].
-const NQ: u32 = 4u;
-const NKV: u32 = 2u;
-const HD: u32 = 16u;
-const HALF: u32 = HD / 2u;
-
-@group(0) @binding(5) var<storage, read_write> k_cache: array<act>;
-@group(0) @binding(6) var<storage, read_write> v_cache: array<act>;
-@group(0) @binding(7) var<storage, read> rope_table: array<vec2<f32>>;
-
-fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {
-    let head = pair_row / HD;
-    let i = (pair_row % HD) / 2u;
-    if (head < NQ + NKV) {
-        let cs = rope_table[p * HALF + i];
-        let ra = a * cs.x - b * cs.y;
-        let rb = b * cs.x + a * cs.y;
-        if (head < NQ) {
-            let dst = (t * NQ + head) * HD;
-            y[dst + i] = act(ra);
-            y[dst + i + HALF] = act(rb);
-        } else {
-            let dst = (p * NKV + head - NQ) * HD;  // position-major cache
-            k_cache[dst + i] = act(ra);
-            k_cache[dst + i + HALF] = act(rb);
-        }
-    } else {
-        let dst = (p * NKV + head - NQ - NKV) * HD;
-        v_cache[dst + i] = act(a);
-        v_cache[dst + i + HALF] = act(b);
-    }
-}
-
+fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {}
 
 var<workgroup> xs: array<vec4<mt>, KS * BM4>;  // [KS k][BM tokens], 4 tokens per vec4
 var<workgroup> ws: array<vec4<mt>, KS * 32u>;  // [KS k][128 staged rows], 4 rows per vec4
-
-fn bias_at(i: u32) -> f32 { return 0.0; }
 
 // Accumulators of this thread: token 4ty + i (a, b) and, with TPT 8, BM/2 + 4ty + i (c, d), by rows
 // 4tx..+3 (a, c) and 64 + 4tx..+3 (b, d; PAIR: the up rows of 4tx..).
@@ -278,15 +241,6 @@ fn total(h: vec4<mt>, s: vec4<f32>) -> vec4<f32> {
 // their sums are never stored.
 fn load_x(t: u32, g: u32, kq: u32) -> vec4<mt> {
     return vec4<mt>(x[t * KV4 + g * 8u + kq]);
-}
-
-// staged row s (0..127) of the tile at row n0, clamped to the matrix
-fn staged_row(n0: u32, s: u32) -> u32 {
-    if (PAIR) {
-        let r = min(n0 + s % 64u, N_ROWS - 1u);
-        return select(r, r + N_ROWS, s >= 64u);
-    }
-    return min(n0 + s, N_ROWS - 1u);
 }
 
 // 8 k of one staged row into workgroup memory: W's k kb..kb+7 (a = kb.., b = kb+4..) of staged row s
@@ -381,6 +335,22 @@ fn multiply(tx: u32, ty: u32, k0: u32) {
     multiply_k(tx, ty, k0 + 15u);
 }
 
+// What the prefill matmuls (matmul_tiled.wgsl, matmul_q8.wgsl) share: which weight row a tile stages, and
+// the epilogue, one token's sums for 4 consecutive rows into y (store, ADD into the residual stream,
+// PAIR: silu(gate) * up, or ROPE: rope_store), with the bias. Expects N_ROWS, N_OUT, ROW0, PAIR, ADD,
+// HAS_BIAS, ROPE, y and rope_store.
+
+// staged row s (0..127) of the tile at row n0, clamped to the matrix
+fn staged_row(n0: u32, s: u32) -> u32 {
+    if (PAIR) {
+        let r = min(n0 + s % 64u, N_ROWS - 1u);
+        return select(r, r + N_ROWS, s >= 64u);
+    }
+    return min(n0 + s, N_ROWS - 1u);
+}
+
+fn bias_at(i: u32) -> f32 { return 0.0; }
+
 // The epilogue of one token and 4 consecutive rows: a = W x (+ bias); PAIR: b = the up rows.
 fn finish(t0: u32, t: u32, nt: u32, r0: u32, a: vec4<f32>, b: vec4<f32>) {
     if (t >= nt) { return; }
@@ -416,6 +386,7 @@ fn finish(t0: u32, t: u32, nt: u32, r0: u32, a: vec4<f32>, b: vec4<f32>) {
         }
     }
 }
+
 
 @compute @workgroup_size(NT)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
