@@ -200,6 +200,11 @@ def time_decode_variants(model, names: list[str]) -> dict[str, float]:
     return best
 
 
+def software_adapter(adapter) -> bool:
+    """Whether the adapter says it is a CPU (lavapipe, SwiftShader, WARP)."""
+    return str(adapter.info.get("adapter_type", "")).upper() == "CPU"
+
+
 def spread_ids(n: int, vocab: int) -> list[int]:
     """n token ids spread over the vocabulary, the same every time: a prefill timed on them moves data
     the way a prompt does (all-zero ids make every row of every activation the same; on an H100 the
@@ -221,14 +226,17 @@ def time_prefill_variants(model, names: list[str]) -> dict[str, float]:
     of two more; a warm-up round whose fastest step took over SLOW_STEP_S decides alone (a large
     model) unless its two fastest are within CLOSE (an H100, Llama-3.1-8B's 4-layer shape: 40.0 ms a
     512-token chunk with wide128 staging against 42.3 with the rule, which one round picked). First,
-    a one-token step of the first variant: when that takes over SLOW_STEP_S (a software adapter),
-    the first variant is kept untimed. There a prefill
+    on an adapter that says it is a CPU, a one-token step of the first variant: when that takes over
+    SLOW_STEP_S, the first variant is kept untimed (only there: on an H100 a Llama-3.1-8B's first
+    one-token step took 355 ms and the next 117, a whole token tile's work, which kept `rule` untimed
+    where the int8 `q8` prefills 1.8x faster). There a prefill
     step costs a whole token tile's work whatever its length (lavapipe, SmolLM2-135M: 3 s for one
     token with the rule's 32-token tiles, 7-8 s with 128-token ones, against 11.3 and 10.4 s for a
     full chunk of 128), so the small tiles serve a chat's short turns best, and timing one chunk of
     each variant would add 20 s to the first load. Otherwise every variant's pipelines are built and
-    64-token steps of the first variant repeated until they stop getting faster (`settle`) before the
-    rounds. Leaves the model reset, on the variant it had."""
+    run once (a 64-token step each, so that no first use lands in the rounds, where one round may
+    decide) and 64-token steps of the first variant repeated until they stop getting faster
+    (`settle`) before the rounds. Leaves the model reset, on the variant it had."""
     keep = model.prefill_variant
 
     def step(name: str, tokens: int) -> float:
@@ -240,13 +248,13 @@ def time_prefill_variants(model, names: list[str]) -> dict[str, float]:
         model.next_token()
         return time.perf_counter() - t
 
-    probe = step(names[0], 1)
+    probe = step(names[0], 1) if software_adapter(model.adapter) else 0.0
     if probe > SLOW_STEP_S:
         best = {names[0]: probe}
     else:
         n = min(model.chunk, model.capacity)
-        for name in names:  # every pipeline built first: the GPU idles meanwhile (see settle)
-            model.use_prefill_variant(name)
+        for name in names:  # every pipeline built and run once first: the GPU idles meanwhile (see settle)
+            step(name, min(n, 64))
         settle(lambda: step(names[0], min(n, 64)))
         best = dict.fromkeys(names, float("inf"))
         for rnd in range(3):

@@ -51,6 +51,17 @@ export async function requestDevice({ gpu, features = [], powerPreference = 'hig
 }
 
 /**
+ * Whether the adapter is a software one (SwiftShader, lavapipe / llvmpipe, WARP): it says it is a fallback
+ * adapter, or its name is one of theirs.
+ * @param {GPUAdapter | undefined | null} adapter
+ */
+export function softwareAdapter(adapter) {
+  const info = /** @type {any} */ (adapter)?.info ?? {};
+  if (info.isFallbackAdapter === true) return true;
+  return /swiftshader|llvmpipe|lavapipe|\bwarp\b|basic render/i.test(adapterName(adapter));
+}
+
+/**
  * A short human name of the adapter, also the key of the decode-variant timing cache.
  * @param {GPUAdapter | undefined | null} adapter
  */

@@ -5,7 +5,7 @@
 // localStorage in the browser, or in the store the host passes (the Node entry: a JSON file).
 
 import { sha256Hex } from './cache.js';
-import { adapterName } from './device.js';
+import { adapterName, softwareAdapter } from './device.js';
 
 /**
  * Where winners are kept: `get`/`set` may be synchronous or return promises.
@@ -234,12 +234,13 @@ function close(times) {
  * Seconds per prefill step of one full chunk (min(prefill_chunk, capacity) tokens) of each variant, in
  * rounds taken in turn as for decode: round 0 (one step each) is warm-up, then the best of two more; a
  * warm-up round whose fastest step took over SLOW_STEP_S decides alone unless its two fastest are within
- * CLOSE. First, a one-token step of the
- * first variant: when that takes over SLOW_STEP_S (a software adapter, where a prefill step costs a
- * whole token tile's work whatever its length), the first variant is kept untimed and the others are
- * never compiled. Otherwise every variant's pipelines are built and 64-token steps of the first repeated
- * until they stop getting faster (settle) before the rounds. Leaves the model reset, on the variant it
- * had.
+ * CLOSE. First, on a software adapter (softwareAdapter), a one-token step of the first variant: when that
+ * takes over SLOW_STEP_S (a prefill step there costs a whole token tile's work whatever its length), the
+ * first variant is kept untimed and the others are never compiled. Only there: on an H100 a
+ * Llama-3.1-8B's first one-token step took 355 ms and the next 117 (tuning.py). Otherwise every
+ * variant's pipelines are built and run once (a 64-token step each: no first use in the rounds, where
+ * one round may decide) and 64-token steps of the first repeated until they stop getting faster
+ * (settle) before the rounds. Leaves the model reset, on the variant it had.
  * @param {import('./model.js').Model} model @param {string[]} names
  * @returns {Promise<Record<string, number>>}
  */
@@ -257,12 +258,13 @@ export async function timePrefillVariants(model, names) {
   };
   /** @type {Record<string, number>} */
   let best = {};
-  const probe = await step(names[0], 1);
+  const probe = softwareAdapter(model.adapter) ? await step(names[0], 1) : 0;
   if (probe > SLOW_STEP_S) {
     best = { [names[0]]: probe };
   } else {
     await model.prepareVariants('prefill', names);
     const n = Math.min(model.chunk, model.capacity);
+    for (const name of names) await step(name, Math.min(n, 64)); // each run once: no first use in the rounds
     await settle(() => step(names[0], Math.min(n, 64)));
     best = Object.fromEntries(names.map((name) => [name, Infinity]));
     for (let rnd = 0; rnd < 3; rnd++) {
