@@ -107,8 +107,10 @@ def _add_tokenizer(w: GGUFWriter, tok: Tokenizer) -> None:
     w.add_chat_template("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}")
 
 
-def write_tiny_llama(path: Path, tied: bool = False, arch: str = "llama", extra: dict | None = None) -> dict:
-    """Write the tiny Llama as GGUF; returns the HF-layout float weights of the F32 tensors."""
+def write_tiny_llama(path: Path, tied: bool = False, arch: str = "llama", extra: dict | None = None,
+                     layer_types: dict | None = None) -> dict:
+    """Write the tiny Llama as GGUF (tensor types per layer `layer_types`, default TYPES); returns the
+    HF-layout float weights of the F32 tensors."""
     rng = np.random.default_rng(0)
     tok = _train_vocab()
     vocab = tok.get_vocab_size()
@@ -139,7 +141,7 @@ def write_tiny_llama(path: Path, tied: bool = False, arch: str = "llama", extra:
     add("output_norm.weight", 1 + rand(HIDDEN), Q.F32)
     if not tied:
         add("output.weight", rand(vocab, HIDDEN), Q.Q6_K)
-    for i, types in TYPES.items():
+    for i, types in (layer_types or TYPES).items():
         add(f"blk.{i}.attn_norm.weight", 1 + rand(HIDDEN), Q.F32)
         add(f"blk.{i}.ffn_norm.weight", 1 + rand(HIDDEN), Q.F32)
         add(f"blk.{i}.attn_q.weight", rand(HEADS * HEAD_DIM, HIDDEN), types["attn_q"], HEADS)
@@ -465,3 +467,35 @@ def test_smollm_tokenizer_matches_transformers(smollm):
     ids = ours.encode(rendered).ids
     assert ids[0] == 1 and ours.id_to_token(ids[1]) == "system"  # <|im_start|> matched whole
     assert ours.decode(ours.encode(rendered).ids, skip_special_tokens=False) == rendered
+
+
+def test_int8_prefill_on_gguf_blocks(tmp_path, gpu):
+    """The int8 prefill variant ("q8") on a package whose matrices keep the GGUF's Q4_0, Q4_1 and Q8_0
+    blocks (q4s, q4a, q8s: each multiplied as int8 blocks, kernels/matmul_q8.wgsl) beside float ones:
+    its logits over a 40-token prompt within TOL_INT8 of the float rule's, in both profiles. (The rule
+    itself is checked against transformers by the reference tests; matmul_q8 alone against numpy, for
+    each format, in test_matmul_q8.)"""
+    from tiny_models import TOL_INT8, rel_err
+
+    from webllm.compiler.compile import CompileOptions, compile_model
+    from webllm.runtime import Model
+
+    path = tmp_path / "blocks.gguf"  # a layer each of Q4_0, Q4_1 and Q8_0 (fused matrices keep one type)
+    write_tiny_llama(path, layer_types={i: dict.fromkeys(TYPES[0], t) for i, t in enumerate((Q.Q4_0, Q.Q4_1, Q.Q8_0))})
+    pkg = compile_model(path, tmp_path / "pkg", CompileOptions(progress=False, context_window=128, prefill_chunk=64))
+    sources = [p.read_text() for p in (pkg / "kernels").glob("matmul_q8_*.wgsl")]
+    formats = {f for s in sources for f in ("q4s", "q4a", "q8s") if f"Weight format {f}:" in s}
+    assert formats == {"q4s", "q4a", "q8s"}
+    ids = [int(i) for i in np.random.default_rng(1).integers(3, 300, 40)]
+    for profile in ("f32", "f16"):
+        if profile == "f16" and "shader-f16" not in gpu[1].features:
+            continue
+        m = Model.load(pkg, profile=profile, progress=False, adapter=gpu[0], device=gpu[1], prefill_variant="rule")
+        assert "q8" in m.prefill_variants
+        m.prefill(ids)
+        ref = m.logits().astype(np.float64)
+        m.use_prefill_variant("q8")
+        m.reset()
+        m.prefill(ids)
+        err = rel_err(m.logits(), ref)
+        assert err <= TOL_INT8[profile], f"{profile}: q8 prefill {err:.2e} from the rule's"

@@ -55,9 +55,9 @@ def add_arguments(p) -> None:
                         "~17%% faster decode on an H100, slower on CPU adapters; inputs rounded to 1/254 of "
                         "each block's largest)")
     p.add_argument("--no-prefill-int8", dest="prefill_int8", action="store_false",
-                   help="leave out the prefill variant (q8) whose 4-bit q4s matmuls multiply their inputs as int8 "
-                        "blocks of 32 with integer dot products (timed at load against the float ones: ~1.8x "
-                        "faster prefill on an H100; inputs rounded to 1/254 of each block's largest)")
+                   help="leave out the prefill variant (q8) whose 4- and 8-bit matmuls (q4s, q4a, q8s) multiply their "
+                        "inputs as int8 blocks of 32 with integer dot products (timed at load against the float ones: "
+                        "~1.8x faster prefill on an H100; inputs rounded to 1/254 of each block's largest)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -40,7 +40,7 @@ class CompileOptions:
     prefill_half: bool = False  # f16 profile: also the rule and the tiles with the matmuls in f16 arithmetic (less precise)
     decode_int8: bool = True  # also decode variants ("q8...") passing x on as int8 blocks to q4s readers (lower.int8_edges)
     decode_int8_formats: tuple[str, ...] = INT8_READERS  # the readers' weight formats that take int8 x
-    prefill_int8: bool = True  # also the "q8" prefill variant: q4s matmuls multiply int8 blocks of x (kernels.matmul_q8)
+    prefill_int8: bool = True  # also the "q8" prefill variant: q4s/q4a/q8s matmuls multiply int8 blocks of x (kernels.matmul_q8)
 
 
 def _split(name: str, w: PackedWeight, pair: bool, limit: int) -> list[tuple[str, int, int, PackedWeight]]:

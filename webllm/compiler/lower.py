@@ -135,7 +135,7 @@ def prefill_variant_names(chunk: int, tiles: tuple[int, ...], wide: bool = False
     and "dbuf128" (double-buffered halves) on every matrix, and "widerule" (the rule's tiles, staged
     whole where they are 128). They come after the variants that need nothing beyond WebGPU's
     defaults, which runtimes fall back to. With `int8`, after the tiles, "q8" (staging "int8"): the
-    rule's matmuls, but those of INT8_PREFILL weights multiply int8 blocks of their input with integer
+    rule's matmuls, but those of K.Q8_PREFILL_FORMATS weights multiply int8 blocks of their input with integer
     dot products (kernels.matmul_q8, after a kernels.quant_q8 dispatch each). With `half` (f16
     profile; off by default), last, the rule
     and the tiles again as "<name>h" (ruleh, tile32h, ...): their matmuls stage and multiply in f16
@@ -267,7 +267,7 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     its query heads per workgroup (default: kernels.attention_decode_heads). `decode_int8`: decode's
     variants also with x passed to the next matmul as int8 where it can (int8_edges; readers of
     `decode_int8_formats`), offered first as "q8<name>". `prefill_int8`: the "q8" prefill variant,
-    whose matmuls of q4s weights multiply int8 blocks of x (prefill_variant_names). The kernel sources
+    whose matmuls of q4s, q4a and q8s weights multiply int8 blocks of x (prefill_variant_names). The kernel sources
     come back under "_sources"."""
     cfg = model.cfg
     ops = model.graph()
@@ -361,7 +361,8 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                 q8 = tiled and staging == "int8" and m.format in K.Q8_PREFILL_FORMATS
                 if q8:  # x as int8 blocks, once for all the parts
                     q8_k.add(m.shape[1])
-                    kern = K.quant_q8(profile, k=m.shape[1], x_type="f32" if x == "h" else profile.act)
+                    kern = K.quant_q8(profile, k=m.shape[1], x_type="f32" if x == "h" else profile.act,
+                                      nibbles=K.quant_q8_nibbles(m.format))
                     out.append(emit(kern, [buf(x), "prefill_q8x", "prefill_q8d"], [math.ceil(m.shape[1] / 32 / 64), 1, 1], 4))
                 for p in m.parts:
                     norm = op.attrs.get("norm")  # an RMSNorm folded in: x is the residual stream (f32)
@@ -490,9 +491,9 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     # the scoring phase is prefill-shaped: one list per prefill variant, under the same names
     score_variants = {name: phase(chunk, score_ops, tile=tile, staging=staging, half=h)
                       for name, tile, staging, h in names if name in prefill_variants} if scoring else None
-    if q8_k:  # int8 blocks of the largest input of a chunk: a byte an input and a scale a block
+    if q8_k:  # int8 blocks of the largest input of a chunk: a byte an input, (d, d sum q) a block
         mem.buffers["prefill_q8x"] = _round16(chunk * max(q8_k))
-        mem.buffers["prefill_q8d"] = _round16(chunk * max(q8_k) // 32 * 4)
+        mem.buffers["prefill_q8d"] = _round16(chunk * max(q8_k) // 32 * 8)
     variant_features, variant_limits = {}, {}
     for name, dl in [*prefill_variants.items(), *decode_variants.items(), *(score_variants or {}).items()]:
         feats = sorted({f for d in dl for f in kernels[d["kernel"]].features})

@@ -210,32 +210,58 @@ def matmul_tiled(profile: Profile, w: PackedWeight, *, n_rows: int, n_out: int, 
     return _make("matmul_tiled", src, bindings, limits=limits)
 
 
-Q8_PREFILL_FORMATS = ("q4s",)  # weight formats matmul_q8 multiplies
+# matmul_q8: per weight format, a staged row's block as 8 words of bytes in its inputs' order (W8), its
+# scale and min. 4-bit: the nibbles masked in place (word 2j: nibbles 0, 2, 4, 6 of word j, 2j + 1 the
+# odd ones; quant_q8 NIBBLES), q4s as the signed bytes n - 8 (| 0x80 per byte, - 8, ^ 0x80: no borrow
+# crosses a byte); q8s: its int8 words as they are.
+Q8_STAGING = {
+    "q4s": """fn sb(v: u32) -> u32 { return ((v | 0x80808080u) - 0x08080808u) ^ 0x80808080u; }
+fn q8_w(r: w_Raw) -> W8 {
+    let q = r.q;
+    return W8(vec4<u32>(sb(q.x & M4), sb((q.x >> 4u) & M4), sb(q.y & M4), sb((q.y >> 4u) & M4)),
+              vec4<u32>(sb(q.z & M4), sb((q.z >> 4u) & M4), sb(q.w & M4), sb((q.w >> 4u) & M4)), r.s, 0.0);
+}""",
+    "q4a": """fn q8_w(r: w_Raw) -> W8 {
+    let q = r.q;
+    return W8(vec4<u32>(q.x & M4, (q.x >> 4u) & M4, q.y & M4, (q.y >> 4u) & M4),
+              vec4<u32>(q.z & M4, (q.z >> 4u) & M4, q.w & M4, (q.w >> 4u) & M4), r.s, r.m);
+}""",
+    "q8s": """fn q8_w(r: w_Raw) -> W8 { return W8(r.a, r.b, r.s, 0.0); }""",
+}
+Q8_PREFILL_FORMATS = tuple(Q8_STAGING)  # weight formats matmul_q8 multiplies
 
 
 def matmul_q8(profile: Profile, w: PackedWeight, *, n_rows: int, n_out: int, row0: int, y_type: str,
               pair: bool = False, add: bool = False, bias: bool = False, rope: dict | None = None) -> Kernel:
-    """The prefill matmul with integer dot products (wgsl/matmul_q8.wgsl) for q4s weights: x as int8
-    blocks of 32 (quant_q8's q8x and q8d, the last binding), 64 tokens x 128 rows a workgroup (64 with
-    `pair`), the epilogues of matmul_tiled. Grid: x = ceil(n_rows / matmul_tile_rows(pair)), y = ceil(T / 64)."""
+    """The prefill matmul with integer dot products (wgsl/matmul_q8.wgsl) for weights of
+    Q8_PREFILL_FORMATS: x as int8 blocks of 32 (quant_q8's q8x and q8d, the last binding; ordered for
+    the format: quant_q8_nibbles), 64 tokens x 128 rows a workgroup (64 with `pair`), the epilogues of
+    matmul_tiled. Grid: x = ceil(n_rows / matmul_tile_rows(pair)), y = ceil(T / 64)."""
     if w.format not in Q8_PREFILL_FORMATS:
         raise ValueError(f"matmul_q8: weights of format {w.format}, not one of {', '.join(Q8_PREFILL_FORMATS)}")
     params, bindings = _weights_and_bias(w, bias, rope)
     src = _fill(_template("matmul_q8"), HEADER=_header(profile), SHARED=_matmul_shared(params, y_type), N_ROWS=n_rows,
                 N_OUT=n_out, ROW0=row0, PAIR=str(pair).lower(), ADD=str(add).lower(), YT=y_type,
-                TILE_ROWS=matmul_tile_rows(pair), BD=len(bindings), **params)
+                TILE_ROWS=matmul_tile_rows(pair), BD=len(bindings), MIN=str(w.format == "q4a").lower(),
+                Q8_W=Q8_STAGING[w.format], **params)
     return _make("matmul_q8", src, bindings + (READ,), features=("packed_4x8_integer_dot_product",))
 
 
 MATMUL_Q8_TOKENS = 64  # tokens per workgroup of matmul_q8
 
 
-def quant_q8(profile: Profile, *, k: int, x_type: str) -> Kernel:
+def quant_q8_nibbles(fmt: str) -> bool:
+    """Whether matmul_q8 on weights of `fmt` takes its input's bytes in 4-bit words' nibble order."""
+    return fmt != "q8s"
+
+
+def quant_q8(profile: Profile, *, k: int, x_type: str, nibbles: bool = True) -> Kernel:
     """A prefill matmul's input [T, k] as int8 blocks of 32 for matmul_q8 (wgsl/quant_q8.wgsl): q8x
-    [T, k/32] pairs of vec4<u32>, q8d [T, k/32] f32. Grid: x = ceil(k / 32 / 64), y = ceil(T / 4)."""
+    [T, k/32] pairs of vec4<u32> (with `nibbles` in 4-bit words' nibble order, else in order), q8d
+    [T, k/32] vec2<f32> (d, d sum q). Grid: x = ceil(k / 32 / 64), y = ceil(T / 4)."""
     if k % 32:
         raise ValueError(f"quant_q8: k {k} is not a multiple of 32")
-    src = _fill(_template("quant_q8"), HEADER=_header(profile), K=k, XT=x_type)
+    src = _fill(_template("quant_q8"), HEADER=_header(profile), K=k, XT=x_type, NIBBLES=str(nibbles).lower())
     return _make("quant_q8", src, (UNIFORM, READ, WRITE, WRITE), features=("packed_4x8_integer_dot_product",))
 
 

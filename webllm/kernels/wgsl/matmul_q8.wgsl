@@ -1,23 +1,26 @@
-// Prefill matmul with integer dot products, for q4s weights:  y[t, ROW0 + n] (op) sum_k W[n, k] x[t, k]
-// with x as int8 blocks of 32 (quant_q8.wgsl: x = d_x q, one d_x per token and block) and W = d_w (n - 8)
-// (weights_q4s.wgsl): per block, sum_k W x = d_w d_x sum_k (n_k - 8) q_k, an exact integer sum of 8
-// dot4I8Packed (4 byte products each), so a thread does 4 products an instruction instead of one FMA,
-// and workgroup memory holds a byte a weight and an input instead of 4 (the f32 matmul's bound was the
-// FMAs and its workgroup-memory reads: matmul_tiled.wgsl, docs/PERFORMANCE.md). The float arithmetic
-// is one conversion and one FMA per output and block (`fixup`), against 8 dot products.
+// Prefill matmul with integer dot products:  y[t, ROW0 + n] (op) sum_k W[n, k] x[t, k], with x as int8
+// blocks of 32 (quant_q8.wgsl: x = d_x q, one d_x per token and block) and W per block of 32 as d_w w:
+// w the signed bytes n - 8 of q4s (weights_q4s.wgsl) or the int8 values of q8s; q4a's W = d_w n + m
+// (n unsigned) adds m d_x sum q (MIN). Per block sum_k W x = d_w d_x sum_k w_k q_k, an exact integer
+// sum of 8 dot4I8Packed (4 byte products each), so a thread does 4 products an instruction instead of
+// one FMA, and workgroup memory holds a byte a weight and an input instead of 4 (the f32 matmul's
+// bound was the FMAs and its workgroup-memory reads: matmul_tiled.wgsl, docs/PERFORMANCE.md). The float
+// arithmetic is one conversion and one FMA per output and block (`fixup`; q4a one FMA more), against
+// 8 dot products.
 // (op) = store | ADD | PAIR | ROPE with the bias: the epilogue of matmul_tiled (matmul_shared.wgsl).
 // A workgroup of 256 threads computes BM = 64 tokens x 128 rows (PAIR: 64 rows, gate and up staged),
-// a block of 32 k at a time, double-buffered in workgroup memory (13.5 KiB): while the threads multiply
-// one block, threads 0..127 stage the next block's weights (one staged row each: its 16 bytes of
-// nibbles as 8 words of signed bytes n - 8, and its scale) and threads 128..255 its inputs (two
-// threads a token, 4 words each, and the scale), fetched from memory during the multiply before; one
-// barrier a block. Thread (tx, ty) of 16 x 16 accumulates 4 tokens (4ty..) x 8 rows (4tx.. and 64 + 4tx..;
-// PAIR: the gate and the up row of 4tx..): per word of k, 3 vec4 reads of workgroup memory feed 32
-// dot products (128 products). H100, Llama-3.1-8B's matrices, 512 tokens: 30.7-33.6 T multiply-adds/s,
-// against 13.6-18.4 for matmul_tiled's rule (docs/PERFORMANCE.md).
-// Bindings: 0 step; 1 q8x [T, K/32] blocks (two vec4<u32>); 2 y [T, N_OUT] ({{YT}}); 3.. weights q4s;
+// a block of 32 k at a time, double-buffered in workgroup memory (14 KiB): while the threads multiply
+// one block, threads 0..127 stage the next block's weights (one staged row each: its block as 8 words
+// of bytes, q8_w, with its scale) and threads 128..255 its inputs (two threads a token, 4 words each,
+// and the scale), fetched from memory during the multiply before; one barrier a block. 4-bit words
+// are nibbles masked in place, whose order the inputs follow (quant_q8 NIBBLES). Thread (tx, ty) of
+// 16 x 16 accumulates 4 tokens (4ty..) x 8 rows (4tx.. and 64 + 4tx..; PAIR: the gate and the up row
+// of 4tx..): per word of k, 3 vec4 reads of workgroup memory feed 32 dot products (128 products).
+// H100, Llama-3.1-8B's matrices (q4s), 512 tokens: 30.7-33.6 T multiply-adds/s, against 13.6-18.4 for
+// matmul_tiled's rule (docs/PERFORMANCE.md).
+// Bindings: 0 step; 1 q8x [T, K/32] blocks (two vec4<u32>); 2 y [T, N_OUT] ({{YT}}); 3.. weights;
 // then bias [rows] f32 (HAS_BIAS); with ROPE, y is q_out, then k_cache, v_cache, rope_table; last, q8d
-// [T, K/32] f32.
+// [T, K/32] vec2<f32> (d_x, d_x sum q).
 // Grid: x = ceil(N_ROWS / TILE_ROWS), y = ceil(T / 64).
 {{HEADER}}
 const K: u32 = {{K}}u;
@@ -32,6 +35,7 @@ const ROPE: bool = {{ROPE}};
 const BM: u32 = 64u;
 const BM4: u32 = BM / 4u;
 const TILE_ROWS: u32 = {{TILE_ROWS}}u;  // output rows per workgroup: 128, or 64 with PAIR
+const MIN: bool = {{MIN}};  // q4a: W = d_w n + m
 const M4: u32 = 0x0F0F0F0Fu;
 
 @group(0) @binding(1) var<storage, read> q8x: array<vec4<u32>>;
@@ -39,12 +43,18 @@ const M4: u32 = 0x0F0F0F0Fu;
 {{WEIGHTS}}
 {{EXTRA_BINDINGS}}
 {{ROPE_STORE}}
-@group(0) @binding({{BD}}) var<storage, read> q8d: array<f32>;
+@group(0) @binding({{BD}}) var<storage, read> q8d: array<vec2<f32>>;
 
 var<workgroup> xs: array<vec4<u32>, 2u * 8u * BM4>;  // [buffer][word of k][token quad]: 4 tokens' words
 var<workgroup> ws: array<vec4<u32>, 2u * 8u * 32u>;  // [buffer][word of k][row quad]: 4 staged rows' words
 var<workgroup> xds: array<vec4<f32>, 2u * BM4>;      // [buffer][token quad]: d_x
 var<workgroup> wds: array<vec4<f32>, 2u * 32u>;      // [buffer][row quad]: d_w
+var<workgroup> wms: array<vec4<f32>, 2u * 32u>;      // MIN: [buffer][row quad]: m
+var<workgroup> xcs: array<vec4<f32>, 2u * BM4>;      // MIN: [buffer][token quad]: d_x sum q
+
+// a staged row's block: its 8 words of bytes in the inputs' order, d_w, and (MIN) m
+struct W8 { a: vec4<u32>, b: vec4<u32>, s: f32, m: f32 }
+{{Q8_W}}
 
 {{SHARED}}
 
@@ -66,23 +76,21 @@ var<private> fb1: vec4<f32>;
 var<private> fb2: vec4<f32>;
 var<private> fb3: vec4<f32>;
 
-// four bytes 0..15 (masked nibbles) as the signed bytes n - 8: no borrow crosses a byte
-fn signed8(v: u32) -> u32 { return ((v | 0x80808080u) - 0x08080808u) ^ 0x80808080u; }
-
-// one block's fetched weights (staged row s = lid < 128) or inputs (lid >= 128) into buffer `buf`
-fn stage(buf: u32, lid: u32, wq: vec4<u32>, wd: f32, xq: vec4<u32>, xd: f32) {
+// one block's fetched weights (staged row lid < 128) or inputs (lid >= 128) into buffer `buf`
+fn stage(buf: u32, lid: u32, w: W8, xq: vec4<u32>, xd: vec2<f32>) {
     if (lid < 128u) {
         let o = buf * 256u + lid / 4u;
         let l = lid % 4u;
-        ws[o][l] = signed8(wq.x & M4);
-        ws[o + 32u][l] = signed8((wq.x >> 4u) & M4);
-        ws[o + 64u][l] = signed8(wq.y & M4);
-        ws[o + 96u][l] = signed8((wq.y >> 4u) & M4);
-        ws[o + 128u][l] = signed8(wq.z & M4);
-        ws[o + 160u][l] = signed8((wq.z >> 4u) & M4);
-        ws[o + 192u][l] = signed8(wq.w & M4);
-        ws[o + 224u][l] = signed8((wq.w >> 4u) & M4);
-        wds[buf * 32u + lid / 4u][l] = wd;
+        ws[o][l] = w.a.x;
+        ws[o + 32u][l] = w.a.y;
+        ws[o + 64u][l] = w.a.z;
+        ws[o + 96u][l] = w.a.w;
+        ws[o + 128u][l] = w.b.x;
+        ws[o + 160u][l] = w.b.y;
+        ws[o + 192u][l] = w.b.z;
+        ws[o + 224u][l] = w.b.w;
+        wds[buf * 32u + lid / 4u][l] = w.s;
+        if (MIN) { wms[buf * 32u + lid / 4u][l] = w.m; }
     } else {
         let j = lid - 128u;
         let tq = j / 2u;  // token of the tile
@@ -92,7 +100,10 @@ fn stage(buf: u32, lid: u32, wq: vec4<u32>, wd: f32, xq: vec4<u32>, xd: f32) {
         xs[o + BM4][l] = xq.y;
         xs[o + 2u * BM4][l] = xq.z;
         xs[o + 3u * BM4][l] = xq.w;
-        if (j % 2u == 0u) { xds[buf * BM4 + tq / 4u][l] = xd; }
+        if (j % 2u == 0u) {
+            xds[buf * BM4 + tq / 4u][l] = xd.x;
+            if (MIN) { xcs[buf * BM4 + tq / 4u][l] = xd.y; }
+        }
     }
 }
 
@@ -128,6 +139,19 @@ fn fixup(buf: u32, tx: u32, ty: u32) {
     fb2 = fma(vec4<f32>(ib2), dx.z * db, fb2);
     fa3 = fma(vec4<f32>(ia3), dx.w * da, fa3);
     fb3 = fma(vec4<f32>(ib3), dx.w * db, fb3);
+    if (MIN) {  // + m d_x sum q
+        let cx = xcs[buf * BM4 + ty];
+        let ma = wms[buf * 32u + tx];
+        let mb = wms[buf * 32u + 16u + tx];
+        fa0 = fma(ma, vec4<f32>(cx.x), fa0);
+        fb0 = fma(mb, vec4<f32>(cx.x), fb0);
+        fa1 = fma(ma, vec4<f32>(cx.y), fa1);
+        fb1 = fma(mb, vec4<f32>(cx.y), fb1);
+        fa2 = fma(ma, vec4<f32>(cx.z), fa2);
+        fb2 = fma(mb, vec4<f32>(cx.z), fb2);
+        fa3 = fma(ma, vec4<f32>(cx.w), fa3);
+        fb3 = fma(mb, vec4<f32>(cx.w), fb3);
+    }
     ia0 = vec4<i32>();
     ib0 = vec4<i32>();
     ia1 = vec4<i32>();
@@ -168,14 +192,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let xt = t0 + min(j / 2u, nt - 1u);
     var wr: w_Raw;
     var xq = vec4<u32>();
-    var xd = 0.0;
+    var xd = vec2<f32>();
     if (lid < 128u) {
         wr = w_fetch(wn, 0u);
     } else {
         xq = q8x[xt * w_KG * 2u + j % 2u];
         xd = q8d[xt * w_KG];
     }
-    stage(0u, lid, wr.q, wr.s, xq, xd);
+    stage(0u, lid, q8_w(wr), xq, xd);
     workgroupBarrier();
     for (var g = 0u; g < w_KG; g++) {
         let buf = g % 2u;
@@ -187,7 +211,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             xd = q8d[xt * w_KG + g + 1u];
         }
         multiply(buf, tx, ty);
-        if (more) { stage(1u - buf, lid, wr.q, wr.s, xq, xd); }
+        if (more) { stage(1u - buf, lid, q8_w(wr), xq, xd); }
         workgroupBarrier();
     }
 
