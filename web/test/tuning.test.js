@@ -4,7 +4,8 @@
 
 import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SETTLE_S, settle, timeDecodeVariants } from '../src/runtime/tuning.js';
+import { SETTLE_S, settle, timeDecodeVariants, timePrefillVariants } from '../src/runtime/tuning.js';
+import { softwareAdapter } from '../src/runtime/device.js';
 
 const realPerformance = globalThis.performance;
 let clock = 0; // ms
@@ -46,4 +47,38 @@ test('decode variants are compared after the slow spell that follows pipeline bu
   const best = Object.entries(times).sort((a, b) => a[1] - b[1])[0];
   assert.equal(best[0], 'gemv32sg');
   assert.ok(Math.abs(best[1] - 0.0035) < 1e-9, String(best[1]));
+});
+
+test('a software adapter is known by its info, not by a slow step', () => {
+  const adapter = (/** @type {any} */ info) => /** @type {any} */ ({ info });
+  assert.ok(softwareAdapter(adapter({ vendor: 'google', device: 'swiftshader-device-subzero-', isFallbackAdapter: true })));
+  assert.ok(softwareAdapter(adapter({ description: 'llvmpipe (LLVM 15.0.6, 256 bits)' })));
+  assert.ok(!softwareAdapter(adapter({ vendor: 'nvidia', description: 'NVIDIA H100 80GB HBM3', isFallbackAdapter: false })));
+  assert.ok(!softwareAdapter(null));
+});
+
+test('a GPU times every prefill variant however slow its one-token step', async () => {
+  // An H100 took 355 ms for the 8B's first one-token prefill step and 117 for the next (a whole token
+  // tile's work): the probe meant for software adapters kept the rule, where q8 ran 117 ms a chunk
+  // against 216. Only a software adapter takes that shortcut now.
+  /** @type {Record<string, number>} */
+  const chunk = { rule: 0.216, tile32: 0.251, q8: 0.117 };
+  let first = true;
+  const model = {
+    adapter: { info: { vendor: 'nvidia', description: 'NVIDIA H100 80GB HBM3' } },
+    prefillVariant: '', chunk: 512, capacity: 4416, config: { vocab_size: 128256 },
+    /** @param {string} n */
+    async usePrefillVariant(n) { this.prefillVariant = n; },
+    async prepareVariants() {},
+    reset() {},
+    async nextToken() { return 0; },
+    /** @param {number[]} ids */
+    async prefill(ids) {
+      clock += 1000 * (first ? 0.355 : Math.max(0.117, chunk[this.prefillVariant] * ids.length / 512));
+      first = false;
+    },
+  };
+  const times = await timePrefillVariants(/** @type {any} */ (model), Object.keys(chunk));
+  assert.deepEqual(Object.keys(times).sort(), Object.keys(chunk).sort());
+  assert.equal(Object.entries(times).sort((a, b) => a[1] - b[1])[0][0], 'q8');
 });
