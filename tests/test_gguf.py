@@ -470,32 +470,51 @@ def test_smollm_tokenizer_matches_transformers(smollm):
 
 
 def test_int8_prefill_on_gguf_blocks(tmp_path, gpu):
-    """The int8 prefill variant ("q8") on a package whose matrices keep the GGUF's Q4_0, Q4_1 and Q8_0
-    blocks (q4s, q4a, q8s: each multiplied as int8 blocks, kernels/matmul_q8.wgsl) beside float ones:
-    its logits over a 40-token prompt within TOL_INT8 of the float rule's, in both profiles. (The rule
-    itself is checked against transformers by the reference tests; matmul_q8 alone against numpy, for
-    each format, in test_matmul_q8.)"""
-    from tiny_models import TOL_INT8, rel_err
+    """The int8 prefill variant ("q8") on a package whose matrices keep a GGUF's Q4_0, Q4_1 and Q8_0
+    blocks (a layer of each, the head tied to the Q8_0 embedding: q4s, q4a, q8s, each multiplied as int8
+    blocks, kernels/matmul_q8.wgsl) against transformers running the same GGUF: the float rule within
+    the profile's tolerance, q8 within TOL_INT8 of transformers rounding the same matmul inputs to int8
+    blocks of 32 (tiny_models.int8_prefill_inputs), last-token logits of a 40-token prompt."""
+    import torch
+    from tiny_models import TOL_F16, TOL_F32, TOL_INT8, int8_prefill_inputs, rel_err
+    from transformers import AutoConfig, LlamaForCausalLM
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
     from webllm.compiler.compile import CompileOptions, compile_model
     from webllm.runtime import Model
 
-    path = tmp_path / "blocks.gguf"  # a layer each of Q4_0, Q4_1 and Q8_0 (fused matrices keep one type)
-    write_tiny_llama(path, layer_types={i: dict.fromkeys(TYPES[0], t) for i, t in enumerate((Q.Q4_0, Q.Q4_1, Q.Q8_0))})
+    path = tmp_path / "blocks.gguf"  # fused matrices (qkv, gate_up) keep their blocks where their parts share a type
+    write_tiny_llama(path, tied=True, layer_types={i: dict.fromkeys(TYPES[0], t) for i, t in enumerate((Q.Q4_0, Q.Q4_1, Q.Q8_0))})
     pkg = compile_model(path, tmp_path / "pkg", CompileOptions(progress=False, context_window=128, prefill_chunk=64))
     sources = [p.read_text() for p in (pkg / "kernels").glob("matmul_q8_*.wgsl")]
-    formats = {f for s in sources for f in ("q4s", "q4a", "q8s") if f"Weight format {f}:" in s}
-    assert formats == {"q4s", "q4a", "q8s"}
+    assert {f for src in sources for f in ("q4s", "q4a", "q8s") if f"Weight format {f}:" in src} == {"q4s", "q4a", "q8s"}
+
+    cfg = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+    with torch.device("meta"):
+        skeleton = LlamaForCausalLM(cfg)
+    state = load_gguf_checkpoint(str(path), return_tensors=True, model_to_load=skeleton)["tensors"]
+    hf = LlamaForCausalLM(cfg).eval()
+    hf.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    hf.tie_weights()
     ids = [int(i) for i in np.random.default_rng(1).integers(3, 300, 40)]
-    for profile in ("f32", "f16"):
+
+    def reference(int8: bool) -> np.ndarray:
+        hooks = int8_prefill_inputs(hf, None) if int8 else []
+        try:
+            with torch.no_grad():
+                return hf(torch.tensor([ids])).logits[0, -1].double().numpy()
+        finally:
+            for h in hooks:
+                h.remove()
+
+    for profile, tol in (("f32", TOL_F32), ("f16", TOL_F16)):
         if profile == "f16" and "shader-f16" not in gpu[1].features:
             continue
         m = Model.load(pkg, profile=profile, progress=False, adapter=gpu[0], device=gpu[1], prefill_variant="rule")
         assert "q8" in m.prefill_variants
-        m.prefill(ids)
-        ref = m.logits().astype(np.float64)
-        m.use_prefill_variant("q8")
-        m.reset()
-        m.prefill(ids)
-        err = rel_err(m.logits(), ref)
-        assert err <= TOL_INT8[profile], f"{profile}: q8 prefill {err:.2e} from the rule's"
+        for variant, int8, bound in (("rule", False, tol), ("q8", True, TOL_INT8[profile])):
+            m.use_prefill_variant(variant)
+            m.reset()
+            m.prefill(ids)
+            err = rel_err(m.logits(), reference(int8))
+            assert err <= bound, f"{profile} {variant}: {err:.2e} from transformers"

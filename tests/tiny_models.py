@@ -184,15 +184,16 @@ def int8_decode_inputs(model: torch.nn.Module, mode: str, first: int):
     return handles
 
 
-def int8_prefill_inputs(model: torch.nn.Module, mode: str, head: bool = False, end: int | None = None):
+def int8_prefill_inputs(model: torch.nn.Module, mode: str | None, head: bool = False, end: int | None = None):
     """Hooks that make `model` round the inputs of the matmuls that a package's "q8" prefill variant
     multiplies as int8 blocks of 32 (kernels quant_q8.wgsl, matmul_q8.wgsl), at every position: q, k,
-    v, o, gate, up and down of every layer where the weights are q4s (the q4 modes), and with `head`
+    v, o, gate, up and down of every layer where the weights are q4s (the q4 modes; mode None: a GGUF
+    whose layers all hold Q4_0, Q4_1 or Q8_0 blocks), and with `head`
     (the score phase, whose head is a prefill matmul too) the output head; positions before `end` (the
     prompt, where decode steps follow; None: all). Each block of 32 inputs v
     becomes d q with d = max|v| / 127 and q = round(v * (127 / max|v|)), computed in f32. Returns the
     hook handles."""
-    if get_mode(mode).weight_format != "q4s":
+    if mode is not None and get_mode(mode).weight_format != "q4s":
         return []
     mods = [m for layer in model.model.layers for m in (
         layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj, layer.self_attn.o_proj,
