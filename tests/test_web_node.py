@@ -150,7 +150,7 @@ def reference(zoo, gpu, tmp_path_factory) -> Path:
     ref["kv_splits"] = {"package": str(kpkg), "prompt": ref["long_decode"]["prompt"], "steps": 3, "runs": {}}
     for n in (1, 2):
         k = Model.load(kpkg, profile="f32", progress=False, adapter=gpu[0], device=gpu[1], decode_variant=VARIANT,
-                       kv_splits=n)
+                       prefill_variant="rule", kv_splits=n)
         k.prefill(ref["kv_splits"]["prompt"])
         ids = []
         for _ in range(3):
