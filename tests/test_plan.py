@@ -80,7 +80,7 @@ def test_smaller_context_window_same_logits(package, zoo):
     ids = prompt_ids(SPEC, 40)
     full = Model.load(package, profile="f32", progress=False, adapter=zoo.adapter, device=zoo.device)
     small = Model.load(package, profile="f32", progress=False, adapter=zoo.adapter, device=zoo.device,
-                       context_window=48, decode_variant=full.decode_variant)
+                       context_window=48, decode_variant=full.decode_variant, prefill_variant=full.prefill_variant)
     assert small.capacity == 48 and small._buffers["k_cache.0"].size < full._buffers["k_cache.0"].size
     for rt in (full, small):
         rt.prefill(ids)
