@@ -162,7 +162,8 @@ def reference(zoo, gpu, tmp_path_factory) -> Path:
     pkg = zoo.package(SPLIT_SPEC, "q4f16_1", context_window=64, prefill_chunk=16)
     plan = json.loads((pkg / "plan-f32.json").read_text())
     assert [d["kernel"].split("_")[1] for d in plan["decode_variants"][VARIANT][-3:]] == ["chunks", "mass", "draw"]
-    m = Model.load(pkg, profile="f32", progress=False, adapter=gpu[0], device=gpu[1], decode_variant=VARIANT)
+    m = Model.load(pkg, profile="f32", progress=False, adapter=gpu[0], device=gpu[1], decode_variant=VARIANT,
+                   prefill_variant="rule")
     prompt = _ids(prompt_ids(SPLIT_SPEC, 6))
     sampled = dict(temperature=0.8, top_p=0.9, top_k=40, seed=77)
     ref["split"] = {"package": str(pkg), "prompt": prompt, "greedy": _ids(m.generate(prompt, 12))}
