@@ -128,21 +128,20 @@ def decode_variant_names(gemv_lanes: tuple[int, ...], subgroups: bool) -> list[t
 def prefill_variant_names(chunk: int, tiles: tuple[int, ...], wide: bool = False, half: bool = False,
                           int8: bool = False) -> list[tuple[str, int | None, str, bool]]:
     """(name, token tile or None for the rule, staging of the 128-token tiles, f16 arithmetic) of each
-    prefill variant, the rule first ("rule", then "tile32", "tile128", ...); tiles larger than the
-    chunk (rounded up to 32) are left out. With `wide` and a chunk of at least 128, then the variants
-    whose 128-token matmuls hold a whole group of k in 32 KiB of workgroup memory (matmul_tiled.wgsl
-    STAGING; beyond WebGPU's default limit, so `variant_limits` lists them): "wide128" (staged whole)
-    and "dbuf128" (double-buffered halves) on every matrix, and "widerule" (the rule's tiles, staged
-    whole where they are 128). They come after the variants that need nothing beyond WebGPU's
-    defaults, which runtimes fall back to. With `int8`, after the tiles, "q8" (staging "int8"): the
-    rule's matmuls, but those of K.Q8_PREFILL_FORMATS weights multiply int8 blocks of their input with integer
-    dot products (kernels.matmul_q8, after a kernels.quant_q8 dispatch each). With `half` (f16
-    profile; off by default), last, the rule
-    and the tiles again as "<name>h" (ruleh, tile32h, ...): their matmuls stage and multiply in f16
-    (matmul_tiled `half`). On an H100 (Llama-3.1-8B / 3.2-1B shapes, 512 tokens) ruleh was 12% / 16%
-    faster than rule (the f16 forms of the 32 KiB stagings lost to it, so they are not offered), but
-    its logits stray about 3x further from transformers' (up to 2.2e-2 of the largest logit on the
-    test models, beyond the f16 bound of 1.6e-2), so it is offered only on request."""
+    prefill variant, the rule first ("rule", then "tile32", "tile128", ...); tiles larger than the chunk
+    (rounded up to 32) are left out. With `wide` and a chunk of at least 128, then the variants whose
+    128-token matmuls hold a whole group of k in 32 KiB of workgroup memory (matmul_tiled.wgsl STAGING;
+    beyond WebGPU's default limit, so `variant_limits` lists them): "wide128" (staged whole) and
+    "dbuf128" (double-buffered halves) on every matrix, and "widerule" (the rule's tiles, staged whole
+    where they are 128). They come after the variants that need nothing beyond WebGPU's defaults, which
+    runtimes fall back to. With `int8`, after the tiles, "q8" (staging "int8"): the rule's matmuls, but
+    those of K.Q8_PREFILL_FORMATS weights multiply int8 blocks of their input with integer dot products
+    (kernels.matmul_q8, after a kernels.quant_q8 dispatch each). With `half` (f16 profile; off by
+    default), last, the rule and the tiles again as "<name>h" (ruleh, tile32h, ...): their matmuls stage
+    and multiply in f16 (matmul_tiled `half`). On an H100 (Llama-3.1-8B / 3.2-1B shapes, 512 tokens)
+    ruleh was 12% / 16% faster than rule (the f16 forms of the 32 KiB stagings lost to it, so they are
+    not offered), but its logits stray about 3x further from transformers' (up to 2.2e-2 of the largest
+    logit on the test models, beyond the f16 bound of 1.6e-2), so it is offered only on request."""
     names = [("rule", None, "halves")] + [(f"tile{t}", t, "halves") for t in tiles if t <= max(32, chunk)]
     f16_names = list(names) if half else []
     if int8:
@@ -267,8 +266,8 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     its query heads per workgroup (default: kernels.attention_decode_heads). `decode_int8`: decode's
     variants also with x passed to the next matmul as int8 where it can (int8_edges; readers of
     `decode_int8_formats`), offered first as "q8<name>". `prefill_int8`: the "q8" prefill variant,
-    whose matmuls of q4s, q4a and q8s weights multiply int8 blocks of x (prefill_variant_names). The kernel sources
-    come back under "_sources"."""
+    whose matmuls of q4s, q4a and q8s weights multiply int8 blocks of x (prefill_variant_names). The
+    kernel sources come back under "_sources"."""
     cfg = model.cfg
     ops = model.graph()
     score_ops = model.graph(score=True)

@@ -229,6 +229,7 @@ fn q8_w(r: w_Raw) -> W8 {
     "q8s": """fn q8_w(r: w_Raw) -> W8 { return W8(r.a, r.b, r.s, 0.0); }""",
 }
 Q8_PREFILL_FORMATS = tuple(Q8_STAGING)  # weight formats matmul_q8 multiplies
+MATMUL_Q8_TOKENS = 64  # tokens per workgroup of matmul_q8 (its staging takes 2 threads a token)
 
 
 def matmul_q8(profile: Profile, w: PackedWeight, *, n_rows: int, n_out: int, row0: int, y_type: str,
@@ -241,13 +242,11 @@ def matmul_q8(profile: Profile, w: PackedWeight, *, n_rows: int, n_out: int, row
         raise ValueError(f"matmul_q8: weights of format {w.format}, not one of {', '.join(Q8_PREFILL_FORMATS)}")
     params, bindings = _weights_and_bias(w, bias, rope)
     src = _fill(_template("matmul_q8"), HEADER=_header(profile), SHARED=_matmul_shared(params, y_type), N_ROWS=n_rows,
-                N_OUT=n_out, ROW0=row0, PAIR=str(pair).lower(), ADD=str(add).lower(), YT=y_type,
+                N_OUT=n_out, ROW0=row0, PAIR=str(pair).lower(), ADD=str(add).lower(), YT=y_type, BM=MATMUL_Q8_TOKENS,
                 TILE_ROWS=matmul_tile_rows(pair), BD=len(bindings), MIN=str(w.format == "q4a").lower(),
                 Q8_W=Q8_STAGING[w.format], **params)
     return _make("matmul_q8", src, bindings + (READ,), features=("packed_4x8_integer_dot_product",))
 
-
-MATMUL_Q8_TOKENS = 64  # tokens per workgroup of matmul_q8
 
 
 def quant_q8_nibbles(fmt: str) -> bool:

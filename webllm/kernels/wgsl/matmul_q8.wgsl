@@ -32,7 +32,7 @@ const PAIR: bool = {{PAIR}};
 const ADD: bool = {{ADD}};
 const HAS_BIAS: bool = {{HAS_BIAS}};
 const ROPE: bool = {{ROPE}};
-const BM: u32 = 64u;
+const BM: u32 = {{BM}}u;  // 2 staging threads a token: 128 of the 256
 const BM4: u32 = BM / 4u;
 const TILE_ROWS: u32 = {{TILE_ROWS}}u;  // output rows per workgroup: 128, or 64 with PAIR
 const MIN: bool = {{MIN}};  // q4a: W = d_w n + m
@@ -77,8 +77,9 @@ var<private> fb2: vec4<f32>;
 var<private> fb3: vec4<f32>;
 
 // one block's fetched weights (staged row lid < 128) or inputs (lid >= 128) into buffer `buf`
-fn stage(buf: u32, lid: u32, w: W8, xq: vec4<u32>, xd: vec2<f32>) {
+fn stage(buf: u32, lid: u32, wr: w_Raw, xq: vec4<u32>, xd: vec2<f32>) {
     if (lid < 128u) {
+        let w = q8_w(wr);
         let o = buf * 256u + lid / 4u;
         let l = lid % 4u;
         ws[o][l] = w.a.x;
@@ -199,7 +200,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         xq = q8x[xt * w_KG * 2u + j % 2u];
         xd = q8d[xt * w_KG];
     }
-    stage(0u, lid, q8_w(wr), xq, xd);
+    stage(0u, lid, wr, xq, xd);
     workgroupBarrier();
     for (var g = 0u; g < w_KG; g++) {
         let buf = g % 2u;
@@ -211,7 +212,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             xd = q8d[xt * w_KG + g + 1u];
         }
         multiply(buf, tx, ty);
-        if (more) { stage(1u - buf, lid, q8_w(wr), xq, xd); }
+        if (more) { stage(1u - buf, lid, wr, xq, xd); }
         workgroupBarrier();
     }
 
