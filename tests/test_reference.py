@@ -137,15 +137,16 @@ INT8_CASES = [pytest.param(s, m, p, id=f"{s.name}-{m}-{p}") for s in SPECS for m
 @pytest.mark.parametrize("prompt_len", [7, 300])
 @pytest.mark.parametrize("spec,mode,profile", INT8_CASES)
 def test_decode_int8_logits_match_transformers(zoo, spec, mode, profile, prompt_len):
-    """The q4 modes' default decode: gate_up, down and (after the first layer) qkv read int8 blocks
-    written by the matmul before, and o stages attention's combined output so (lower.int8_edges);
+    """The q4 modes' default decode: gate_up, down, (after the first layer) qkv and the output head
+    read int8 blocks written by the matmul before, and o stages attention's combined output so
+    (lower.int8_edges);
     logits at every step equal transformers' with the same inputs rounded so
     (tiny_models.int8_decode_inputs), within TOL_INT8."""
     plan = json.loads((zoo.package(spec, mode, **options(spec)) / f"plan-{profile}.json").read_text())
     name, decode = next(iter(plan["decode_variants"].items()))
     assert name.startswith("q8")  # the int8 variants come first
     sources = [zoo.kernel_source(spec, mode, d["kernel"], **options(spec)) for d in decode]
-    assert sum("const Q8_IN: bool = true;" in src for src in sources) == 3 * spec.num_hidden_layers - 1
+    assert sum("const Q8_IN: bool = true;" in src for src in sources) == 3 * spec.num_hidden_layers  # + the head
     assert sum("const Q8_STAGED: bool = true;" in src for src in sources) == spec.num_hidden_layers  # o
     rt = zoo.runtime(spec, mode, profile, **options(spec))
     rt.use_decode_variant(next(n for n in rt.decode_variants if n.startswith("q8")))  # lavapipe's timing picks float

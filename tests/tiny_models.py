@@ -169,8 +169,9 @@ def int8_decode_inputs(model: torch.nn.Module, mode: str, first: int):
     feed int8 blocks (webllm.compiler.lower.int8_edges, kernels gemv_q8_out.wgsl) as the kernels do,
     for the tokens from position `first` on (the decode steps; prefill stays in float): q, k and v of
     every layer but the first (the first normalizes the embedding itself), o (attention's output, which
-    the o matmul combines from the splits' partials and stages so), gate, up and down of every layer;
-    only where the weights are q4s (the q4 modes). Each block of 8 inputs v becomes d q with
+    the o matmul combines from the splits' partials and stages so), gate, up and down of every layer,
+    and the output head (the last down writes the final norm's x); only where the weights are q4s (the
+    q4 modes, which quantize the head, tied or not). Each block of 8 inputs v becomes d q with
     d = max|v| / 127 and q = round(v * (127 / max|v|)), computed in f32. Returns the hook handles
     (remove them after the forward)."""
     if get_mode(mode).weight_format != "q4s":
@@ -181,6 +182,7 @@ def int8_decode_inputs(model: torch.nn.Module, mode: str, first: int):
         if i > 0:
             mods += [layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj]
         handles += [m.register_forward_pre_hook(_int8_blocks_hook(first, 8)) for m in mods]
+    handles.append(model.lm_head.register_forward_pre_hook(_int8_blocks_hook(first, 8)))
     return handles
 
 

@@ -179,7 +179,9 @@ def fold_norms(ops: list, allow=lambda matmul: True) -> list:
 
 def chain_norms(ops: list) -> list:
     """Decode: a matmul that adds into the residual stream (o, down) followed by an RMSNorm whose only
-    reader is the next matmul (gate_up, the next layer's qkv): the first writes the norm's pieces in
+    reader is the next matmul (gate_up, the next layer's qkv, after the last layer the output head,
+    whose 16,032 workgroups on Llama-3.1-8B made folding its norm cost 170 us where a norm dispatch
+    costs 8; the chain costs it ~2 KiB of partials a workgroup): the first writes the norm's pieces in
     its epilogue (h * norm weight into `norm_x`, per-workgroup sums of squares into `norm_ssq`) and
     the second reads them (gemv.wgsl NORM_OUT / NORM_IN): the norm dispatch is gone and every
     matmul workgroup still reads x once in the activation type."""
@@ -191,7 +193,7 @@ def chain_norms(ops: list) -> list:
     while i < len(ops):
         op = ops[i]
         if (i + 2 < len(ops) and op.kind == "matmul" and op.attrs.get("add") and op.outputs[0] == "h"
-                and ops[i + 1].kind == "rmsnorm" and not ops[i + 1].attrs.get("last") and ops[i + 1].inputs[0] == "h"
+                and ops[i + 1].kind == "rmsnorm" and ops[i + 1].inputs[0] == "h"
                 and ops[i + 2].kind == "matmul" and ops[i + 2].inputs[0] == ops[i + 1].outputs[0]
                 and readers[ops[i + 1].outputs[0]] == 1):
             norm, mm = ops[i + 1], ops[i + 2]
@@ -217,11 +219,12 @@ def int8_edges(ops: list, matrices: dict[str, MatrixInfo], head_dim: int,
     the chained norm's x * weight into gate_up and the next layer's qkv), the first writes it as int8
     blocks and the second multiplies them with integer dot products (gemv.wgsl Q8_OUT / Q8_IN,
     attrs "q8_out" (the reader's inputs) and "q8_in"), if the reader's weights are of `formats` and the
-    writer's parts start at multiples of 8 rows (the blocks). H100, one matmul in a chain of 32,
+    writer's parts start at multiples of 8 rows (the blocks); the output head too, after the last
+    down (8B, H100: 402.9 -> 407.6 tok/s in f16, 393.7 -> 401.3 in f32). H100, one matmul in a chain of 32,
     Llama-3.1-8B shapes, us, int8 x against f16 x: gate_up 25.5 / 32.4, down 14.2 / 19.6, qkv 7.9 /
     10.7 (against f32 x 38.7, 22.8, 11.5); docs/PERFORMANCE.md. The o matmul, whose x it combines
     from attention's partials into workgroup memory, stages the combined x as such blocks ("q8_staged")
-    where its weights are of `formats` and heads hold whole blocks. Not the output head."""
+    where its weights are of `formats` and heads hold whole blocks."""
     out = list(ops)
     for i, op in enumerate(ops):
         m = matrices[op.weights[0]] if op.kind == "matmul" else None
@@ -229,7 +232,7 @@ def int8_edges(ops: list, matrices: dict[str, MatrixInfo], head_dim: int,
             out[i] = replace(op, attrs={**op.attrs, "q8_staged": True})
     for i in range(len(ops) - 1):
         w, r = ops[i], ops[i + 1]
-        if w.kind != "matmul" or r.kind != "matmul" or w.attrs.get("single_row") or r.attrs.get("single_row"):
+        if w.kind != "matmul" or r.kind != "matmul" or w.attrs.get("single_row"):
             continue
         if r.attrs.get("norm") or r.attrs.get("combine_in") or r.attrs.get("x_last"):
             continue

@@ -88,11 +88,11 @@ fn nib_dot(q: vec4<u32>, x: X8) -> f32 {
          + dot(nib_lo(q.z), x.v4) + dot(nib_hi(q.z), x.v5) + dot(nib_lo(q.w), x.v6) + dot(nib_hi(q.w), x.v7);
 }
 
-const K: u32 = 128u;
+const K: u32 = 64u;
 const w_KG: u32 = K / 32u;
-const N_ROWS: u32 = 64u;
+const N_ROWS: u32 = 256u;
 const ROW0: u32 = 0u;
-const LANES: u32 = 32u;
+const LANES: u32 = 4u;
 const RW: u32 = 256u / LANES;  // rows per workgroup
 const PAIR: bool = false;
 // Q8_IN (x in int8 blocks, integer dot products: gemv_q8_in.wgsl): few registers for x, so 4 rows with
@@ -115,15 +115,15 @@ const L: u32 = min(32u + 32u * min(1u, WANT / 64u) + 64u * min(1u, WANT / 128u),
 const T: u32 = S * L;           // threads per workgroup
 const ITERS: u32 = w_KG / L;     // groups every thread of a set walks
 const TAIL: u32 = w_KG % L;      // lanes below TAIL walk one group more
-const ADD: bool = true;
+const ADD: bool = false;
 const HAS_BIAS: bool = false;
 const ROPE: bool = false;  // y is q_out and rows come in rope pairs: see rope_store
 const NORM: bool = false;
-const NORM_IN: bool = false;
-const NSSQ: u32 = 0u;
+const NORM_IN: bool = true;
+const NSSQ: u32 = 1u;
 const NORM_OUT: bool = false;
 const SSQ_OFF: u32 = 0u;
-const EPS: f32 = 0.0;
+const EPS: f32 = 1e-05;
 const X_LAST: bool = false;
 
 @group(0) @binding(1) var<storage, read> x: array<vec4<f16>>;
@@ -178,7 +178,8 @@ fn w_dot(row: u32, g: u32, x: X8) -> f32 {
 
 fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {}
 fn norm_weight(i: u32) -> vec4<f32> { return vec4<f32>(1.0); }
-fn ssq_at(i: u32) -> f32 { return 0.0; }
+@group(0) @binding(5) var<storage, read> ssq_in: array<f32>;
+fn ssq_at(i: u32) -> f32 { return ssq_in[i]; }
 fn xo_store(o: u32, h: f32) {}
 fn nw_at(o: u32) -> f32 { return 0.0; }
 fn ssq_store(i: u32, v: f32) {}

@@ -39,8 +39,8 @@
 
 // Shared prelude of every kernel. `act` is the activation storage type of the device profile
 // (f32, or f16 with shader-f16); arithmetic is always done in f32.
-enable f16;
-alias act = f16;
+
+alias act = f32;
 
 // The per-step uniform, written once per step by the runtime; its fields are generated from
 // STEP_FIELDS (webllm/kernels/__init__.py), the same table the plan's `uniform` entry gives runtimes.
@@ -118,13 +118,13 @@ const TAIL: u32 = w_KG % L;      // lanes below TAIL walk one group more
 const ADD: bool = false;
 const HAS_BIAS: bool = false;
 const ROPE: bool = false;  // y is q_out and rows come in rope pairs: see rope_store
-const NORM: bool = true;
-const NORM_IN: bool = false;
-const NSSQ: u32 = 0u;
+const NORM: bool = false;
+const NORM_IN: bool = true;
+const NSSQ: u32 = 8u;
 const NORM_OUT: bool = false;
 const SSQ_OFF: u32 = 0u;
 const EPS: f32 = 1e-05;
-const X_LAST: bool = true;
+const X_LAST: bool = false;
 
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
@@ -177,9 +177,9 @@ fn w_dot(row: u32, g: u32, x: X8) -> f32 {
 
 
 fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {}
-@group(0) @binding(5) var<storage, read> norm_w: array<vec4<f32>>;
-fn norm_weight(i: u32) -> vec4<f32> { return norm_w[i]; }
-fn ssq_at(i: u32) -> f32 { return 0.0; }
+fn norm_weight(i: u32) -> vec4<f32> { return vec4<f32>(1.0); }
+@group(0) @binding(5) var<storage, read> ssq_in: array<f32>;
+fn ssq_at(i: u32) -> f32 { return ssq_in[i]; }
 fn xo_store(o: u32, h: f32) {}
 fn nw_at(o: u32) -> f32 { return 0.0; }
 fn ssq_store(i: u32, v: f32) {}
