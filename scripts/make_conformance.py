@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from tiny_models import TOL_F16, TOL_F32, Spec, dequantized_copy, make_checkpoint  # noqa: E402
+from tiny_models import TOL_F16, TOL_F32, Spec, dequantized_copy, make_checkpoint, round_kv_cache_f16  # noqa: E402
 
 from webllm.compiler.compile import CompileOptions, compile_model  # noqa: E402
 
@@ -42,6 +42,7 @@ MODE = "q4f16_1"  # both profiles: f16 (shader-f16) and f32 (SwiftShader, Dawn w
 # defaults)
 OPTIONS = dict(context_window=64, prefill_chunk=16, decode_int8=False, prefill_int8=False)
 TOLERANCE = {"f32": TOL_F32, "f16": TOL_F16}
+round_kv_cache_f16()  # transformers' K and V rounded to f16, as the package's cache holds them
 GREEDY_MARGIN = 0.02  # top-1 minus top-2 logit, relative to max |logit| (f16 profile errors measured: <= 5e-3)
 DRAW_MARGIN = 2e-5  # distance of the draw from its token's slice edges, relative to the kept mass (f32 sums: ~1e-6)
 

@@ -19,7 +19,17 @@ import transformers.models.qwen2.modeling_qwen2  # noqa: E402, F401
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_models import MEASURED, Spec, dequantized_copy, int8_decode_inputs, int8_prefill_inputs, make_checkpoint  # noqa: E402
+from tiny_models import (  # noqa: E402
+    MEASURED,
+    Spec,
+    dequantized_copy,
+    int8_decode_inputs,
+    int8_prefill_inputs,
+    make_checkpoint,
+    round_kv_cache_f16,
+)
+
+round_kv_cache_f16()  # the packages' KV cache is f16 in both profiles
 
 from webllm.compiler.compile import CompileOptions, compile_model  # noqa: E402
 

@@ -15,6 +15,7 @@ import struct
 
 import numpy as np
 import pytest
+from tiny_models import kv_cache_rows
 
 from webllm import kernels as K
 
@@ -90,11 +91,12 @@ def test_attention_tiled_matches_numpy(gpu, nq, nkv, hd, n_tokens, past, window,
     rng = np.random.default_rng(nq * 1000 + hd + n_tokens)
     cap = past + n_tokens + 3  # capacity beyond the last position: never read
     q = (rng.standard_normal((n_tokens, nq * hd)) * 1.5).astype(dt)
-    k = rng.standard_normal((cap, nkv, hd)).astype(dt)
-    v = rng.standard_normal((cap, nkv, hd)).astype(dt)
+    k = rng.standard_normal((cap, nkv, hd)).astype(np.float16)  # the cache is f16 in both profiles
+    v = rng.standard_normal((cap, nkv, hd)).astype(np.float16)
     scale = hd ** -0.5
     kern = K.attention_tiled(K.Profile(profile), nq=nq, nkv=nkv, hd=hd, window=window, scale=scale, **options)
-    got = run_attention(dev, kern, q, k, v, n_tokens, past, nkv, K.attention_tiled_tokens(nq=nq, nkv=nkv))
+    got = run_attention(dev, kern, q, kv_cache_rows(k), kv_cache_rows(v), n_tokens, past, nkv,
+                        K.attention_tiled_tokens(nq=nq, nkv=nkv))
     ref = reference(q, k, v, nq=nq, nkv=nkv, hd=hd, past=past, window=window, scale=scale)
     tol = 4e-3 if profile == "f16" else 1e-5
     err = np.abs(got - ref).max() / np.abs(ref).max()

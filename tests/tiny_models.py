@@ -164,6 +164,28 @@ def dequantized_copy(model: torch.nn.Module, mode: str) -> torch.nn.Module:
     return out
 
 
+def kv_cache_rows(x: np.ndarray) -> np.ndarray:
+    """K or V [positions, kv_heads, head_dim] f16 as the package's cache holds it (kernels/wgsl/rope_store.wgsl):
+    word i of a row is the pair (dim i, dim i + head_dim / 2)."""
+    h = x.shape[-1] // 2
+    return np.ascontiguousarray(np.stack([x[..., :h], x[..., h:]], axis=-1).astype(np.float16))
+
+
+def round_kv_cache_f16() -> None:
+    """Make transformers' attention (the sdpa implementation, every tiny model's and the GGUF
+    references') see K (after rope) and V rounded to f16, as the packages store them in both profiles
+    (kernels/wgsl/rope_store.wgsl): the f32 profile then matches within float rounding, as before it
+    kept its cache in f32. For the whole test session (conftest calls it once)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    from transformers.modeling_utils import AttentionInterface
+
+    def attention(module, query, key, value, *args, **kwargs):
+        return sdpa_attention_forward(module, query, key.to(torch.float16).to(key.dtype),
+                                      value.to(torch.float16).to(value.dtype), *args, **kwargs)
+
+    AttentionInterface._global_mapping["sdpa"] = attention
+
+
 def int8_decode_inputs(model: torch.nn.Module, mode: str, first: int):
     """Hooks that make `model` round the inputs of the matmuls that a compiled package's decode steps
     feed int8 blocks (webllm.compiler.lower.int8_edges, kernels gemv_q8_out.wgsl) as the kernels do,
@@ -226,14 +248,18 @@ def _int8_blocks_hook(first: int, block: int, end: int | None = None):
 # injected on purpose give: qkv bias x0.9 -> 6e-2, sliding window off by one -> 3e-1, rope_theta
 # off by 0.1% -> 2e-2 (both profiles); RMSNorm eps 1e-6 instead of 1e-5 -> 4e-4 (f32 profile).
 #
-# f32 profile (f32 weights, activations, KV cache and accumulation): differs from torch only in
-# summation order, exp/rsqrt ulps and the rope angles: the compiler's f32 inv_freq (numpy/glibc powf,
-# correctly rounded) and torch's differ by one ulp on some frequencies, which moves the f32 angle
-# position * inv_freq by ~2e-5 rad near position 300. Measured: <= 5e-6 when transformers is given
-# the package's rope table; <= 1.3e-5 on this matrix as is (6e-5 on an earlier seed of the llama3
-# model, the worst seen). 1e-4 keeps headroom over that and stays 4x below the smallest bug above.
-TOL_F32 = 1e-4
-# f16 profile: activations between kernels (qkv, q, attention output, MLP hidden) and the KV cache are
+# f32 profile (f32 weights, activations and accumulation; the KV cache in f16, as in the f16 profile,
+# with transformers rounding K and V the same way: round_kv_cache_f16): differs from torch in
+# summation order, exp/rsqrt ulps and the rope angles (the compiler's f32 inv_freq, numpy/glibc powf,
+# and torch's differ by one ulp on some frequencies: ~2e-5 rad near position 300), and then in the
+# f16 rounding of K and V: an element within that float noise of a rounding boundary rounds the other
+# way on one side, and one such flip moves these models' logits by up to ~1e-4 (llama_hd128, one
+# token: 1.07e-4 from its V alone). Measured: <= 3.9e-4 over test_reference (<= 1.3e-5 while the
+# cache was f32). 1e-3 keeps 2.5x headroom; the injected bugs above but the eps one stay far beyond it
+# (the norm kernels are checked exactly at kernel level, tests/test_gemv.py).
+TOL_F32 = 1e-3
+# Both profiles keep the KV cache in f16, and transformers rounds K and V so too (round_kv_cache_f16).
+# f16 profile: activations between kernels (qkv, q, attention output, MLP hidden) are
 # stored as f16 (unit roundoff u = 2^-11 = 4.9e-4); accumulation, norms, logits and the residual
 # stream stay f32. Measured: 1-2u after a 1-token prefill, <= 7u after 300 tokens, 14u (6.9e-3) at
 # worst over 16 decode steps after 300 tokens on the 4-layer model (q4f16_1; q0f16 6.0e-3). 32u

@@ -275,14 +275,15 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     ops = model.graph()
     score_ops = model.graph(score=True)
     shapes = model.activation_shapes(chunk)
-    nbytes = {t: _round16(n * (profile.act_bytes if dt == "act" else 4)) for t, (n, dt) in shapes.items()}
+    elem = {"act": profile.act_bytes, "kv": 2}
+    nbytes = {t: _round16(n * elem.get(dt, 4)) for t, (n, dt) in shapes.items()}
     pinned = {"h", "token_ids", "logits"} | {t for t in shapes if t.startswith(("k_cache.", "v_cache."))}
     mem = plan_memory(ops, nbytes, pinned)
     # The scoring phase's own tensors get their own buffers, allocated only by runtimes that score.
     score_tensors = {t for op in score_ops for t in op.inputs + op.outputs}
     optional = {t: nbytes[t] for t in ("xn_all", "logits_all") if t in score_tensors}
     # Buffers whose size follows the KV capacity: size(C) = ceil(C / unit) * bytes (FORMAT.md).
-    per_context = {t: (1, n // model.capacity * profile.act_bytes) for t, (n, _) in shapes.items()
+    per_context = {t: (1, n // model.capacity * elem[dt]) for t, (n, dt) in shapes.items()
                    if t.startswith(("k_cache.", "v_cache."))}
     mem.where.update({t: t for t in optional})
     # decode attention's per-split partials (fold_combine): a fixed grid of at most `splits` splits

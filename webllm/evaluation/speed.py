@@ -84,8 +84,7 @@ def decode_bytes(model: Model, context: int) -> dict:
         if name.startswith("embed") and not tied:
             continue
         weights += int(t["nbytes"])
-    act = 2 if model.profile == "f16" else 4
-    kv = 2 * cfg["num_hidden_layers"] * cfg["num_key_value_heads"] * cfg["head_dim"] * act * context
+    kv = 2 * cfg["num_hidden_layers"] * cfg["num_key_value_heads"] * cfg["head_dim"] * 2 * context  # f16 in both profiles
     return {"weights": weights, "kv": kv}
 
 

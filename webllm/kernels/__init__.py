@@ -491,17 +491,10 @@ def attention_decode(profile: Profile, *, nq: int, nkv: int, hd: int, window: in
     """Decode attention, one workgroup per (KV head, block of `heads_per_wg` of the query heads sharing
     it, split), at most `splits` splits, writing per-split partials for the o matmul; heads_per_wg 0:
     attention_decode_heads. The grid's x is nq / heads_per_wg. See wgsl/attention_decode.wgsl."""
-    if profile.name == "f16":  # 8 halves per 16-byte load
-        kv = dict(KV_ELEM="vec4<u32>", RAW="vec4<u32>", K_LOAD="return k_cache[i];", V_LOAD="return v_cache[i];",
-                  UNPACK="return S8(vec4<f32>(unpack2x16float(r.x), unpack2x16float(r.y)), "
-                         "vec4<f32>(unpack2x16float(r.z), unpack2x16float(r.w)));")
-    else:
-        kv = dict(KV_ELEM="vec4<f32>", RAW="S8", K_LOAD="return S8(k_cache[2u * i], k_cache[2u * i + 1u]);",
-                  V_LOAD="return S8(v_cache[2u * i], v_cache[2u * i + 1u]);", UNPACK="return r;")
     gw = heads_per_wg or attention_decode_heads(nq=nq, nkv=nkv, hd=hd)  # a divisor of nq / nkv (lower checks --decode-heads)
     src = _fill(_template("attention_decode"), HEADER=_header(profile), NQ=nq, NKV=nkv, HD=hd, SCALE=_f32(scale),
                 SPLITS_FN=_splits_fn(splits, window), NHB=_decode_head_blocks(gw, hd), GW=gw, RG=_decode_row_groups(gw, hd),
-                HALVES=2 if _decode_words(gw, hd, 2) <= 4096 else 1, **kv)
+                HALVES=2 if _decode_words(gw, hd, 2) <= 4096 else 1)
     return _make("attention_decode", src, (UNIFORM, READ, READ, READ, WRITE, WRITE))
 
 
@@ -592,27 +585,30 @@ def attention_tiled(profile: Profile, *, nq: int, nkv: int, hd: int, window: int
                   f"var l{i} = 0.0;"]
         decls += [f"var q{i}_{e} = vec4<f32>(0.0);" for e in es] + [f"var a{i}_{e} = vec4<f32>(0.0);" for e in es]
         decls += [f"if (valid{i}) {{"] + [f"    q{i}_{e} = vec4<f32>(q[qb{i} + {ds * e}u]) * SCALE;" for e in es] + ["}"]
-    # the block's K/V vec4 this thread loads: lid + l * NT (a guard where NT does not divide the block)
-    nload = -(-bk * hd // 4 // nt)
-    guard = (bk * hd // 4) % nt != 0
+    # the block's K/V vec4<u32> (8 dims) this thread loads: lid + l * NT (a guard where NT does not
+    # divide the block)
+    nload = -(-bk * hd // 8 // nt)
+    guard = (bk * hd // 8) % nt != 0
 
     def load(j0: str, decl: bool) -> list[str]:
         out = []
         for li in range(nload):
             idx = f"lid + {li * nt}u"
             kw = "var " if decl else ""
-            at = (f"cache + min({j0} + ({idx}) / HD4, kv_end - 1u) * NKV * HD4 + ({idx}) % HD4")
+            at = (f"cache + min({j0} + ({idx}) / HD8, kv_end - 1u) * NKV * HD8 + ({idx}) % HD8")
             if guard:  # past the block: a real row of the cache, not stored
-                at = (f"cache + min({j0} + min({idx}, BK * HD4 - 1u) / HD4, kv_end - 1u) * NKV * HD4 "
-                      f"+ ({idx}) % HD4")
+                at = (f"cache + min({j0} + min({idx}, BK * HD8 - 1u) / HD8, kv_end - 1u) * NKV * HD8 "
+                      f"+ ({idx}) % HD8")
             out += [f"{kw}kn{li} = k_cache[{at}];", f"{kw}vn{li} = v_cache[{at}];"]
         return out
 
     stage_lines = []
     for li in range(nload):
-        store = [f"ks[lid + {li * nt}u] = vec4<{kvt}>(kn{li});", f"vs[lid + {li * nt}u] = vec4<{kvt}>(vn{li});"]
+        dst = f"(lid + {li * nt}u) / HD8 * HD4 + (lid + {li * nt}u) % HD8"  # dims 4e..: the row's vec4 e
+        store = [f"ks[{dst}] = vec4<{kvt}>(lo4(kn{li}));", f"ks[{dst} + HD8] = vec4<{kvt}>(hi4(kn{li}));",
+                 f"vs[{dst}] = vec4<{kvt}>(lo4(vn{li}));", f"vs[{dst} + HD8] = vec4<{kvt}>(hi4(vn{li}));"]
         if guard:
-            stage_lines += [f"if (lid + {li * nt}u < BK * HD4) {{"] + ["    " + s for s in store] + ["}"]
+            stage_lines += [f"if (lid + {li * nt}u < BK * HD8) {{"] + ["    " + s for s in store] + ["}"]
         else:
             stage_lines += store
     qk = ["let kb = jj * HD4 + c;"] + [f"var d{i} = vec4<f32>(0.0);" for i in rows]

@@ -202,7 +202,8 @@ class LlamaModel:
         return ops
 
     def activation_shapes(self, chunk: int) -> dict[str, tuple[int, str]]:
-        """Logical activation tensor -> (element count for `chunk` tokens, dtype "f32"|"act"|"u32")."""
+        """Logical activation tensor -> (element count for `chunk` tokens, dtype "f32"|"act"|"u32"|"kv"; "kv":
+        the KV cache's f16 pairs, 2 bytes an element in both profiles)."""
         c = self.cfg
         s: dict[str, tuple[int, str]] = {"token_ids": (chunk, "u32"), "h": (chunk * c.hidden_size, "f32"),
                                          "logits": (c.vocab_size, "f32"), "xn_last": (c.hidden_size, "act"),
@@ -214,6 +215,6 @@ class LlamaModel:
             s[f"q.{i}"] = (chunk * c.num_attention_heads * c.head_dim, "act")
             s[f"attn.{i}"] = (chunk * c.num_attention_heads * c.head_dim, "act")
             s[f"mlp.{i}"] = (chunk * c.intermediate_size, "act")
-            s[f"k_cache.{i}"] = (kv, "act")
-            s[f"v_cache.{i}"] = (kv, "act")
+            s[f"k_cache.{i}"] = (kv, "kv")  # f16 in both profiles (rope_store.wgsl)
+            s[f"v_cache.{i}"] = (kv, "kv")
         return s

@@ -93,8 +93,7 @@ export function decodeBytes(model, context) {
     if (name.startsWith('rope_table') || (name.startsWith('embed') && !tied)) continue;
     weights += Number(/** @type {any} */ (t).nbytes);
   }
-  const act = model.profile === 'f16' ? 2 : 4;
-  const kv = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * act * context;
+  const kv = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * 2 * context;  // f16 in both profiles
   return { weights, kv };
 }
 

@@ -7,7 +7,9 @@
 // with an online softmax over chunks of CH = 64 positions, and writes the split's partial: o in the
 // activation type and lse = m + log(l) in f32. The o matmul combines the splits while it loads its
 // input (gemv.wgsl COMBINE_IN): out = sum_z o_z exp(lse_z - LSE), LSE = log sum_z exp(lse_z).
-// K and V rows are read in slots of 8 dims (one 16-byte load in f16, two in f32), NS = HD / 8 a row:
+// K and V rows are read in slots of 8 dims, one 16-byte load of 4 f16 pairs (rope_store.wgsl: word i
+// of a row holds dims i and i + HD/2), NS = HD / 8 a row; slot s unpacks to dims 4s, 4s + HD/2,
+// 4s + 1, 4s + 1 + HD/2 (S8.a) and 4s + 2, ... (S8.b), and q is staged in that order:
 //   scores: TPR = 4 threads per K row (the 64 rows of a chunk at once), each with KPT <= 4 slots of
 //     its row, write their partial dots for the GW heads into the row's vec4 in workgroup memory;
 //   V: thread (slot, head block of HB heads, row group of RG) takes RPT = 64 / RG rows of each chunk
@@ -32,7 +34,7 @@
 // Per-thread registers are named variables (k0..k3, v0..v3, w0..w3, a0..a7) behind constant guards,
 // not indexed arrays, which GPU compilers may spill (NVIDIA's Vulkan compiler did in the GEMV) and
 // lavapipe keeps in memory (1.5x slower here).
-// Bindings: 0 step; 1 q [NQ*HD] act; 2 k_cache [capacity, NKV, HD] act (position-major); 3 v_cache;
+// Bindings: 0 step; 1 q [NQ*HD] act; 2 k_cache [capacity, NKV, HD / 2] f16 pairs (position-major); 3 v_cache;
 //   4 part_o [SPLITS, NQ, HD] act; 5 part_lse [SPLITS, NQ] f32.
 // Grid: x = NKV * WPK, y = 1, z <= SPLITS. Needs HD % 8 == 0, 32 <= HD <= 128, G <= 8 (attention_decode_fits).
 {{HEADER}}
@@ -60,20 +62,22 @@ const SC: u32 = max(HALVES * GW * CH, 2u * VT);  // vec4s of `sc`: partial dots,
 const NEG: f32 = -1e30;
 
 @group(0) @binding(1) var<storage, read> q: array<act>;
-@group(0) @binding(2) var<storage, read> k_cache: array<{{KV_ELEM}}>;
-@group(0) @binding(3) var<storage, read> v_cache: array<{{KV_ELEM}}>;
+@group(0) @binding(2) var<storage, read> k_cache: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> v_cache: array<vec4<u32>>;
 @group(0) @binding(4) var<storage, read_write> part_o: array<act>;
 @group(0) @binding(5) var<storage, read_write> part_lse: array<f32>;
 
-// 8 dims of a row as loaded (RAW: f16 pairs in a vec4<u32>, or two vec4<f32>), and as f32
+// 8 dims of a row as loaded (RAW: 4 f16 pairs), and as f32
 struct S8 { a: vec4<f32>, b: vec4<f32> }
 // a V thread's online softmax for one head over its rows: sum_j p_j v[j, 8 dims], sum_j p_j, and
 // the running max m that p_j = exp(s_j - m) is taken against
 struct Acc { a: vec4<f32>, b: vec4<f32>, l: f32, m: f32 }
-alias RAW = {{RAW}};
-fn k_raw(i: u32) -> RAW { {{K_LOAD}} }  // i: slot index, (position * NKV + kh) * NS + slot
-fn v_raw(i: u32) -> RAW { {{V_LOAD}} }
-fn unpack8(r: RAW) -> S8 { {{UNPACK}} }
+alias RAW = vec4<u32>;
+fn k_raw(i: u32) -> RAW { return k_cache[i]; }  // i: slot index, (position * NKV + kh) * NS + slot
+fn v_raw(i: u32) -> RAW { return v_cache[i]; }
+fn unpack8(r: RAW) -> S8 {
+    return S8(vec4<f32>(unpack2x16float(r.x), unpack2x16float(r.y)), vec4<f32>(unpack2x16float(r.z), unpack2x16float(r.w)));
+}
 
 var<workgroup> qs: array<vec4<f32>, GW * QH>;  // q * SCALE of the GW heads
 // chunk c's partial dots in half c % 2: [GW][CH] rows, the TPR threads' partials of a row in one vec4;
@@ -196,8 +200,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let a = sp.x + z * sp.y;
     let b = min(step.past + 1u, a + sp.y);
     for (var i = lid; i < GW * QH; i += T) {
-        let qb = h0 * HD + 4u * i;  // heads h0 .. h0 + GW - 1 are consecutive in q
-        qs[i] = vec4<f32>(f32(q[qb]), f32(q[qb + 1u]), f32(q[qb + 2u]), f32(q[qb + 3u])) * SCALE;
+        // vec4 i of head g = i / QH: half e % 2 of slot e / 2, in the order a slot of K unpacks to
+        let e = i % QH;
+        let qb = (h0 + i / QH) * HD + 4u * (e / 2u) + 2u * (e % 2u);  // heads h0 .. are consecutive in q
+        qs[i] = vec4<f32>(f32(q[qb]), f32(q[qb + HD / 2u]), f32(q[qb + 1u]), f32(q[qb + 1u + HD / 2u])) * SCALE;
     }
     let krow = lid / TPR;
     klane = lid % TPR;
@@ -281,13 +287,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         if (lid < NHB * HD) {
             let hb = lid / HD;
             let d = lid % HD;
+            let dslot = (d % (HD / 2u)) / 4u;  // dim d's slot, and its place among the slot's 8 (see above)
+            let dlane = 2u * (d % 4u) + d / (HD / 2u);
             var mm = NEG;
             for (var r = 0u; r < RG; r++) { mm = max(mm, mred[hb * RG + r]); }
             var sum = 0.0;
             var l = 0.0;
             for (var r = 0u; r < RG; r++) {
                 let e = exp(mred[hb * RG + r] - mm);  // a row group with no rows in range: l = 0, sums 0
-                sum += sc[2u * ((r * NHB + hb) * NS + d / 8u) + (d % 8u) / 4u][d % 4u] * e;
+                sum += sc[2u * ((r * NHB + hb) * NS + dslot) + dlane / 4u][dlane % 4u] * e;
                 l += lred[hb * RG + r] * e;
             }
             let g = hb * HB + h;

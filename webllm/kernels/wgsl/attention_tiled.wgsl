@@ -17,13 +17,17 @@
 // the next store).
 // Tiles are dispatched last first: under the causal mask the last tile of tokens scans the most
 // positions, so it starts first and the short ones fill in behind it.
-// Bindings: 0 step; 1 q [T, NQ*HD] act; 2 k_cache [capacity, NKV, HD] act (position-major); 3 v_cache; 4 out [T, NQ*HD] act.
+// The cache holds f16 pairs (rope_store.wgsl): word i of a row is (dim i, dim i + HD/2); a thread loads
+// 4 of them (a vec4<u32>: dims 4e..4e+3 and HD/2 + 4e..) and stages them in dim order.
+// Bindings: 0 step; 1 q [T, NQ*HD] act; 2 k_cache [capacity, NKV, HD / 2] f16 pairs (position-major); 3 v_cache;
+//   4 out [T, NQ*HD] act.
 // Grid: x = NKV, y = ceil(T / QT). Needs HD % (4 * DS) == 0.
 {{HEADER}}
 const NQ: u32 = {{NQ}}u;
 const NKV: u32 = {{NKV}}u;
 const HD: u32 = {{HD}}u;
 const HD4: u32 = HD / 4u;
+const HD8: u32 = HD / 8u;  // vec4<u32> of a cache row
 const WINDOW: u32 = {{WINDOW}}u;
 const SCALE: f32 = {{SCALE}};
 const G: u32 = NQ / NKV;
@@ -39,13 +43,21 @@ const BK: u32 = {{BK}}u;        // positions per block (workgroup memory <= 16 K
 const NEG: f32 = -1e30;
 
 @group(0) @binding(1) var<storage, read> q: array<vec4<act>>;
-@group(0) @binding(2) var<storage, read> k_cache: array<vec4<act>>;
-@group(0) @binding(3) var<storage, read> v_cache: array<vec4<act>>;
+@group(0) @binding(2) var<storage, read> k_cache: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> v_cache: array<vec4<u32>>;
 @group(0) @binding(4) var<storage, read_write> out: array<vec4<act>>;
 
 var<workgroup> ks: array<vec4<{{KVT}}>, BK * HD4>;  // [position][dim / 4]
 var<workgroup> vs: array<vec4<{{KVT}}>, BK * HD4>;
 var<workgroup> part: array<vec4<f32>, BK * SLOTS * PV4>;  // [position][row slot][share / 4]: partial dots
+
+// the low (dims 4e..) and high (dims HD/2 + 4e..) halves of 4 cache words
+fn lo4(w: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(unpack2x16float(w.x).x, unpack2x16float(w.y).x, unpack2x16float(w.z).x, unpack2x16float(w.w).x);
+}
+fn hi4(w: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(unpack2x16float(w.x).y, unpack2x16float(w.y).y, unpack2x16float(w.z).y, unpack2x16float(w.w).y);
+}
 
 // the score of block position jj for row slot `row` at position p (NEG where masked)
 fn score(row: u32, jj: u32, j: u32, p: u32, valid: bool) -> f32 {
@@ -71,8 +83,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let kv_end = step.past + t0 + nt;  // one past the last query's position
     var kv_start = 0u;
     if (WINDOW > 0u && step.past + t0 + 1u > WINDOW) { kv_start = step.past + t0 + 1u - WINDOW; }
-    let cache = kh * HD4;  // K/V of position j, head kh: (j * NKV + kh) * HD4
-    // the block's K and V as this thread loads them: vec4 lid + i * NT of the block (kn{i}, vn{i});
+    let cache = kh * HD8;  // K/V of position j, head kh: (j * NKV + kh) * HD8
+    // the block's K and V as this thread loads them: vec4<u32> lid + i * NT of the block (kn{i}, vn{i});
     // positions past kv_end load the last real row (masked later)
 {{LOADDECLS}}
     for (var j0 = kv_start; j0 < kv_end; j0 += BK) {

@@ -92,7 +92,7 @@ const K: u32 = 64u;
 const w_KG: u32 = K / 32u;
 const N_ROWS: u32 = 128u;
 const ROW0: u32 = 0u;
-const LANES: u32 = 32u;
+const LANES: u32 = 4u;
 const RW: u32 = 256u / LANES;  // rows per workgroup
 const PAIR: bool = false;
 // Q8_IN (x in int8 blocks, integer dot products: gemv_q8_in.wgsl): few registers for x, so 4 rows with
@@ -180,13 +180,16 @@ fn w_dot(row: u32, g: u32, x: X8) -> f32 {
 // 2i, 2i + 1 of head h are its dims i and i + HD/2. Given both values (a, b) of token t at position
 // p: query heads write rope(a, b) to q_out; key heads append rope(a, b) to k_cache; value heads append
 // (a, b) to v_cache. rope (HF rotate_half): (a cos - b sin, b cos + a sin), (cos, sin) = rope_table[p, i].
+// The KV cache holds f16 in both profiles (half the bytes of f32 for the f32 profile, which has no f16
+// type): a row of a head is HD/2 words, word i the f16 pair (dim i, dim i + HD/2), the pair this
+// thread has; readers unpack it with unpack2x16float.
 const NQ: u32 = 4u;
 const NKV: u32 = 2u;
 const HD: u32 = 16u;
 const HALF: u32 = HD / 2u;
 
-@group(0) @binding(5) var<storage, read_write> k_cache: array<act>;
-@group(0) @binding(6) var<storage, read_write> v_cache: array<act>;
+@group(0) @binding(5) var<storage, read_write> k_cache: array<u32>;
+@group(0) @binding(6) var<storage, read_write> v_cache: array<u32>;
 @group(0) @binding(7) var<storage, read> rope_table: array<vec2<f32>>;
 
 fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {
@@ -201,14 +204,10 @@ fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {
             y[dst + i] = act(ra);
             y[dst + i + HALF] = act(rb);
         } else {
-            let dst = (p * NKV + head - NQ) * HD;  // position-major cache
-            k_cache[dst + i] = act(ra);
-            k_cache[dst + i + HALF] = act(rb);
+            k_cache[(p * NKV + head - NQ) * HALF + i] = pack2x16float(vec2<f32>(ra, rb));  // position-major
         }
     } else {
-        let dst = (p * NKV + head - NQ - NKV) * HD;
-        v_cache[dst + i] = act(a);
-        v_cache[dst + i + HALF] = act(b);
+        v_cache[(p * NKV + head - NQ - NKV) * HALF + i] = pack2x16float(vec2<f32>(a, b));
     }
 }
 

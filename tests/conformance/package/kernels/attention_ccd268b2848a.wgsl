@@ -6,7 +6,8 @@
 // DECODE (one token, flash-decoding; the fallback of attention_decode.wgsl): workgroup z covers only
 // split z of the KV range (attention_splits.wgsl) and writes its partial, o = acc / l in the
 // activation type and lse = m + log(l), which the o matmul combines (gemv.wgsl COMBINE_IN).
-// Bindings: 0 step; 1 q [T, NQ*HD] act; 2 k_cache [capacity, NKV, HD] act (position-major); 3 v_cache; then
+// The cache holds f16 pairs (rope_store.wgsl): word i of a row is (dim i, dim i + HD/2).
+// Bindings: 0 step; 1 q [T, NQ*HD] act; 2 k_cache [capacity, NKV, HD / 2] f16 pairs (position-major); 3 v_cache; then
 //   prefill: 4 out [T, NQ*HD] act;  DECODE: 4 part_o [SPLITS, NQ, HD] act, 5 part_lse [SPLITS, NQ] f32.
 // Grid: x = NQ, y = T, z = 1 (DECODE: T = 1, z = SPLITS).
 // Shared prelude of every kernel. `act` is the activation storage type of the device profile
@@ -66,6 +67,7 @@ const HD: u32 = 16u;
 const WINDOW: u32 = 0u;
 const SCALE: f32 = 0.25;
 const DPT: u32 = (HD + 63u) / 64u;  // output dims per thread
+const HALF: u32 = HD / 2u;  // words of a K or V row
 const DECODE: bool = true;
 // How decode attention cuts the KV range of a step over its workgroups (flash-decoding), shared by the
 // attention kernel that writes one partial per split and the o matmul that combines them (gemv.wgsl
@@ -96,12 +98,12 @@ fn kv_splits(p: u32) -> vec3<u32> {
 
 
 @group(0) @binding(1) var<storage, read> q: array<act>;
-@group(0) @binding(2) var<storage, read> k_cache: array<vec4<act>>;
-@group(0) @binding(3) var<storage, read> v_cache: array<act>;
+@group(0) @binding(2) var<storage, read> k_cache: array<u32>;
+@group(0) @binding(3) var<storage, read> v_cache: array<u32>;
 @group(0) @binding(4) var<storage, read_write> part_o: array<act>;
 @group(0) @binding(5) var<storage, read_write> part_lse: array<f32>;
 
-var<workgroup> qs: array<vec4<f32>, HD / 4u>;
+var<workgroup> qs: array<f32, HD>;
 var<workgroup> ps: array<f32, 64>;
 
 @compute @workgroup_size(64)
@@ -121,13 +123,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         end = min(end, start + sp.y);
     }
     let qbase = t * NQ * HD + h * HD;
-    for (var d = lid; d < HD / 4u; d += 64u) {
-        qs[d] = vec4<f32>(f32(q[qbase + 4u * d]), f32(q[qbase + 4u * d + 1u]),
-                          f32(q[qbase + 4u * d + 2u]), f32(q[qbase + 4u * d + 3u])) * SCALE;
+    for (var d = lid; d < HD; d += 64u) {
+        qs[d] = f32(q[qbase + d]) * SCALE;
     }
     workgroupBarrier();
 
-    let cache = kh * HD;  // K/V of position j, head kh: (j * NKV + kh) * HD
+    let cache = kh * HALF;  // K/V of position j, head kh: (j * NKV + kh) * HALF
     var m = -1e30;
     var l = 0.0;
     var acc: array<f32, DPT>;
@@ -136,9 +137,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         var s = -1e30;
         if (j < end) {
             s = 0.0;
-            let kb = (cache + j * NKV * HD) / 4u;
-            for (var d = 0u; d < HD / 4u; d++) {
-                s += dot(qs[d], vec4<f32>(k_cache[kb + d]));
+            let kb = cache + j * NKV * HALF;
+            for (var i = 0u; i < HALF; i++) {
+                let k = unpack2x16float(k_cache[kb + i]);
+                s += qs[i] * k.x + qs[i + HALF] * k.y;
             }
         }
         ps[lid] = s;
@@ -158,8 +160,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let d = lid + 64u * e;
             if (d < HD) {
                 var a = acc[e] * alpha;
+                let vb = cache + d % HALF;
                 for (var i = 0u; i < n; i++) {
-                    a += ps[i] * f32(v_cache[cache + (j0 + i) * NKV * HD + d]);
+                    let v = unpack2x16float(v_cache[vb + (j0 + i) * NKV * HALF]);
+                    a += ps[i] * select(v.x, v.y, d >= HALF);
                 }
                 acc[e] = a;
             }

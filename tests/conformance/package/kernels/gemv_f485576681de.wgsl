@@ -36,7 +36,7 @@
 // The reduction (how a row set's L partial sums meet) is gemv_reduce_tree.wgsl, or, for devices with the
 // `subgroups` feature, gemv_reduce_subgroups.wgsl (then the kernel also enables subgroups and takes the
 // subgroup_size builtin).
-enable subgroups;
+
 // Shared prelude of every kernel. `act` is the activation storage type of the device profile
 // (f32, or f16 with shader-f16); arithmetic is always done in f32.
 enable f16;
@@ -180,13 +180,16 @@ fn w_dot(row: u32, g: u32, x: X8) -> f32 {
 // 2i, 2i + 1 of head h are its dims i and i + HD/2. Given both values (a, b) of token t at position
 // p: query heads write rope(a, b) to q_out; key heads append rope(a, b) to k_cache; value heads append
 // (a, b) to v_cache. rope (HF rotate_half): (a cos - b sin, b cos + a sin), (cos, sin) = rope_table[p, i].
+// The KV cache holds f16 in both profiles (half the bytes of f32 for the f32 profile, which has no f16
+// type): a row of a head is HD/2 words, word i the f16 pair (dim i, dim i + HD/2), the pair this
+// thread has; readers unpack it with unpack2x16float.
 const NQ: u32 = 4u;
 const NKV: u32 = 2u;
 const HD: u32 = 16u;
 const HALF: u32 = HD / 2u;
 
-@group(0) @binding(5) var<storage, read_write> k_cache: array<act>;
-@group(0) @binding(6) var<storage, read_write> v_cache: array<act>;
+@group(0) @binding(5) var<storage, read_write> k_cache: array<u32>;
+@group(0) @binding(6) var<storage, read_write> v_cache: array<u32>;
 @group(0) @binding(7) var<storage, read> rope_table: array<vec2<f32>>;
 
 fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {
@@ -201,14 +204,10 @@ fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {
             y[dst + i] = act(ra);
             y[dst + i + HALF] = act(rb);
         } else {
-            let dst = (p * NKV + head - NQ) * HD;  // position-major cache
-            k_cache[dst + i] = act(ra);
-            k_cache[dst + i + HALF] = act(rb);
+            k_cache[(p * NKV + head - NQ) * HALF + i] = pack2x16float(vec2<f32>(ra, rb));  // position-major
         }
     } else {
-        let dst = (p * NKV + head - NQ - NKV) * HD;
-        v_cache[dst + i] = act(a);
-        v_cache[dst + i + HALF] = act(b);
+        v_cache[(p * NKV + head - NQ - NKV) * HALF + i] = pack2x16float(vec2<f32>(a, b));
     }
 }
 
@@ -286,54 +285,29 @@ fn load_x(g: u32) -> X8 {
     return r;
 }
 
-// gemv.wgsl's reduction with subgroup operations (the `subgroups` feature), right for any power-of-two
-// subgroup size P (4 on SwiftShader, 8 on lavapipe, 32 on NVIDIA, 32 or 64 on AMD, 8 to 32 on Intel).
-// A row set is L consecutive invocations starting at a multiple of L, and a subgroup P consecutive
-// invocations starting at a multiple of P (local_invocation_index = the subgroup's first + its
-// subgroup_invocation_id: WGSL does not promise this, but every implementation we know lays out a
-// one-dimensional workgroup so). Hence:
-// - P <= L: each subgroup lies within one row set. subgroupAdd sums it and its first invocation leaves
-//   one partial in workgroup memory; a set has L / P of them, which row_sum adds.
-// - P > L: a subgroup holds several whole row sets. A butterfly over the lane bits below L
-//   (subgroupShuffleXor with masks 1, 2, .., L / 2) sums each set without crossing into the next, and
-//   the set's first invocation leaves the total.
-// One barrier in all, against 1 + log2(L) for the tree.
-var<private> red_stride: u32;  // slots between a row set's partials: min(P, L)
-
-fn reduce_row_sets(lid: u32, a0: vec4<f32>, b0: vec4<f32>, ss0: f32, sg_size: u32) {
-    var a = a0;
-    var b = b0;
-    var ss = ss0;
-    if (sg_size <= L) {
-        a = subgroupAdd(a);
-        if (PAIR) { b = subgroupAdd(b); }
-        if (NORM || NORM_IN) { ss = subgroupAdd(ss); }
-    } else {
-        for (var m = 1u; m < L; m <<= 1u) {
-            a += subgroupShuffleXor(a, m);
-            if (PAIR) { b += subgroupShuffleXor(b, m); }
-            if (NORM || NORM_IN) { ss += subgroupShuffleXor(ss, m); }
-        }
-    }
-    red_stride = min(sg_size, L);
-    if (lid % red_stride == 0u) {
-        red_a[lid] = a;
-        if (PAIR) { red_b[lid] = b; }
-        if (NORM || NORM_IN) { red_s[lid] = ss; }
-    }
+// gemv.wgsl's reduction without subgroups: the L partial sums of each row set meet in workgroup memory
+// by a tree (log2(L) steps, a barrier after each); the set's totals end in its first slot.
+fn reduce_row_sets(lid: u32, a: vec4<f32>, b: vec4<f32>, ss: f32) {
+    let lane = lid % L;
+    red_a[lid] = a;
+    if (PAIR) { red_b[lid] = b; }
+    if (NORM || NORM_IN) { red_s[lid] = ss; }
     workgroupBarrier();
+    for (var s = L / 2u; s > 0u; s >>= 1u) {
+        if (lane < s) {
+            red_a[lid] += red_a[lid + s];
+            if (PAIR) { red_b[lid] += red_b[lid + s]; }
+            if (NORM || NORM_IN) { red_s[lid] += red_s[lid + s]; }
+        }
+        workgroupBarrier();
+    }
 }
 
 // y value of the workgroup's row j after the reduction: (W·x, W_up·x)
 fn row_sum(j: u32) -> vec2<f32> {
     let slot = (j / R) * L;
-    var v = vec2<f32>(0.0);
-    var ss = 0.0;
-    for (var i = slot; i < slot + L; i += red_stride) {
-        v += vec2<f32>(red_a[i][j % R], red_b[i][j % R]);
-        ss += red_s[i];
-    }
-    if (NORM || NORM_IN) { v *= inverseSqrt(ss / f32(K) + EPS); }
+    var v = vec2<f32>(red_a[slot][j % R], red_b[slot][j % R]);
+    if (NORM || NORM_IN) { v *= inverseSqrt(red_s[slot] / f32(K) + EPS); }
     return v;
 }
 
@@ -403,7 +377,7 @@ fn accumulate(g: u32, rows: vec4<u32>, a: ptr<function, vec4<f32>>, b: ptr<funct
 }
 
 @compute @workgroup_size(T)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(subgroup_size) sg_size: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let lane = lid % L;
     let first = wid.x * RW + (lid / L) * R;  // this thread's first row
     // rows past the end read the last row (their sums are never stored)
@@ -441,7 +415,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
     }
     // ---- reduction: each row set's partial sums meet; row_sum(j) then gives row j's ----
-    reduce_row_sets(lid, a, b, ss, sg_size);
+    reduce_row_sets(lid, a, b, ss);
     // epilogue: thread j < RW finishes the workgroup's row j
     let j = lid;
     let row = wid.x * RW + j;

@@ -17,7 +17,10 @@
 // the next store).
 // Tiles are dispatched last first: under the causal mask the last tile of tokens scans the most
 // positions, so it starts first and the short ones fill in behind it.
-// Bindings: 0 step; 1 q [T, NQ*HD] act; 2 k_cache [capacity, NKV, HD] act (position-major); 3 v_cache; 4 out [T, NQ*HD] act.
+// The cache holds f16 pairs (rope_store.wgsl): word i of a row is (dim i, dim i + HD/2); a thread loads
+// 4 of them (a vec4<u32>: dims 4e..4e+3 and HD/2 + 4e..) and stages them in dim order.
+// Bindings: 0 step; 1 q [T, NQ*HD] act; 2 k_cache [capacity, NKV, HD / 2] f16 pairs (position-major); 3 v_cache;
+//   4 out [T, NQ*HD] act.
 // Grid: x = NKV, y = ceil(T / QT). Needs HD % (4 * DS) == 0.
 // Shared prelude of every kernel. `act` is the activation storage type of the device profile
 // (f32, or f16 with shader-f16); arithmetic is always done in f32.
@@ -74,6 +77,7 @@ const NQ: u32 = 4u;
 const NKV: u32 = 2u;
 const HD: u32 = 16u;
 const HD4: u32 = HD / 4u;
+const HD8: u32 = HD / 8u;  // vec4<u32> of a cache row
 const WINDOW: u32 = 0u;
 const SCALE: f32 = 0.25;
 const G: u32 = NQ / NKV;
@@ -89,13 +93,21 @@ const BK: u32 = 8u;        // positions per block (workgroup memory <= 16 KiB)
 const NEG: f32 = -1e30;
 
 @group(0) @binding(1) var<storage, read> q: array<vec4<act>>;
-@group(0) @binding(2) var<storage, read> k_cache: array<vec4<act>>;
-@group(0) @binding(3) var<storage, read> v_cache: array<vec4<act>>;
+@group(0) @binding(2) var<storage, read> k_cache: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> v_cache: array<vec4<u32>>;
 @group(0) @binding(4) var<storage, read_write> out: array<vec4<act>>;
 
 var<workgroup> ks: array<vec4<f32>, BK * HD4>;  // [position][dim / 4]
 var<workgroup> vs: array<vec4<f32>, BK * HD4>;
 var<workgroup> part: array<vec4<f32>, BK * SLOTS * PV4>;  // [position][row slot][share / 4]: partial dots
+
+// the low (dims 4e..) and high (dims HD/2 + 4e..) halves of 4 cache words
+fn lo4(w: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(unpack2x16float(w.x).x, unpack2x16float(w.y).x, unpack2x16float(w.z).x, unpack2x16float(w.w).x);
+}
+fn hi4(w: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(unpack2x16float(w.x).y, unpack2x16float(w.y).y, unpack2x16float(w.z).y, unpack2x16float(w.w).y);
+}
 
 // the score of block position jj for row slot `row` at position p (NEG where masked)
 fn score(row: u32, jj: u32, j: u32, p: u32, valid: bool) -> f32 {
@@ -144,21 +156,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let kv_end = step.past + t0 + nt;  // one past the last query's position
     var kv_start = 0u;
     if (WINDOW > 0u && step.past + t0 + 1u > WINDOW) { kv_start = step.past + t0 + 1u - WINDOW; }
-    let cache = kh * HD4;  // K/V of position j, head kh: (j * NKV + kh) * HD4
-    // the block's K and V as this thread loads them: vec4 lid + i * NT of the block (kn{i}, vn{i});
+    let cache = kh * HD8;  // K/V of position j, head kh: (j * NKV + kh) * HD8
+    // the block's K and V as this thread loads them: vec4<u32> lid + i * NT of the block (kn{i}, vn{i});
     // positions past kv_end load the last real row (masked later)
-    var kn0 = k_cache[cache + min(kv_start + min(lid + 0u, BK * HD4 - 1u) / HD4, kv_end - 1u) * NKV * HD4 + (lid + 0u) % HD4];
-    var vn0 = v_cache[cache + min(kv_start + min(lid + 0u, BK * HD4 - 1u) / HD4, kv_end - 1u) * NKV * HD4 + (lid + 0u) % HD4];
+    var kn0 = k_cache[cache + min(kv_start + min(lid + 0u, BK * HD8 - 1u) / HD8, kv_end - 1u) * NKV * HD8 + (lid + 0u) % HD8];
+    var vn0 = v_cache[cache + min(kv_start + min(lid + 0u, BK * HD8 - 1u) / HD8, kv_end - 1u) * NKV * HD8 + (lid + 0u) % HD8];
     for (var j0 = kv_start; j0 < kv_end; j0 += BK) {
-        if (lid + 0u < BK * HD4) {
-            ks[lid + 0u] = vec4<f32>(kn0);
-            vs[lid + 0u] = vec4<f32>(vn0);
+        if (lid + 0u < BK * HD8) {
+            ks[(lid + 0u) / HD8 * HD4 + (lid + 0u) % HD8] = vec4<f32>(lo4(kn0));
+            ks[(lid + 0u) / HD8 * HD4 + (lid + 0u) % HD8 + HD8] = vec4<f32>(hi4(kn0));
+            vs[(lid + 0u) / HD8 * HD4 + (lid + 0u) % HD8] = vec4<f32>(lo4(vn0));
+            vs[(lid + 0u) / HD8 * HD4 + (lid + 0u) % HD8 + HD8] = vec4<f32>(hi4(vn0));
         }
         workgroupBarrier();
         let j1 = j0 + BK;  // the next block, loaded while this one is computed
         if (j1 < kv_end) {
-            kn0 = k_cache[cache + min(j1 + min(lid + 0u, BK * HD4 - 1u) / HD4, kv_end - 1u) * NKV * HD4 + (lid + 0u) % HD4];
-            vn0 = v_cache[cache + min(j1 + min(lid + 0u, BK * HD4 - 1u) / HD4, kv_end - 1u) * NKV * HD4 + (lid + 0u) % HD4];
+            kn0 = k_cache[cache + min(j1 + min(lid + 0u, BK * HD8 - 1u) / HD8, kv_end - 1u) * NKV * HD8 + (lid + 0u) % HD8];
+            vn0 = v_cache[cache + min(j1 + min(lid + 0u, BK * HD8 - 1u) / HD8, kv_end - 1u) * NKV * HD8 + (lid + 0u) % HD8];
         }
         for (var jj = 0u; jj < BK; jj++) {
             let kb = jj * HD4 + c;

@@ -19,13 +19,13 @@
 // TPT 8, BM/2 + 4ty..) x rows 4tx..4tx+3 and 64+4tx.. (PAIR: the gate and the up row of 4tx..4tx+3).
 // Per k, (TPT + 8) / 4 vec4 reads of workgroup memory feed 8 TPT FMAs; a warp covers 8 tx x 4 ty, so
 // each of its reads touches at most 128 bytes.
-// Bindings: 0 step; 1 x [T, K] (vec4 of f32); 2 y [T, N_OUT] (f32); 3.. weight arrays of format
+// Bindings: 0 step; 1 x [T, K] (vec4 of f16); 2 y [T, N_OUT] (f16); 3.. weight arrays of format
 // q4s; then bias [rows] f32 (HAS_BIAS); with ROPE, y is q_out, then k_cache, v_cache, rope_table.
 // Grid: x = ceil(N_ROWS / TILE_ROWS), y = ceil(T / BM).
 // Shared prelude of every kernel. `act` is the activation storage type of the device profile
 // (f32, or f16 with shader-f16); arithmetic is always done in f32.
-
-alias act = f32;
+enable f16;
+alias act = f16;
 
 // The per-step uniform, written once per step by the runtime; its fields are generated from
 // STEP_FIELDS (webllm/kernels/__init__.py), the same table the plan's `uniform` entry gives runtimes.
@@ -102,8 +102,8 @@ const KS: u32 = 16u;  // k held in workgroup memory: 16 (halves) or 32
 const F16_MATH: bool = false;
 alias mt = f32;
 
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f16>>;
+@group(0) @binding(2) var<storage, read_write> y: array<f16>;
 // Weight format q4s: symmetric 4-bit, group 32. q [N, K/32] vec4<u32> (nibble i of word j = element
 // 8j+i of the group); scales [N*K/32] (f16 pairs in u32). W[n, k] = (nibble - 8) * scale[n*K/32 + k/32].
 @group(0) @binding(3) var<storage, read> w_q: array<vec4<u32>>;
@@ -156,13 +156,16 @@ fn w_dot(row: u32, g: u32, x: X8) -> f32 {
 // 2i, 2i + 1 of head h are its dims i and i + HD/2. Given both values (a, b) of token t at position
 // p: query heads write rope(a, b) to q_out; key heads append rope(a, b) to k_cache; value heads append
 // (a, b) to v_cache. rope (HF rotate_half): (a cos - b sin, b cos + a sin), (cos, sin) = rope_table[p, i].
+// The KV cache holds f16 in both profiles (half the bytes of f32 for the f32 profile, which has no f16
+// type): a row of a head is HD/2 words, word i the f16 pair (dim i, dim i + HD/2), the pair this
+// thread has; readers unpack it with unpack2x16float.
 const NQ: u32 = 4u;
 const NKV: u32 = 2u;
 const HD: u32 = 16u;
 const HALF: u32 = HD / 2u;
 
-@group(0) @binding(5) var<storage, read_write> k_cache: array<act>;
-@group(0) @binding(6) var<storage, read_write> v_cache: array<act>;
+@group(0) @binding(5) var<storage, read_write> k_cache: array<u32>;
+@group(0) @binding(6) var<storage, read_write> v_cache: array<u32>;
 @group(0) @binding(7) var<storage, read> rope_table: array<vec2<f32>>;
 
 fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {
@@ -177,14 +180,10 @@ fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {
             y[dst + i] = act(ra);
             y[dst + i + HALF] = act(rb);
         } else {
-            let dst = (p * NKV + head - NQ) * HD;  // position-major cache
-            k_cache[dst + i] = act(ra);
-            k_cache[dst + i + HALF] = act(rb);
+            k_cache[(p * NKV + head - NQ) * HALF + i] = pack2x16float(vec2<f32>(ra, rb));  // position-major
         }
     } else {
-        let dst = (p * NKV + head - NQ - NKV) * HD;
-        v_cache[dst + i] = act(a);
-        v_cache[dst + i + HALF] = act(b);
+        v_cache[(p * NKV + head - NQ - NKV) * HALF + i] = pack2x16float(vec2<f32>(a, b));
     }
 }
 
@@ -415,9 +414,9 @@ fn finish(t0: u32, t: u32, nt: u32, r0: u32, a: vec4<f32>, b: vec4<f32>) {
         }
         let o = (t0 + t) * N_OUT + ROW0 + row;
         if (ADD) {
-            y[o] = f32(f32(y[o]) + u);
+            y[o] = f16(f32(y[o]) + u);
         } else {
-            y[o] = f32(u);
+            y[o] = f16(u);
         }
     }
 }
