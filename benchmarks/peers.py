@@ -49,14 +49,16 @@ def log(msg: str) -> None:
 def slim(sdist: Path, out: Path) -> None:
     """The llama-cpp-python sdist's vendor/llama.cpp without docs, model vocabularies and web UI
     (76 MB -> 9 MB): small enough to carry to the GPU machine."""
-    skip = ("/.git", "/docs/", "/models/", "/media/", "/.github/", "/tools/ui/", "/benches/", "/.devops/")
+    # top-level folders only: src/models/ holds the model graphs the build needs
+    skip = ("llama.cpp/.git", "llama.cpp/docs/", "llama.cpp/models/", "llama.cpp/media/", "llama.cpp/.github/",
+            "llama.cpp/tools/ui/", "llama.cpp/benches/", "llama.cpp/.devops/")
     with tarfile.open(sdist) as src, tarfile.open(out, "w:gz") as dst:
         for m in src.getmembers():
             i = m.name.find("/vendor/llama.cpp")
-            if i < 0:
+            if i < 0 or "/.git/" in m.name[:i + 1]:  # not the sdist's git objects (.git/modules/vendor/...)
                 continue
             rel = "llama.cpp" + m.name[i + len("/vendor/llama.cpp"):]
-            if any(s in rel + "/" for s in skip):
+            if (rel + "/").startswith(skip):
                 continue
             m.name = rel
             dst.addfile(m, src.extractfile(m) if m.isfile() else None)
