@@ -199,7 +199,7 @@ def main() -> None:
                 t0, rounds = time.perf_counter(), 0
                 while rounds < 8 or time.perf_counter() - t0 < a.seconds * len(configs):
                     for i, (_, _, pipe, bgs, grid, _) in enumerate(configs):
-                        t = pass_time(dev, chain, pipe, bgs, *grid)
+                        t = chain.one_pass(pipe, bgs, (grid[0], 1, grid[1]))
                         if rounds >= 2:
                             best[i] = min(best[i], t)
                     rounds += 1
@@ -236,28 +236,6 @@ def check(dev, pipe, bg, gx, gz, po, pl, ref, splits, nq, hd, dt) -> float:
     w = np.exp(lse - m)
     out = (o * w[:, :, None]).sum(0) / w.sum(0)[:, None]
     return float(np.abs(out - ref).max() / np.abs(ref).max())
-
-
-def pass_time(dev, chain, pipe, bgs, gx, gz) -> float:
-    """Seconds per dispatch of one pass of chain.n dispatches rotating through bgs."""
-    enc = dev.create_command_encoder()
-    stamps = {"query_set": chain.qs, "beginning_of_pass_write_index": 0,
-              "end_of_pass_write_index": 1} if chain.stamps else None
-    cp = enc.begin_compute_pass(timestamp_writes=stamps)
-    cp.set_pipeline(pipe)
-    for i in range(chain.n):
-        cp.set_bind_group(0, bgs[i % len(bgs)])
-        cp.dispatch_workgroups(gx, 1, gz)
-    cp.end()
-    if chain.stamps:
-        enc.resolve_query_set(chain.qs, 0, 2, chain.qb, 0)
-    t = time.perf_counter()
-    dev.queue.submit([enc.finish()])
-    if chain.stamps:
-        ts = np.frombuffer(dev.queue.read_buffer(chain.qb), np.uint64).astype(np.int64)
-        return float(ts[1] - ts[0]) * 1e-9 / chain.n
-    dev.queue.read_buffer(chain.sync, 0, 4)
-    return (time.perf_counter() - t) / chain.n
 
 
 if __name__ == "__main__":

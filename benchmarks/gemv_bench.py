@@ -96,33 +96,36 @@ class Chain:
             self.qb = dev.create_buffer(size=16, usage=wgpu.BufferUsage.QUERY_RESOLVE | wgpu.BufferUsage.COPY_SRC)
         self.stream_pipes = {}  # by reads a thread (PER_THREAD)
 
+    def one_pass(self, pipe, bind_groups, grid: tuple[int, int, int]) -> float:
+        """Seconds per dispatch of one pass of n dispatches of `grid`, rotating through bind_groups."""
+        enc = self.dev.create_command_encoder()
+        stamps = {"query_set": self.qs, "beginning_of_pass_write_index": 0,
+                  "end_of_pass_write_index": 1} if self.stamps else None
+        cp = enc.begin_compute_pass(timestamp_writes=stamps)
+        cp.set_pipeline(pipe)
+        for i in range(self.n):
+            cp.set_bind_group(0, bind_groups[i % len(bind_groups)])
+            cp.dispatch_workgroups(*grid)
+        cp.end()
+        if self.stamps:
+            enc.resolve_query_set(self.qs, 0, 2, self.qb, 0)
+        t = time.perf_counter()
+        self.dev.queue.submit([enc.finish()])
+        if self.stamps:
+            ts = np.frombuffer(self.dev.queue.read_buffer(self.qb), np.uint64).astype(np.int64)
+            return float(ts[1] - ts[0]) * 1e-9 / self.n
+        self.dev.queue.read_buffer(self.sync, 0, 4)  # waits for the queue
+        return (time.perf_counter() - t) / self.n
+
     def per_dispatch(self, pipe, bind_groups, groups: int) -> float:
         """Seconds per dispatch: the best round of a pass of n dispatches, rotating through bind_groups."""
         best, rounds, t0 = float("inf"), 0, time.perf_counter()
         while rounds < 5 or time.perf_counter() - t0 < self.seconds:
-            enc = self.dev.create_command_encoder()
-            stamps = {"query_set": self.qs, "beginning_of_pass_write_index": 0,
-                      "end_of_pass_write_index": 1} if self.stamps else None
-            cp = enc.begin_compute_pass(timestamp_writes=stamps)
-            cp.set_pipeline(pipe)
-            for i in range(self.n):
-                cp.set_bind_group(0, bind_groups[i % len(bind_groups)])
-                cp.dispatch_workgroups(groups, 1, 1)
-            cp.end()
-            if self.stamps:
-                enc.resolve_query_set(self.qs, 0, 2, self.qb, 0)
-            t = time.perf_counter()
-            self.dev.queue.submit([enc.finish()])
-            if self.stamps:
-                ts = np.frombuffer(self.dev.queue.read_buffer(self.qb), np.uint64).astype(np.int64)
-                dt = float(ts[1] - ts[0]) * 1e-9
-            else:
-                self.dev.queue.read_buffer(self.sync, 0, 4)  # waits for the queue
-                dt = time.perf_counter() - t
+            dt = self.one_pass(pipe, bind_groups, (groups, 1, 1))
             rounds += 1
             if rounds > 2:  # the first rounds wake the GPU up
                 best = min(best, dt)
-        return best / self.n
+        return best
 
     def stream(self, nbytes: int, cold_bytes: int) -> float:
         """Seconds per dispatch of a chain of streaming reads of nbytes, each of its own cold copy."""

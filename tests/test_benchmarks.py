@@ -29,6 +29,24 @@ def test_gemv_bench_runs_chains_and_checks_results(tmp_path):
         assert x["us"] > 0 and x["stream_us"] > 0 and x["gb_s"] > 0
 
 
+def test_decode_attention_bench_checks_the_kernel_and_its_variants(tmp_path):
+    """The decode attention alone, its split counts and heads per workgroup: every result against numpy
+    (the partials combined as the o matmul does); the probes run but are wrong by design."""
+    out = tmp_path / "attention.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "decode_attention_bench.py"), "--quick",
+                        "--contexts", "1", "130", "--splits", "2", "--variants", "default", "gw1", "noV",
+                        "--profiles", "f32", "--seconds", "0", "--chain", "2", "--cold-mib", "1", "--json", str(out)],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads(out.read_text())["results"]
+    assert {(x["context"], x["variant"]) for x in rows} == {(c, v) for c in (1, 130) for v in ("default", "gw1", "noV")}
+    for x in rows:
+        assert x["us"] > 0 and x["stream_us"] > 0
+        if x["variant"] != "noV":
+            assert x["err"] < 1e-5, x
+
+
 def test_profile_decode_times_every_kind_alone_and_in_the_chain(tmp_path):
     out = tmp_path / "profile.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
