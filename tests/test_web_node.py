@@ -35,8 +35,10 @@ WEB = ROOT / "web"
 SWIFTSHADER = "/usr/lib/chromium/vk_swiftshader_icd.json"
 # head_dim 32: decode attention runs attention_decode.wgsl (the conformance fixture's head_dim 16 runs its
 # fallback); 2 decode splits, so the 150-token case spans several chunks per split and max_z caps the grid.
-SPEC = Spec("web_llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, head_dim=32, vocab_size=301, seed=3)
+# 4 KV heads (2 query heads each): the KV cache (f16) then outgrows the rope table (f32, head_dim / 2
+# pairs a position), so web/test/loading.test.js finds a binding limit between the two.
+SPEC = Spec("web_llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=8,
+            num_key_value_heads=4, head_dim=32, vocab_size=301, seed=3)
 OPTIONS = dict(context_window=256, prefill_chunk=16, decode_splits=2)  # small chunk: 40 tokens take 3 steps
 # a vocabulary large enough for the split sampler (three dispatches; webllm.kernels.SAMPLE_SPLIT_MIN_VOCAB),
 # not a multiple of its 256 chunks

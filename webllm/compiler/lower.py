@@ -220,7 +220,10 @@ def int8_edges(ops: list, matrices: dict[str, MatrixInfo], head_dim: int,
     blocks and the second multiplies them with integer dot products (gemv.wgsl Q8_OUT / Q8_IN,
     attrs "q8_out" (the reader's inputs) and "q8_in"), if the reader's weights are of `formats` and the
     writer's parts start at multiples of 8 rows (the blocks); the output head too, after the last
-    down (8B, H100: 402.9 -> 407.6 tok/s in f16, 393.7 -> 401.3 in f32). H100, one matmul in a chain of 32,
+    down (8B, H100: 402.9 -> 407.6 tok/s in f16, 393.7 -> 401.3 in f32), but only where a layer's
+    matmuls do: a package whose layers keep float x (the embedded SmolLM2, Q4_1 layers with a Q4_0
+    head) gets no int8 variants for its head alone, which would double the decode variants a software
+    adapter times at first load. H100, one matmul in a chain of 32,
     Llama-3.1-8B shapes, us, int8 x against f16 x: gate_up 25.5 / 32.4, down 14.2 / 19.6, qkv 7.9 /
     10.7 (against f32 x 38.7, 22.8, 11.5); docs/PERFORMANCE.md. The o matmul, whose x it combines
     from attention's partials into workgroup memory, stages the combined x as such blocks ("q8_staged")
@@ -230,6 +233,7 @@ def int8_edges(ops: list, matrices: dict[str, MatrixInfo], head_dim: int,
         m = matrices[op.weights[0]] if op.kind == "matmul" else None
         if m is not None and op.attrs.get("combine_in") and m.format in formats and K.q8_staging_fits(m.shape[1], head_dim):
             out[i] = replace(op, attrs={**op.attrs, "q8_staged": True})
+    edges = []  # (writer's index, its outputs, whether the reader is the output head)
     for i in range(len(ops) - 1):
         w, r = ops[i], ops[i + 1]
         if w.kind != "matmul" or r.kind != "matmul" or w.attrs.get("single_row"):
@@ -244,8 +248,11 @@ def int8_edges(ops: list, matrices: dict[str, MatrixInfo], head_dim: int,
         n_out = mw.shape[0] // (2 if w.attrs.get("pair") else 1)
         if not (chained or product) or mr.format not in formats or n_out % 32 or any(p.row0 % 8 for p in mw.parts):
             continue
-        out[i] = replace(out[i], attrs={**out[i].attrs, "q8_out": n_out})
-        out[i + 1] = replace(out[i + 1], attrs={**out[i + 1].attrs, "q8_in": True})
+        edges.append((i, n_out, bool(r.attrs.get("single_row"))))
+    if any(not head for _, _, head in edges):
+        for i, n_out, _ in edges:
+            out[i] = replace(out[i], attrs={**out[i].attrs, "q8_out": n_out})
+            out[i + 1] = replace(out[i + 1], attrs={**out[i + 1].attrs, "q8_in": True})
     return out
 
 
