@@ -63,7 +63,10 @@ test('every prefill and decode variant gives the native ids and logits', { skip 
     await m.useDecodeVariant(name);
     m.reset();
     assert.deepEqual(await collect(m.generate(v.prompt.slice(0, 6), want.ids.length)), want.ids, `decode ${name}`);
-    assertClose(await m.logits(), want.logits);
+    // int8 variants: an input within float noise of a half step rounds the other way on one adapter, and
+    // the output head reads int8 blocks too, so one such flip reaches the logits directly (SwiftShader
+    // against lavapipe: 5e-3 of the largest); tests/tiny_models.py TOL_INT8 (f32) bounds the same effect
+    assertClose(await m.logits(), want.logits, name.startsWith('q8') ? 3e-2 : 1e-4);
   }
   m.destroy();
 });
