@@ -236,9 +236,10 @@ def engine(harness, variant):
 
 
 def wait_ready(page, extra: str = "true") -> None:
-    """Wait for the page to be ready (and `extra`); on a timeout, say what the page shows instead."""
+    """Wait for the page to be ready (and `extra`); on a timeout, say what the page shows instead. Up to
+    240 s: on a slow 2-core sandbox the first load (8 decode variants timed on SwiftShader) took over 90."""
     try:
-        page.wait_for_function(f"document.body.dataset.state === 'ready' && ({extra})", timeout=90_000)
+        page.wait_for_function(f"document.body.dataset.state === 'ready' && ({extra})", timeout=240_000)
     except Exception:
         shown = page.evaluate("[document.body.dataset.state, document.getElementById('progress-text').textContent, "
                               "document.getElementById('error').textContent]")
