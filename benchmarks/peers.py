@@ -61,6 +61,7 @@ def slim(sdist: Path, out: Path) -> None:
             if (rel + "/").startswith(skip):
                 continue
             m.name = rel
+            m.pax_headers.pop("path", None)  # a long name's pax record would restore the old path
             dst.addfile(m, src.extractfile(m) if m.isfile() else None)
 
 
@@ -309,7 +310,9 @@ def main() -> int:
     if build is not None:
         log("waiting for the llama.cpp build")
         if build.wait() != 0:
-            raise RuntimeError(f"llama.cpp build failed; see {work / 'logs' / 'build.log'}")
+            tail = (work / "logs" / "build.log").read_text(errors="replace").splitlines()[-25:]
+            raise RuntimeError(f"llama.cpp build failed; see {work / 'logs' / 'build.log'}, which ends:\n"
+                               + "\n".join(tail))
         log("build done")
     q4 = {}
     for shape in shapes:
