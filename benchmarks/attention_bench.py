@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from webllm import kernels as K
-from webllm.runtime.device import adapter_name, request_device
+from webllm.runtime.device import adapter_name, create_shader_module, request_device
 
 SHAPES = {"8b": (32, 8, 128), "1b": (32, 8, 64)}  # q heads, KV heads, head_dim
 QUICK_SHAPES = {"quick": (8, 2, 64)}
@@ -145,7 +145,7 @@ def main() -> None:
                     {"binding": i, "visibility": wgpu.ShaderStage.COMPUTE, "buffer": {"type": t}}
                     for i, t in enumerate(kern.bindings)])
                 pipe = dev.create_compute_pipeline(layout=dev.create_pipeline_layout(bind_group_layouts=[bgl]),
-                                                   compute={"module": dev.create_shader_module(code=kern.source),
+                                                   compute={"module": create_shader_module(dev, kern.source),
                                                             "entry_point": "main"})
                 bg = dev.create_bind_group(layout=bgl, entries=[
                     {"binding": i, "resource": {"buffer": b, "offset": 0, "size": b.size}} for i, b in enumerate(bufs)])

@@ -135,7 +135,7 @@ class Chain:
         if per_thread not in self.stream_pipes:
             code = K._template("stream_read").replace("{{PER_THREAD}}", str(per_thread))
             self.stream_pipes[per_thread] = self.dev.create_compute_pipeline(
-                layout="auto", compute={"module": self.dev.create_shader_module(code=code), "entry_point": "main"})
+                layout="auto", compute={"module": create_shader_module(self.dev, code), "entry_point": "main"})
         pipe = self.stream_pipes[per_thread]
         groups = max(1, nbytes // (4096 * per_thread))
         size = groups * 4096 * per_thread

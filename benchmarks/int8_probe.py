@@ -13,7 +13,7 @@ import time
 
 import wgpu
 
-from webllm.runtime.device import adapter_name, request_device
+from webllm.runtime.device import adapter_name, create_shader_module, request_device
 
 GROUPS = 132 * 8  # workgroups of 256 threads
 TM = TN = 8  # the tile's outputs a thread: tokens x rows
@@ -103,7 +103,7 @@ def main() -> None:
     out = dev.create_buffer(size=GROUPS * 256 * 4, usage=wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC)
 
     def bench(name: str, code: str, macs_per_iter: int, iters: int) -> None:
-        pipe = dev.create_compute_pipeline(layout="auto", compute={"module": dev.create_shader_module(code=code),
+        pipe = dev.create_compute_pipeline(layout="auto", compute={"module": create_shader_module(dev, code),
                                                                    "entry_point": "main"})
         bg = dev.create_bind_group(layout=pipe.get_bind_group_layout(0), entries=[{"binding": 0, "resource": {"buffer": out}}])
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout
 
 from webllm import kernels as K  # noqa: E402
 from webllm.quantization.formats import dequantize, quantize_q4s  # noqa: E402
-from webllm.runtime.device import adapter_name, request_device  # noqa: E402
+from webllm.runtime.device import adapter_name, create_shader_module, request_device  # noqa: E402
 
 SHAPES = {  # name: (K, N, pair)
     "1b.qkv 2048x3072": (2048, 3072, False),
@@ -163,7 +163,7 @@ def main() -> None:
                 {"binding": i, "visibility": wgpu.ShaderStage.COMPUTE, "buffer": {"type": t}}
                 for i, t in enumerate(kern.bindings)])
             pipe = dev.create_compute_pipeline(layout=dev.create_pipeline_layout(bind_group_layouts=[bgl]),
-                                               compute={"module": dev.create_shader_module(code=kern.source),
+                                               compute={"module": create_shader_module(dev, kern.source),
                                                         "entry_point": "main"})
             groups = [dev.create_bind_group(layout=bgl, entries=[
                 {"binding": i, "resource": {"buffer": b, "offset": 0, "size": b.size}}

@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from webllm import kernels as K
-from webllm.runtime.device import adapter_name, request_device
+from webllm.runtime.device import adapter_name, create_shader_module, request_device
 
 SETTINGS = {  # label: uniform fields
     "greedy": dict(temperature=0.0),
@@ -58,7 +58,7 @@ class Stages:
                 {"binding": i, "visibility": wgpu.ShaderStage.COMPUTE, "buffer": {"type": btype[t]}}
                 for i, t in enumerate(kern.bindings)])
             pipe = dev.create_compute_pipeline(layout=dev.create_pipeline_layout(bind_group_layouts=[bgl]),
-                                               compute={"module": dev.create_shader_module(code=kern.source),
+                                               compute={"module": create_shader_module(dev, kern.source),
                                                         "entry_point": "main"})
             bg = dev.create_bind_group(layout=bgl, entries=[
                 {"binding": i, "resource": {"buffer": bufs[n], "offset": 0, "size": bufs[n].size}}

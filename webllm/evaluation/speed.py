@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from webllm.runtime import Model
-from webllm.runtime.device import adapter_name
+from webllm.runtime.device import adapter_name, create_shader_module, shader_checks
 
 _STREAM_WGSL = Path(__file__).resolve().parent.parent / "kernels" / "wgsl" / "stream_read.wgsl"
 _PER_THREAD = 16  # vec4<u32> each thread reads
@@ -44,7 +44,7 @@ def stream_read_bandwidth(device, nbytes: int | None = None, seconds: float = 0.
     src = device.create_buffer(size=nbytes, usage=BU.STORAGE)  # zero-filled by WebGPU
     out = device.create_buffer(size=groups * 4, usage=BU.STORAGE | BU.COPY_SRC)
     code = _STREAM_WGSL.read_text().replace("{{PER_THREAD}}", str(_PER_THREAD))
-    pipe = device.create_compute_pipeline(layout="auto", compute={"module": device.create_shader_module(code=code),
+    pipe = device.create_compute_pipeline(layout="auto", compute={"module": create_shader_module(device, code),
                                                                   "entry_point": "main"})
     bg = device.create_bind_group(layout=pipe.get_bind_group_layout(0), entries=[
         {"binding": 0, "resource": {"buffer": src, "offset": 0, "size": nbytes}},
@@ -120,7 +120,7 @@ def bench(package: str | Path, *, profile: str | None = None, options: BenchOpti
                  "prefill_chunk": model.chunk, "load_s": load_s, "decode_variant": model.decode_variant,
                  "prefill_variant": model.prefill_variant, "kv_splits": model.kv_splits,
                  "dispatches_per_decode_step": dispatches_per_decode_step(model),
-                 "gpu_memory_bytes": model.gpu_memory_bytes}
+                 "gpu_memory_bytes": model.gpu_memory_bytes, "shader_checks": shader_checks()}
     res["dispatches_per_layer"] = res["dispatches_per_decode_step"] / res["layers"]
     rng = np.random.default_rng(0)
     vocab = model.config["vocab_size"]
@@ -190,7 +190,8 @@ def format_report(res: dict) -> str:
              f"{res['dispatches_per_decode_step']} dispatches per decode step "
              f"({res['dispatches_per_layer']:.1f} per layer); variants: decode {res['decode_variant']}, "
              f"prefill {res.get('prefill_variant', '?')}"
-             + (f", {res['kv_splits']} KV splits" if res.get("kv_splits") else "")]
+             + (f", {res['kv_splits']} KV splits" if res.get("kv_splits") else "")
+             + (f"; shader runtime checks: {res['shader_checks']}" if res.get("shader_checks") else "")]
     if "stream_read_gb_s" in res:
         lines.append(f"streaming read, measured: {res['stream_read_gb_s']:.0f} GB/s")
     lines.append("")

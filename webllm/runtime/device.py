@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 
-from webllm.errors import AdapterError
+from webllm.errors import AdapterError, InputError
 
 # Packages name features as WebGPU does; wgpu-py 0.32 spells some differently.
 _WGPU_FEATURE = {"subgroups": "subgroup"}
@@ -69,13 +69,62 @@ def device_limits(device) -> dict[str, int]:
     return {web(k): v for k, v in device.limits.items() if isinstance(v, int)}
 
 
+# Runtime checks in the shaders wgpu compiles: wgpu adds two to every module by default, bounds checks
+# on array accesses and a counter in every loop that breaks it off after 2^64 iterations ("loop
+# bounding", against infinite loops). The native runtime keeps the bounds checks and drops the loop
+# counters by default: the browser's WebGPU (Dawn) has no loop counters either (an endless loop ends
+# in the driver's timeout and a lost device, there as here), and on an H100 they cost 4% of decode
+# (Llama-3.1-8B shape, 406 -> 422 tok/s; docs/PERFORMANCE.md). $WEBLLM_SHADER_CHECKS picks: "all"
+# (wgpu's default), "bounds" (the default), "none" (no bounds checks either: faster prefill, but a
+# faulty or hostile package's kernel could then read or write outside its buffers).
+SHADER_CHECKS = {"all": None, "bounds": 1, "none": 0}  # WGPUShaderRuntimeChecks bits: 1 bounds, 2 loop bounding
+
+
+def shader_checks() -> str:
+    """The runtime checks the native runtime's shaders get ($WEBLLM_SHADER_CHECKS, default "bounds")."""
+    v = os.environ.get("WEBLLM_SHADER_CHECKS", "") or "bounds"
+    if v not in SHADER_CHECKS:
+        raise InputError(f"WEBLLM_SHADER_CHECKS must be one of {', '.join(SHADER_CHECKS)} (got {v!r})")
+    return v
+
+
+def _trusted_module(device, code: str, label: str, checks: int):
+    """wgpu-native's wgpuDeviceCreateShaderModuleTrusted: a WGSL module with only the given runtime
+    checks; None where this wgpu lacks it."""
+    try:
+        from wgpu.backends.wgpu_native import _api
+        from wgpu.backends.wgpu_native._ffi import ffi, lib
+        create = _api.libf.wgpuDeviceCreateShaderModuleTrusted
+        internal = device._internal
+    except (ImportError, AttributeError):
+        return None
+    src = _api.new_struct_p("WGPUShaderSourceWGSL *", code=_api.to_c_string_view(code))
+    src[0].chain.next = ffi.NULL
+    src[0].chain.sType = lib.WGPUSType_ShaderSourceWGSL
+    desc = _api.new_struct_p("WGPUShaderModuleDescriptor *", nextInChain=ffi.cast("WGPUChainedStruct *", src),
+                             label=_api.to_c_string_view(label))
+    mid = create(internal, desc, checks)
+    if mid == ffi.NULL:
+        raise RuntimeError("Shader module creation failed")
+    return _api.GPUShaderModule(label, mid, device)
+
+
+def _module(device, code: str, label: str):
+    checks = SHADER_CHECKS[shader_checks()]
+    if checks is not None:
+        module = _trusted_module(device, code, label, checks)
+        if module is not None:
+            return module
+    return device.create_shader_module(code=code, label=label)
+
+
 def create_shader_module(device, code: str, label: str = ""):
     """A shader module from a package's WGSL. Kernels that use subgroups begin with `enable subgroups;`,
     which WGSL (and Dawn) require but naga in wgpu 0.32 refuses as "not yet supported" while
     accepting the subgroup built-ins on a device with the feature: where it refuses, the line goes."""
     try:
-        return device.create_shader_module(code=code, label=label)
+        return _module(device, code, label)
     except Exception as e:
         if "enable subgroups;" not in code or "enable-extension" not in str(e):
             raise
-    return device.create_shader_module(code=code.replace("enable subgroups;", "", 1), label=label)
+    return _module(device, code.replace("enable subgroups;", "", 1), label)
