@@ -113,7 +113,8 @@ def test_perplexity_matches_transformers(package):
 
     The package keeps the GGUF's Q4_1 / Q8_0 blocks as they are (no second rounding), so the only
     differences are f16 activations and summation order: we measured 0.0x% (see the closing note of
-    the issue); 1% is the issue's bound.
+    the issue); 1% is the issue's bound. The chapter's first N_TOKENS tokens: all 2,048 took 15 minutes
+    on a 2-core AVX2 host's lavapipe (prefill there runs at 4-5 tok/s), a third of the suite.
     """
     import torch
     from transformers import AutoConfig, LlamaForCausalLM
@@ -127,7 +128,7 @@ def test_perplexity_matches_transformers(package):
     model = Model.load(package, progress=False, scoring=True)
     tok = Tokenizer(package / "tokenizer.json", model.manifest["tokenizer"])
     ids = tok.encode(text, add_special_tokens=True)[:N_TOKENS]
-    assert len(ids) >= 2000
+    assert len(ids) == N_TOKENS
     ours = perplexity(model, ids)
 
     gguf = default_model_path()
@@ -146,4 +147,4 @@ def test_perplexity_matches_transformers(package):
     assert abs(ours / ref - 1) < 0.01
 
 
-N_TOKENS = 2048
+N_TOKENS = 512  # four prefill chunks of the embedded package (128 tokens each)
