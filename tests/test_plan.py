@@ -105,3 +105,20 @@ def test_truncate_rewinds(package, zoo):
     assert rel_err(rt.logits(), fresh) < TOL_F32
     with pytest.raises(WebLLMError, match="truncate"):
         rt.truncate(rt.past + 1)
+
+
+def test_bench_counts_kv_bytes_by_the_plans_rule(package):
+    """`webllm bench`'s roofline counts the KV cache's bytes from the plan's per_context rule: K and V,
+    f16 in both profiles (the JavaScript twin, speed.js, is checked against this in test_web_node)."""
+    from types import SimpleNamespace
+
+    from webllm.evaluation.speed import decode_bytes
+
+    m = json.loads((package / "manifest.json").read_text())
+    cfg = m["config"]
+    for profile in ("f16", "f32"):
+        plan = json.loads((package / f"plan-{profile}.json").read_text())
+        model = SimpleNamespace(config=cfg, manifest=m, plan=plan)
+        for ctx in (0, 1, 37, 300):
+            want = 2 * cfg["num_hidden_layers"] * cfg["num_key_value_heads"] * cfg["head_dim"] * 2 * ctx
+            assert decode_bytes(model, ctx)["kv"] == want

@@ -84,7 +84,9 @@ def decode_bytes(model: Model, context: int) -> dict:
         if name.startswith("embed") and not tied:
             continue
         weights += int(t["nbytes"])
-    kv = 2 * cfg["num_hidden_layers"] * cfg["num_key_value_heads"] * cfg["head_dim"] * 2 * context  # f16 in both profiles
+    # the KV cache's buffers by the plan's own rule (per_context: bytes per `unit` positions)
+    kv = sum(-(-context // b["per_context"]["unit"]) * b["per_context"]["bytes"] for b in model.plan["buffers"]
+             if "per_context" in b and b["name"].startswith(("k_cache", "v_cache")))
     return {"weights": weights, "kv": kv}
 
 

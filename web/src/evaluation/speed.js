@@ -93,7 +93,13 @@ export function decodeBytes(model, context) {
     if (name.startsWith('rope_table') || (name.startsWith('embed') && !tied)) continue;
     weights += Number(/** @type {any} */ (t).nbytes);
   }
-  const kv = 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * 2 * context;  // f16 in both profiles
+  // the KV cache's buffers by the plan's own rule (per_context: bytes per `unit` positions)
+  let kv = 0;
+  for (const b of model.plan.buffers) {
+    if (b.per_context && (b.name.startsWith('k_cache') || b.name.startsWith('v_cache'))) {
+      kv += Math.ceil(context / b.per_context.unit) * b.per_context.bytes;
+    }
+  }
   return { weights, kv };
 }
 
