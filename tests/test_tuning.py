@@ -174,23 +174,85 @@ def test_tuning_is_cached_per_adapter_and_package(package, zoo, tmp_path, monkey
         Model.load(other, profile="f32", progress=False, adapter=zoo.adapter, device=zoo.device)
 
 
+class PrefillCost:
+    """The tuning's clock (tuning.time) runs `cost[variant]` seconds ahead during each real prefill,
+    so that one-token steps of the variants are told apart by these costs (seconds, far above this
+    tiny model's milliseconds) rather than by the host's load; decode steps keep their real times."""
+
+    def __init__(self, monkeypatch, cost: dict[str, float]):
+        import time
+
+        self.ahead, self.real = 0.0, time.perf_counter
+        real_prefill = Model.prefill
+
+        def prefill(model, *args, **kw):
+            real_prefill(model, *args, **kw)
+            self.ahead += cost[model.prefill_variant]
+
+        monkeypatch.setattr(Model, "prefill", prefill)
+        monkeypatch.setattr(tuning, "time", self)
+        self.timed: list[dict[str, float]] = []  # what time_prefill_variants returned
+        time_prefill = tuning.time_prefill_variants
+
+        def record(model, names):
+            self.timed.append(time_prefill(model, names))
+            return self.timed[-1]
+
+        monkeypatch.setattr(tuning, "time_prefill_variants", record)
+
+    def perf_counter(self) -> float:
+        return self.real() + self.ahead
+
+
+# seconds of a one-token prefill step on a slow software adapter: the small tiles as lavapipe ran the
+# embedded model's (rule 7.0-7.5, q8 4.9-5.3; tile64 made up, between), the 128-token tiles 18.4-20.1
+SLOW_COST = {"rule": 7.2, "tile64": 6.0, "q8": 5.1, "tile128": 19.0, "wide128": 18.4, "dbuf128": 20.1}
+
+
 def test_a_slow_adapter_times_little(package, zoo, tmp_path, monkeypatch):
-    """Where a one-token prefill step is slow (a software adapter: there a step costs a whole token tile
-    whatever its length), the first prefill variant is kept without timing the others, whose kernels
-    are never built; where a decode step is slow, one warm-up step each decides among the decode
-    variants that need no feature (a software adapter emulates subgroups and dot4I8Packed), the others
-    never built."""
+    """Where a one-token prefill step is slow on a software adapter (there a step costs a whole token
+    tile whatever its length), one one-token step each of the small-tile prefill variants (token tile
+    at most SMALL_TILE times the first's: rule 32 here, tile64 and q8 64) decides, and the 128-token
+    tiles are never built; where a decode step is slow, one warm-up step each decides among the
+    decode variants that need no feature (a software adapter emulates subgroups and dot4I8Packed),
+    the others never built."""
     monkeypatch.setenv("WEBLLM_CACHE", str(tmp_path))
     monkeypatch.setattr(tuning, "SLOW_STEP_S", 0.0)
+    assert tuning.software_adapter(zoo.adapter)  # lavapipe says it is a CPU
+    clock = PrefillCost(monkeypatch, SLOW_COST)
     rt = Model.load(package, profile="f32", progress=False, adapter=zoo.adapter, device=zoo.device)
+    assert {n: tuning.token_tile(rt.plan, n) for n in rt.prefill_variants} == {
+        "rule": 32, "tile64": 64, "tile128": 128, "q8": 64, "wide128": 128, "dbuf128": 128}
+    small = ("rule", "tile64", "q8")
+    [times] = clock.timed
+    assert sorted(times) == sorted(small)
+    assert rt.prefill_variant == min(times, key=times.get) == "q8"
     plain = ("gemv32", "gemv4")
-    assert rt.prefill_variant == "rule" and rt.decode_variant in plain
-    assert set(rt._lists) == {"prefill.rule"} | {f"decode.{n}" for n in plain}
+    assert rt.decode_variant in plain
+    assert set(rt._lists) == {f"prefill.{n}" for n in small} | {f"decode.{n}" for n in plain}
     assert np.isfinite(rt.logits()).all()
 
 
+def test_a_slow_adapter_never_builds_a_large_tile_or_a_missing_feature(package, zoo, tmp_path, monkeypatch):
+    """On a slow software adapter no 128-token-tile prefill variant is built, however fast it would
+    run (here the cheapest by far), and a variant needing a feature the device lacks (q8 without
+    WGSL's packed_4x8_integer_dot_product) is not among those probed: the pick is the fastest small
+    tile the device runs."""
+    from webllm.runtime import package as pkg
+
+    monkeypatch.setenv("WEBLLM_CACHE", str(tmp_path))
+    monkeypatch.setattr(tuning, "SLOW_STEP_S", 0.0)
+    monkeypatch.setattr(pkg, "wgsl_language_features", lambda: {"readonly_and_readwrite_storage_textures"})
+    clock = PrefillCost(monkeypatch, {**SLOW_COST, "tile128": 0.5, "wide128": 0.5, "dbuf128": 0.5})
+    rt = Model.load(package, profile="f32", progress=False, adapter=zoo.adapter, device=zoo.device)
+    assert "q8" not in rt.prefill_variants and "tile128" in rt.prefill_variants
+    [times] = clock.timed
+    assert sorted(times) == ["rule", "tile64"] and rt.prefill_variant == "tile64"
+    assert {k for k in rt._lists if k.startswith("prefill.")} == {"prefill.rule", "prefill.tile64"}
+
+
 def test_a_gpu_times_every_prefill_variant_however_slow_a_step(package, zoo, monkeypatch):
-    """Only an adapter that says it is a CPU keeps the first prefill variant after a slow one-token step:
+    """Only an adapter that says it is a CPU probes one-token steps alone after a slow one-token step:
     on an H100 a Llama-3.1-8B's took 355 ms (117 the next time: a whole token tile's work), which had kept
     the float rule where the int8 q8 prefills 1.8x faster. Here every step counts as slow and the
     adapter as a GPU: every prefill variant is timed."""

@@ -4,7 +4,7 @@
 
 import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SETTLE_S, settle, timeDecodeVariants, timePrefillVariants } from '../src/runtime/tuning.js';
+import { SETTLE_S, settle, timeDecodeVariants, timePrefillVariants, tokenTile } from '../src/runtime/tuning.js';
 import { softwareAdapter } from '../src/runtime/device.js';
 
 const realPerformance = globalThis.performance;
@@ -81,4 +81,44 @@ test('a GPU times every prefill variant however slow its one-token step', async 
   const times = await timePrefillVariants(/** @type {any} */ (model), Object.keys(chunk));
   assert.deepEqual(Object.keys(times).sort(), Object.keys(chunk).sort());
   assert.equal(Object.entries(times).sort((a, b) => a[1] - b[1])[0][0], 'q8');
+});
+
+/**
+ * A prefill-only model on a software adapter whose steps cost `cost[variant]` seconds on the simulated
+ * clock whatever their length (a whole token tile's work), recording the variants whose kernels compile.
+ * @param {Record<string, number>} cost @param {Record<string, number>} tiles token tile of each variant
+ */
+function slowSoftwareModel(cost, tiles) {
+  const built = new Set();
+  const model = {
+    adapter: { info: { vendor: 'mesa', description: 'llvmpipe (LLVM 15.0.6, 256 bits)' } },
+    plan: { prefill_variants: Object.fromEntries(Object.entries(tiles).map(([n, t]) => [n, [
+      { kernel: 'embed', bind_group: 0, workgroups: [1, 1, 1], tokens_per_y: 1 },
+      { kernel: `matmul_${n}`, bind_group: 1, workgroups: [1, 1, 1], tokens_per_y: t },
+      { kernel: 'head', bind_group: 2, workgroups: [1, 1, 1] }]])) },
+    prefillVariant: 'rule', chunk: 128, capacity: 2048, config: { vocab_size: 49152 },
+    /** @param {string} n */
+    async usePrefillVariant(n) { built.add(n); this.prefillVariant = n; },
+    /** @param {string} _kind @param {string[]} list */
+    async prepareVariants(_kind, list) { list.forEach((n) => built.add(n)); },
+    reset() {},
+    async nextToken() { return 0; },
+    async prefill() { clock += 1000 * cost[this.prefillVariant]; },
+  };
+  return { model, built };
+}
+
+test('a slow software adapter probes one token of each small-tile prefill variant, never builds the large', async () => {
+  // Lavapipe, the embedded SmolLM2-135M (f16), seconds a one-token step: rule (32-token tiles) 7.0-7.5,
+  // q8 (64) 4.9-5.3, the 128-token tiles 18.4-20.1; here the large tiles are made the fastest, and
+  // still never built (tests/test_tuning.py has the Python twin).
+  const tiles = { rule: 32, tile128: 128, q8: 64, wide128: 128, dbuf128: 128 };
+  const { model, built } = slowSoftwareModel({ rule: 7.2, tile128: 0.5, q8: 5.1, wide128: 0.5, dbuf128: 0.5 }, tiles);
+  assert.equal(tokenTile(/** @type {any} */ (model.plan), 'q8'), 64);
+  const times = await timePrefillVariants(/** @type {any} */ (model), Object.keys(tiles));
+  assert.deepEqual(Object.keys(times).sort(), ['q8', 'rule']);
+  assert.equal(Object.entries(times).sort((a, b) => a[1] - b[1])[0][0], 'q8');
+  assert.ok(Math.abs(times.q8 - 5.1) < 1e-9, String(times.q8));
+  assert.deepEqual([...built].sort(), ['q8', 'rule']);
+  assert.equal(model.prefillVariant, 'rule'); // left on the variant it had
 });

@@ -21,6 +21,7 @@ SLOW_STEP_S = 0.1  # a warm-up step slower than this decides alone (software ada
 TUNE_CONTEXT = 4096  # KV length at which decode attention's split counts are timed
 CLOSE = 0.15  # variants whose warm-up steps are this close get more rounds, however slow the steps
 SETTLE_S = (0.5, 2.0)  # how long the timing runs steps before it compares variants: at least, at most (settle)
+SMALL_TILE = 2  # a slow software adapter probes the prefill variants whose token tile is at most this times the first's
 
 
 def cache_key(model, kind: str, names: list[str]) -> str:
@@ -220,23 +221,44 @@ def _close(times: dict) -> bool:
     return b <= a * (1 + CLOSE)
 
 
+def token_tile(plan: dict, name: str) -> int:
+    """Tokens per workgroup of prefill variant `name`'s widest dispatch (`tokens_per_y`): its matmuls' token
+    tile, 32 or 128 for the tiled matmul (the rule takes 32 on small models), 64 for the int8 `q8`
+    (kernels.MATMUL_Q8_TOKENS). A step of fewer tokens still runs one whole tile."""
+    return max(d.get("tokens_per_y") or 1 for d in plan["prefill_variants"][name])
+
+
 def time_prefill_variants(model, names: list[str]) -> dict[str, float]:
     """Seconds per prefill step of one full chunk (min(prefill_chunk, capacity) tokens) of each
     variant, in rounds taken in turn as for decode: round 0 (one step each) is warm-up, then the best
     of two more; a warm-up round whose fastest step took over SLOW_STEP_S decides alone (a large
     model) unless its two fastest are within CLOSE (an H100, Llama-3.1-8B's 4-layer shape: 40.0 ms a
-    512-token chunk with wide128 staging against 42.3 with the rule, which one round picked). First,
-    on an adapter that says it is a CPU, a one-token step of the first variant: when that takes over
-    SLOW_STEP_S, the first variant is kept untimed (only there: on an H100 a Llama-3.1-8B's first
-    one-token step took 355 ms and the next 117, a whole token tile's work, which kept `rule` untimed
-    where the int8 `q8` prefills 1.8x faster). There a prefill
-    step costs a whole token tile's work whatever its length (lavapipe, SmolLM2-135M: 3 s for one
-    token with the rule's 32-token tiles, 7-8 s with 128-token ones, against 11.3 and 10.4 s for a
-    full chunk of 128), so the small tiles serve a chat's short turns best, and timing one chunk of
-    each variant would add 20 s to the first load. Otherwise every variant's pipelines are built and
-    run once (a 64-token step each, so that no first use lands in the rounds, where one round may
-    decide) and 64-token steps of the first variant repeated until they stop getting faster
-    (`settle`) before the rounds. Leaves the model reset, on the variant it had."""
+    512-token chunk with wide128 staging against 42.3 with the rule, which one round picked).
+
+    First, on an adapter that says it is a CPU, a one-token step of the first variant. When that takes
+    over SLOW_STEP_S, one one-token step each of the small-tile variants decides: those whose token
+    tile (`token_tile`) is at most SMALL_TILE times the first's; the others are never built. Only
+    there: on an H100 a Llama-3.1-8B's first one-token step took 355 ms and the next 117, a whole token
+    tile's work, which had kept `rule` untimed where the int8 `q8` prefills 1.8x faster. On a software
+    adapter a step costs a whole token tile's work whatever its length: lavapipe (2-core EPYC, embedded
+    SmolLM2-135M, f16, seconds a step with pipelines built): `rule` (32-token tiles) 7.0-7.5 at one
+    token, 14.2 at 64, 27.3-27.9 at 128; `q8` (64-token tiles) 4.9-5.3, 5.8, 11.0-12.3; the 128-token
+    tiles 18.4-20.1 at one token. A chunk of every variant would add 40-60 s to the first load; the
+    one-token probe ranked `q8` first as the full steps do, and it favours the smaller tiles where a
+    larger one is faster a token (the right call for a chat's short turns). The large tiles cost 2.5x
+    the rule's step to probe and beat it only from ~3 of its tiles on (one whole 128-token tile, 18-20
+    s, against `q8`'s 11-12 at 128 tokens), so they stay unbuilt there. A probe's step includes the
+    software adapter's compile of the kernels it is the first to run (llvmpipe builds a shader at its
+    first dispatch): with Mesa's shader cache warm the probe took 7.3 s for `rule` and 4.8 for `q8`,
+    with it off 16.6-19.3 and 9.7-10.0, the first variant's carrying the compile of the kernels all
+    share, which favours the others (a second step each would cost as much again; `q8` led both ways).
+    Unlike decode's probe, variants needing a feature are probed too (those this device lacks are not
+    among `names`): lavapipe emulates dot4I8Packed, yet `q8` prefills fastest there.
+
+    Otherwise every variant's pipelines are built and run once (a 64-token step each, so that no first
+    use lands in the rounds, where one round may decide) and 64-token steps of the first variant
+    repeated until they stop getting faster (`settle`) before the rounds. Leaves the model reset, on
+    the variant it had."""
     keep = model.prefill_variant
 
     def step(name: str, tokens: int) -> float:
@@ -250,7 +272,11 @@ def time_prefill_variants(model, names: list[str]) -> dict[str, float]:
 
     probe = step(names[0], 1) if software_adapter(model.adapter) else 0.0
     if probe > SLOW_STEP_S:
+        tile = token_tile(model.plan, names[0])
         best = {names[0]: probe}
+        for name in names[1:]:
+            if token_tile(model.plan, name) <= SMALL_TILE * tile:
+                best[name] = step(name, 1)
     else:
         n = min(model.chunk, model.capacity)
         for name in names:  # every pipeline built and run once first: the GPU idles meanwhile (see settle)

@@ -21,6 +21,8 @@ export const SLOW_STEP_S = 0.1;
 export const TUNE_CONTEXT = 4096;
 /** How long the timing runs steps before it compares variants, at least and at most (settle). */
 export const SETTLE_S = [0.5, 2.0];
+/** On a slow software adapter, prefill variants whose token tile is at most this times the first's are probed. */
+export const SMALL_TILE = 2;
 
 /**
  * Repeat `step` (it resolves to seconds per step) for at least SETTLE_S[0] and until a repetition is
@@ -231,16 +233,30 @@ function close(times) {
 }
 
 /**
+ * Tokens per workgroup of prefill variant `name`'s widest dispatch (`tokens_per_y`): its matmuls' token
+ * tile, 32 or 128 for the tiled matmul, 64 for the int8 `q8`. A step of fewer tokens still runs one
+ * whole tile.
+ * @param {import('./package.js').Plan} plan @param {string} name @returns {number}
+ */
+export function tokenTile(plan, name) {
+  return Math.max(...plan.prefill_variants[name].map((d) => d.tokens_per_y || 1));
+}
+
+/**
  * Seconds per prefill step of one full chunk (min(prefill_chunk, capacity) tokens) of each variant, in
  * rounds taken in turn as for decode: round 0 (one step each) is warm-up, then the best of two more; a
  * warm-up round whose fastest step took over SLOW_STEP_S decides alone unless its two fastest are within
  * CLOSE. First, on a software adapter (softwareAdapter), a one-token step of the first variant: when that
- * takes over SLOW_STEP_S (a prefill step there costs a whole token tile's work whatever its length), the
- * first variant is kept untimed and the others are never compiled. Only there: on an H100 a
- * Llama-3.1-8B's first one-token step took 355 ms and the next 117 (tuning.py). Otherwise every
- * variant's pipelines are built and run once (a 64-token step each: no first use in the rounds, where
- * one round may decide) and 64-token steps of the first repeated until they stop getting faster
- * (settle) before the rounds. Leaves the model reset, on the variant it had.
+ * takes over SLOW_STEP_S, one one-token step each of the small-tile variants decides (token tile at most
+ * SMALL_TILE times the first's, tokenTile; features the device lacks are not among `names`), and the
+ * others are never compiled. There a step costs a whole token tile's work whatever its length: on
+ * lavapipe (embedded SmolLM2-135M, f16) `rule` (32-token tiles) took 7.0-7.5 s at one token and
+ * 27.3-27.9 at 128, the int8 `q8` (64-token tiles) 4.9-5.3 and 11.0-12.3, the 128-token tiles 18.4-20.1
+ * at one token; a chunk of each would add 40-60 s to the first load (tuning.py has the figures). Only
+ * there: on an H100 a Llama-3.1-8B's first one-token step took 355 ms and the next 117 (tuning.py).
+ * Otherwise every variant's pipelines are built and run once (a 64-token step each: no first use in the
+ * rounds, where one round may decide) and 64-token steps of the first repeated until they stop getting
+ * faster (settle) before the rounds. Leaves the model reset, on the variant it had.
  * @param {import('./model.js').Model} model @param {string[]} names
  * @returns {Promise<Record<string, number>>}
  */
@@ -260,7 +276,11 @@ export async function timePrefillVariants(model, names) {
   let best = {};
   const probe = softwareAdapter(model.adapter) ? await step(names[0], 1) : 0;
   if (probe > SLOW_STEP_S) {
+    const tile = tokenTile(model.plan, names[0]);
+    const small = names.filter((n) => tokenTile(model.plan, n) <= SMALL_TILE * tile);
+    await model.prepareVariants('prefill', small); // their kernels compile side by side
     best = { [names[0]]: probe };
+    for (const name of small.slice(1)) best[name] = await step(name, 1);
   } else {
     await model.prepareVariants('prefill', names);
     const n = Math.min(model.chunk, model.capacity);
