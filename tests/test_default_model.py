@@ -4,6 +4,7 @@ its KV cache across turns, and scoring a real text as transformers does."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -54,6 +55,14 @@ def test_default_package_is_cached_by_content(package, cache):
     mtime = (package / "manifest.json").stat().st_mtime_ns
     assert resolve_model(None, progress=False) == package
     assert (package / "manifest.json").stat().st_mtime_ns == mtime
+
+
+def test_default_package_has_no_int8_prefill(package):
+    """The default model is compiled without the int8 prefill variant (models_cache.DEFAULT_COMPILE), whose
+    rounding turns its answer to the acceptance question; the float variants stay, timed at load."""
+    for profile in ("f16", "f32"):
+        plan = json.loads((package / f"plan-{profile}.json").read_text())
+        assert "q8" not in plan["prefill_variants"] and "rule" in plan["prefill_variants"]
 
 
 def chat(engine, messages, **kw) -> str:
