@@ -58,3 +58,16 @@ def test_profile_decode_times_every_kind_alone_and_in_the_chain(tmp_path):
     assert sum(v["count"] for v in d["by_kind"].values()) == d["dispatches"] > 0
     assert all({"ms", "in_chain_ms"} <= set(v) for v in d["by_kind"].values())
     assert "in the chain" in r.stdout
+
+
+def test_dispatch_cost_times_every_grid(tmp_path):
+    out = tmp_path / "dispatch.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "dispatch_cost.py"), "--threads", "64,256",
+                        "--groups", "1,8", "--wg-bytes", "0,4096", "--chain", "2", "--seconds", "0", "--json", str(out)],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads(out.read_text())["results"]
+    assert {(x["threads"], x["groups"], x["wg_bytes"]) for x in rows} == {
+        (t, g, b) for t in (64, 256) for g in (1, 8) for b in (0, 4096)}
+    assert all(x["us"] > 0 for x in rows)
