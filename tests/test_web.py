@@ -34,8 +34,11 @@ from tiny_models import TOL_F32, Spec, make_checkpoint, rel_err  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 # DESIGN.md: WebGPU on SwiftShader, headless, as root, with nothing reaching out to the network.
+# Dawn's zero-initialization of workgroup memory off, as in the Node tests but their parity file
+# (tests/test_web_node.py): SwiftShader compiles those loops slowly.
 CHROMIUM_ARGS = ["--enable-unsafe-webgpu", "--enable-features=Vulkan", "--no-sandbox", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--enable-dawn-features=disable_workgroup_init"]
 ARTIFACTS = ROOT / "test-artifacts"
 SPEC = Spec("web", vocab_size=301, seed=3)
 CONTEXT = 256
