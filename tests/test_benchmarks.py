@@ -71,3 +71,20 @@ def test_dispatch_cost_times_every_grid(tmp_path):
     assert {(x["threads"], x["groups"], x["wg_bytes"]) for x in rows} == {
         (t, g, b) for t in (64, 256) for g in (1, 8) for b in (0, 4096)}
     assert all(x["us"] > 0 for x in rows)
+
+
+def test_dispatch_cost_on_dawn_beside_native(tmp_path):
+    """--dawn: the same grids through web/src/node/dispatch_cost.js on Dawn (SwiftShader here, as the
+    Node tests run it), both hosts on the wall clock."""
+    out = tmp_path / "dispatch.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WEBLLM_DAWN_ICD": "/usr/lib/chromium/vk_swiftshader_icd.json"}
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "dispatch_cost.py"), "--threads", "64",
+                        "--groups", "1,8", "--chain", "2", "--seconds", "0", "--dawn", "--json", str(out)],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    d = json.loads(out.read_text())
+    assert d["clock"] == "wall" and d["dawn"]["host"] == "dawn" and "SwiftShader" in d["dawn"]["adapter"]
+    for rows in (d["results"], d["dawn"]["results"]):
+        assert {(x["threads"], x["groups"]) for x in rows} == {(64, 1), (64, 8)}
+        assert all(x["us"] >= 0 for x in rows)
+    assert "dawn, SwiftShader" in r.stdout
