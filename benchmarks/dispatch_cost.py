@@ -24,7 +24,6 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,31 +45,6 @@ def source(threads: int, wg_bytes: int) -> str:
 
 def ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v]
-
-
-def wall_per_dispatch(chain: Chain, pipe, bind_groups, groups: int) -> float:
-    """Seconds a dispatch by the wall clock: (best pass of 2n - best pass of n) / n, interleaved."""
-    def one(n: int) -> float:
-        enc = chain.dev.create_command_encoder()
-        cp = enc.begin_compute_pass()
-        cp.set_pipeline(pipe)
-        for i in range(n):
-            cp.set_bind_group(0, bind_groups[i % len(bind_groups)])
-            cp.dispatch_workgroups(groups, 1, 1)
-        cp.end()
-        cb = enc.finish()
-        t = time.perf_counter()
-        chain.dev.queue.submit([cb])
-        chain.dev.queue.read_buffer(chain.sync, 0, 4)  # waits for the queue
-        return time.perf_counter() - t
-
-    n, best1, best2, rounds, t0 = chain.n, float("inf"), float("inf"), 0, time.perf_counter()
-    while rounds < 5 or time.perf_counter() - t0 < chain.seconds:
-        a, b = one(n), one(2 * n)
-        rounds += 1
-        if rounds > 2:  # the first rounds wake the GPU up
-            best1, best2 = min(best1, a), min(best2, b)
-    return max(0.0, best2 - best1) / n
 
 
 def dawn_rows(a) -> dict:
@@ -105,7 +79,7 @@ def main() -> int:
     adapter, dev = request_device()
     limit = dev.limits["max-compute-invocations-per-workgroup"]
     print(f"native, {adapter_name(adapter)}: µs a dispatch in a chain of {a.chain} ({a.clock})", flush=True)
-    chain = Chain(dev, a.chain, a.seconds)
+    chain = Chain(dev, a.chain, a.seconds, a.clock)
     out = dev.create_buffer(size=4 * max(a.groups), usage=wgpu.BufferUsage.STORAGE)
     rows = []
     for wg_bytes in a.wg_bytes:
@@ -118,8 +92,7 @@ def main() -> int:
                                        entries=[{"binding": 0, "resource": {"buffer": out}}])
             line = []
             for groups in a.groups:
-                per = wall_per_dispatch if a.clock == "wall" else Chain.per_dispatch
-                us = per(chain, pipe, [bg], groups) * 1e6
+                us = chain.per_dispatch(pipe, [bg], groups) * 1e6
                 rows.append({"threads": threads, "groups": groups, "wg_bytes": wg_bytes, "us": us})
                 line.append(f"{groups}: {us:.2f}")
             print(f"{threads:5d} threads, {wg_bytes // 1024:3d} KiB   " + "  ".join(line), flush=True)

@@ -3,6 +3,7 @@ weights, in a dependent chain as in a decode step, against a streaming read of t
 same kind of chain and against the adapter's streaming-read bandwidth; and a correctness check.
 
     python benchmarks/gemv_bench.py [--quick] [--json out.json] [--variants 32x4,8x4] [--profiles f16,f32]
+        [--clock stamps|wall]
 
 Cold weights: each shape's weights are uploaded as enough copies to fill --cold-mib (default 256
 MiB, 5x an H100's 50 MB L2), and successive dispatches rotate through the copies, so every dispatch
@@ -16,6 +17,9 @@ streaming reads (wgsl/stream_read.wgsl, 16-byte loads) over the same bytes gives
 dispatch of that size can reach: on an H100, 2 us for an empty dispatch and 23 us for the 66 MB of
 an 8B's gate_up, while a step's matmuls take about as long as in this chain (docs/PERFORMANCE.md).
 Earlier versions timed one dispatch per pass with little warm-up and were 3-5x off the model.
+`--clock wall` times passes of n and 2n dispatches by the wall clock instead, and takes the difference
+over n: a dispatch's steady cost in the chain, without what a pass costs besides its dispatches (on an
+H100 the timestamps around a pass of 64 trivial dispatches gave 4.6 us a dispatch, the difference 2.2).
 A variant `LxR` is the one-token matmul with L = `lanes` (256 / L rows per workgroup) and R rows
 per thread (wgsl/gemv.wgsl).
 """
@@ -85,25 +89,29 @@ def _encode(dev, pipe, bind_groups, groups: int):
 class Chain:
     """Times chains of dispatches in one compute pass (see the module docstring)."""
 
-    def __init__(self, dev, n: int, seconds: float):
+    def __init__(self, dev, n: int, seconds: float, clock: str = "stamps"):
         import wgpu
 
         self.dev, self.n, self.seconds = dev, n, seconds
-        self.stamps = "timestamp-query" in dev.features
+        # "wall": the wall clock, differentially (per_dispatch)
+        self.stamps = clock == "stamps" and "timestamp-query" in dev.features
+        self.wall_diff = clock == "wall"
         self.sync = dev.create_buffer(size=4, usage=wgpu.BufferUsage.COPY_SRC)
         if self.stamps:
             self.qs = dev.create_query_set(type=wgpu.QueryType.timestamp, count=2)
             self.qb = dev.create_buffer(size=16, usage=wgpu.BufferUsage.QUERY_RESOLVE | wgpu.BufferUsage.COPY_SRC)
         self.stream_pipes = {}  # by reads a thread (PER_THREAD)
 
-    def one_pass(self, pipe, bind_groups, grid: tuple[int, int, int]) -> float:
-        """Seconds per dispatch of one pass of n dispatches of `grid`, rotating through bind_groups."""
+    def one_pass(self, pipe, bind_groups, grid: tuple[int, int, int], n: int | None = None) -> float:
+        """Seconds per dispatch of one pass of n (default self.n) dispatches of `grid`, rotating through
+        bind_groups."""
+        n = n or self.n
         enc = self.dev.create_command_encoder()
         stamps = {"query_set": self.qs, "beginning_of_pass_write_index": 0,
                   "end_of_pass_write_index": 1} if self.stamps else None
         cp = enc.begin_compute_pass(timestamp_writes=stamps)
         cp.set_pipeline(pipe)
-        for i in range(self.n):
+        for i in range(n):
             cp.set_bind_group(0, bind_groups[i % len(bind_groups)])
             cp.dispatch_workgroups(*grid)
         cp.end()
@@ -113,18 +121,23 @@ class Chain:
         self.dev.queue.submit([enc.finish()])
         if self.stamps:
             ts = np.frombuffer(self.dev.queue.read_buffer(self.qb), np.uint64).astype(np.int64)
-            return float(ts[1] - ts[0]) * 1e-9 / self.n
+            return float(ts[1] - ts[0]) * 1e-9 / n
         self.dev.queue.read_buffer(self.sync, 0, 4)  # waits for the queue
-        return (time.perf_counter() - t) / self.n
+        return (time.perf_counter() - t) / n
 
     def per_dispatch(self, pipe, bind_groups, groups: int) -> float:
-        """Seconds per dispatch: the best round of a pass of n dispatches, rotating through bind_groups."""
-        best, rounds, t0 = float("inf"), 0, time.perf_counter()
+        """Seconds per dispatch: the best round of a pass of n dispatches, rotating through bind_groups.
+        With the differential wall clock: (best pass of 2n - best pass of n) / n, the two interleaved,
+        so that what a pass costs besides its dispatches (the submit, the wait, the GPU's start) cancels."""
+        best, best2, rounds, t0 = float("inf"), float("inf"), 0, time.perf_counter()
         while rounds < 5 or time.perf_counter() - t0 < self.seconds:
             dt = self.one_pass(pipe, bind_groups, (groups, 1, 1))
+            dt2 = self.one_pass(pipe, bind_groups, (groups, 1, 1), 2 * self.n) if self.wall_diff else 0.0
             rounds += 1
             if rounds > 2:  # the first rounds wake the GPU up
-                best = min(best, dt)
+                best, best2 = min(best, dt), min(best2, dt2)
+        if self.wall_diff:
+            return max(0.0, 2 * best2 - best)  # per-dispatch figures: (2n * best2 - n * best) / n
         return best
 
     def stream(self, nbytes: int, cold_bytes: int) -> float:
@@ -172,14 +185,18 @@ def main() -> None:
                          "tuned `gemv32sg` decode variant does)")
     ap.add_argument("--chain", type=int, default=32, help="dispatches in each timed pass (default 32)")
     ap.add_argument("--seconds", type=float, default=0.4, help="time each variant for this long (default 0.4)")
+    ap.add_argument("--clock", choices=("stamps", "wall"), default="stamps",
+                    help="GPU timestamps around each pass (the wall clock where the adapter has none), or the wall "
+                         "clock, differentially: passes of n and 2n dispatches, the difference over n")
     ap.add_argument("--json", default=None, help="write the results to this file")
     args = ap.parse_args()
     adapter, dev = request_device(want_features=["timestamp-query"])
-    chain = Chain(dev, args.chain, args.seconds)
+    chain = Chain(dev, args.chain, args.seconds, args.clock)
     sg = {"on": True, "off": False}.get(args.subgroups, "subgroups" in device_features(dev))
     bw = stream_read_bandwidth(dev)["bytes_per_s"]
     print(f"{adapter_name(adapter)} / {adapter.info.get('description', '')}; streaming read {bw / 1e9:.0f} GB/s; "
-          f"timestamps: {chain.stamps}; subgroups: {sg}", flush=True)
+          f"clock: {'timestamps' if chain.stamps else 'wall, differential' if chain.wall_diff else 'wall'}; "
+          f"subgroups: {sg}", flush=True)
     BU = wgpu.BufferUsage
     rng = np.random.default_rng(0)
     shapes = QUICK if args.quick else SHAPES
@@ -267,7 +284,7 @@ def main() -> None:
         y.destroy()
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"adapter": adapter_name(adapter), "driver": adapter.info.get("description", ""),
+            json.dump({"adapter": adapter_name(adapter), "driver": adapter.info.get("description", ""), "clock": args.clock,
                        "stream_read_gb_s": bw / 1e9, "results": results}, f, indent=1)
 
 

@@ -16,7 +16,7 @@ def test_gemv_bench_runs_chains_and_checks_results(tmp_path):
     out = tmp_path / "gemv.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gemv_bench.py"), "--quick", "--variants", "32,16",
-                        "--seconds", "0", "--chain", "2", "--cold-mib", "1", "--json", str(out)],
+                        "--seconds", "0", "--chain", "2", "--cold-mib", "1", "--clock", "wall", "--json", str(out)],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     d = json.loads(out.read_text())
