@@ -36,6 +36,18 @@ from webllm.compiler.compile import CompileOptions, compile_model  # noqa: E402
 torch.set_num_threads(2)
 
 
+# The longest modules first (seconds on a 2-core host, run alone), so that a parallel run (`pytest -n 2
+# --dist loadfile`, the README's command: a module a worker) does not end on one worker still busy with
+# them while the other idles; the rest keep their order.
+SLOW_FIRST = ["test_web.py", "test_default_model.py", "test_web_node.py", "test_web_node_variants.py",
+              "test_perplexity.py", "test_reference.py", "test_tuning.py", "test_gguf.py", "test_web_serve.py"]
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FIRST)))  # stable: module order kept
+
+
 def pytest_terminal_summary(terminalreporter):
     if MEASURED:
         terminalreporter.section("max logit error / max|logits| (vs transformers on dequantized weights)")

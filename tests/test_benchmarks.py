@@ -9,14 +9,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_gemv_bench_runs_chains_and_checks_results(tmp_path):
+@pytest.mark.parametrize("pool", [[], ["--pool"]], ids=["a buffer each", "one pool"])
+def test_gemv_bench_runs_chains_and_checks_results(tmp_path, pool):
     out = tmp_path / "gemv.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gemv_bench.py"), "--quick", "--variants", "32,16",
-                        "--seconds", "0", "--chain", "2", "--cold-mib", "1", "--clock", "wall", "--json", str(out)],
+                        "--seconds", "0", "--chain", "2", "--cold-mib", "1", "--clock", "wall", "--json", str(out),
+                        *pool],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     d = json.loads(out.read_text())

@@ -1,6 +1,7 @@
 /// <reference types="node" />
-// Shared by the Node tests: the reference the pytest module (tests/test_web_node.py) wrote from the
-// native runtime, a static file server that counts requests, and comparisons.
+// Shared by the Node tests: the reference that tests/web_node.py wrote from the native runtime (for
+// tests/test_web_node.py and test_web_node_variants.py), a static file server that counts requests, and
+// comparisons.
 
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';

@@ -17,7 +17,7 @@ import { ContextWindowError, DeviceLostError, PackageError } from '../src/runtim
 import { collect, reference, serve } from './helpers.js';
 
 const ref = reference();
-const skip = ref ? false : 'needs the reference from tests/test_web_node.py';
+const skip = ref ? false : 'needs the reference from tests/web_node.py';
 const tmp = mkdtempSync(join(tmpdir(), 'webllm-web-test-'));
 /** @type {{adapter: GPUAdapter, device: GPUDevice}} */
 let gpu;

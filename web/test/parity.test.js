@@ -8,7 +8,7 @@ import { loadModel, releaseGpu } from '../src/node/index.js';
 import { assertClose, collect, reference } from './helpers.js';
 
 const ref = reference();
-const skip = ref ? false : 'needs the reference from tests/test_web_node.py';
+const skip = ref ? false : 'needs the reference from tests/web_node.py';
 /** @type {import('../src/runtime/model.js').Model} */
 let model;
 

@@ -17,7 +17,7 @@ import { nodeGpu, releaseGpu, requestNodeDevice } from '../src/node/index.js';
 import { assertClose, collect, reference } from './helpers.js';
 
 const ref = reference();
-const skip = ref ? false : 'needs the reference from tests/test_web_node.py';
+const skip = ref ? false : 'needs the reference from tests/web_node.py';
 const tmp = mkdtempSync(join(tmpdir(), 'webllm-web-variants-'));
 /** @type {{adapter: GPUAdapter, device: GPUDevice}} */
 let gpu;
