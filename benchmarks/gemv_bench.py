@@ -180,6 +180,9 @@ def main() -> None:
     ap.add_argument("--upload", choices=["mapped", "write"], default="write",
                     help="weights uploaded mapped at creation or by queue.write_buffer (as the runtime does)")
     ap.add_argument("--cold-mib", type=int, default=256, help="weights rotated through per shape (MiB)")
+    ap.add_argument("--pool", action="store_true",
+                    help="all copies' weights in one buffer, each bound as a range of it (default: a buffer each, "
+                         "as the runtime allocates a tensor)")
     ap.add_argument("--subgroups", choices=["auto", "on", "off"], default="auto",
                     help="row sets reduce through subgroup operations (auto: where the adapter has them, as the "
                          "tuned `gemv32sg` decode variant does)")
@@ -240,7 +243,21 @@ def main() -> None:
             return b
 
         blobs = [np.ascontiguousarray(w.arrays[a]).tobytes() for a in K.WEIGHT_ARRAYS["q4s"]]
-        wbufs = [[upload(b) for b in blobs] for _ in range(copies)]
+        if args.pool:  # (buffer, offset, size) ranges of one buffer
+            align = dev.limits["min-storage-buffer-offset-alignment"]
+            sizes = [-(-len(b) // align) * align for b in blobs]
+            copies = min(copies, max(1, dev.limits["max-buffer-size"] // sum(sizes)))
+            pool = dev.create_buffer(size=copies * sum(sizes), usage=BU.STORAGE | BU.COPY_DST)
+            wbufs, off = [], 0
+            for _ in range(copies):
+                ranges = []
+                for b, sz in zip(blobs, sizes, strict=True):
+                    dev.queue.write_buffer(pool, off, b + bytes(-len(b) % 4))
+                    ranges.append((pool, off, -(-len(b) // 4) * 4))
+                    off += sz
+                wbufs.append(ranges)
+        else:
+            wbufs = [[(buf, 0, buf.size) for buf in (upload(b) for b in blobs)] for _ in range(copies)]
         y = dev.create_buffer(size=n * 4, usage=BU.STORAGE | BU.COPY_SRC)  # one output: a dependent chain
         stream_s = chain.stream(nbytes, args.cold_mib << 20)
         for pname in args.profiles.split(","):
@@ -261,8 +278,9 @@ def main() -> None:
                                                    compute={"module": create_shader_module(dev, src),
                                                             "entry_point": "main"})
                 bgs = [dev.create_bind_group(layout=bgl, entries=[
-                    {"binding": i, "resource": {"buffer": b, "offset": 0, "size": b.size}}
-                    for i, b in enumerate([uni, xb, y] + wbufs[c])]) for c in range(copies)]
+                    {"binding": i, "resource": {"buffer": b, "offset": o, "size": n}}
+                    for i, (b, o, n) in enumerate([(uni, 0, uni.size), (xb, 0, xb.size), (y, 0, y.size)] + wbufs[c])])
+                       for c in range(copies)]
                 gx = -(-n // (256 // lanes))
 
                 dev.queue.submit([_encode(dev, pipe, bgs[:1], gx).finish()])
@@ -278,9 +296,8 @@ def main() -> None:
                 print(f"{label:20s} {pname} {vname:9s}  {row['us']:7.1f} us {row['gb_s']:6.0f} GB/s  "
                       f"{row['of_stream']:4.0%} of the stream chain ({row['stream_us']:.1f} us), "
                       f"{row['of_bandwidth']:4.0%} of the bandwidth  err {err:.1e}", flush=True)
-        for c in wbufs:
-            for b in c:
-                b.destroy()
+        for b in {r[0] for c in wbufs for r in c}:
+            b.destroy()
         y.destroy()
     if args.json:
         with open(args.json, "w") as f:
