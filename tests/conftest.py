@@ -48,6 +48,19 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FIRST)))  # stable: module order kept
 
 
+def pytest_sessionfinish(session):
+    """A pytest-xdist worker hands its measured errors to the controller (pytest_testnodedown)."""
+    out = getattr(session.config, "workeroutput", None)
+    if out is not None:
+        out["measured"] = [[mode, profile, err] for (mode, profile), err in MEASURED.items()]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    for mode, profile, err in getattr(node, "workeroutput", {}).get("measured", []):
+        MEASURED[(mode, profile)] = max(MEASURED[(mode, profile)], err)
+
+
 def pytest_terminal_summary(terminalreporter):
     if MEASURED:
         terminalreporter.section("max logit error / max|logits| (vs transformers on dequantized weights)")
