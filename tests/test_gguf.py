@@ -476,9 +476,7 @@ def test_int8_prefill_on_gguf_blocks(tmp_path, gpu):
     the profile's tolerance, q8 within TOL_INT8 of transformers rounding the same matmul inputs to int8
     blocks of 32 (tiny_models.int8_prefill_inputs), last-token logits of a 40-token prompt."""
     import torch
-    from tiny_models import TOL_F16, TOL_F32, TOL_INT8, int8_prefill_inputs, rel_err
-    from transformers import AutoConfig, LlamaForCausalLM
-    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+    from tiny_models import TOL_F16, TOL_F32, TOL_INT8, int8_prefill_inputs, llama_from_gguf, rel_err
 
     from webllm.compiler.compile import CompileOptions, compile_model
     from webllm.runtime import Model
@@ -489,13 +487,7 @@ def test_int8_prefill_on_gguf_blocks(tmp_path, gpu):
     sources = [p.read_text() for p in (pkg / "kernels").glob("matmul_q8_*.wgsl")]
     assert {f for src in sources for f in ("q4s", "q4a", "q8s") if f"Weight format {f}:" in src} == {"q4s", "q4a", "q8s"}
 
-    cfg = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
-    with torch.device("meta"):
-        skeleton = LlamaForCausalLM(cfg)
-    state = load_gguf_checkpoint(str(path), return_tensors=True, model_to_load=skeleton)["tensors"]
-    hf = LlamaForCausalLM(cfg).eval()
-    hf.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
-    hf.tie_weights()
+    hf = llama_from_gguf(path)
     ids = [int(i) for i in np.random.default_rng(1).integers(3, 300, 40)]
 
     def reference(int8: bool) -> np.ndarray:

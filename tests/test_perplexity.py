@@ -13,6 +13,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 from default_model import cache, monkeypatch_module, package  # noqa: E402, F401 (fixtures)
+from tiny_models import llama_from_gguf  # noqa: E402
 
 from webllm.models_cache import default_model_path  # noqa: E402
 
@@ -30,8 +31,6 @@ def test_perplexity_matches_transformers(package):
     2-core AVX2 host's lavapipe prefill runs at 4-5 tok/s, so all 2,048 took 15 minutes and 512 three.
     """
     import torch
-    from transformers import AutoConfig, LlamaForCausalLM
-    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
     from webllm.engine.tokenizer import Tokenizer
     from webllm.evaluation.perplexity import log_softmax, perplexity
@@ -44,14 +43,7 @@ def test_perplexity_matches_transformers(package):
     assert len(ids) == N_TOKENS
     ours = perplexity(model, ids)
 
-    gguf = default_model_path()
-    cfg = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    with torch.device("meta"):
-        skeleton = LlamaForCausalLM(cfg)
-    state = load_gguf_checkpoint(str(gguf), return_tensors=True, model_to_load=skeleton)["tensors"]
-    ref_model = LlamaForCausalLM(cfg).eval()
-    ref_model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
-    ref_model.tie_weights()
+    ref_model = llama_from_gguf(default_model_path())
     with torch.no_grad():
         logits = ref_model(torch.tensor([ids])).logits[0].numpy()
     logp = log_softmax(logits[:-1])

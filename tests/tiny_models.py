@@ -280,6 +280,22 @@ TOL_INT8 = {"f32": 3e-2, "f16": 6e-2}
 MEASURED: dict[tuple[str, str], float] = defaultdict(float)
 
 
+def llama_from_gguf(path: Path) -> torch.nn.Module:
+    """transformers' Llama from a GGUF file (torch, CPU, eval), its blocks dequantized to fp32 by
+    transformers' own GGUF reader: the reference for packages compiled from that file."""
+    from transformers import AutoConfig, LlamaForCausalLM
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+    cfg = AutoConfig.from_pretrained(str(path.parent), gguf_file=path.name)
+    with torch.device("meta"):
+        skeleton = LlamaForCausalLM(cfg)
+    state = load_gguf_checkpoint(str(path), return_tensors=True, model_to_load=skeleton)["tensors"]
+    model = LlamaForCausalLM(cfg).eval()
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
+    model.tie_weights()
+    return model
+
+
 def rel_err(got: np.ndarray, ref: np.ndarray) -> float:
     """max |got - ref| / max |ref| (over the last axis and any leading ones)."""
     return float(np.abs(np.asarray(got, np.float64) - ref).max() / np.abs(ref).max())
