@@ -171,6 +171,38 @@ def test_a_full_queue_is_a_503():
     assert status == 503 and body["error"]["code"] == "queue_full"
 
 
+def test_a_job_whose_event_loop_closed_does_not_stop_the_worker():
+    """A request whose event loop is gone (its client and handler too) is cancelled mid-stream; the GPU
+    thread lives on and serves the next request."""
+    from webllm.server.scheduler import END, Scheduler
+
+    s = Scheduler()
+    started, stop, items = threading.Event(), threading.Event(), []
+
+    def stream(cancel):
+        started.set()
+        for i in range(100):
+            items.append(i)
+            yield i
+            if i == 0:
+                stop.wait(10)
+
+    async def first():
+        return s.submit(stream)
+
+    asyncio.run(first())  # returns, closing its loop, while the job streams
+    assert started.wait(10)
+    stop.set()
+
+    async def second():
+        job = s.submit(lambda cancel: 7)
+        return await asyncio.wait_for(job.next(), 10), await asyncio.wait_for(job.next(), 10)
+
+    assert asyncio.run(second()) == (7, END)  # a dead worker: TimeoutError
+    assert items[-1] < 99 and s.served == 2 and s.cancelled == 1
+    s.close()
+
+
 def test_the_browser_page_and_the_served_packages(engine, tmp_path):
     """With a web build, / is the page, /models.json lists the served models, and their packages'
     files are under /models/<id>/ (the page runs them itself, in the browser)."""

@@ -27,7 +27,13 @@ class Job:
         self._loop = loop
 
     def put(self, item) -> None:
-        self._loop.call_soon_threadsafe(self.items.put_nowait, item)
+        """Hand `item` to the request's event loop; where that loop is closed (its client and handler are
+        gone, e.g. a test client shut down mid-request), the job is cancelled and the item dropped, so
+        that the worker thread goes on to the next job."""
+        try:
+            self._loop.call_soon_threadsafe(self.items.put_nowait, item)
+        except RuntimeError:  # "Event loop is closed"
+            self.cancel.set()
 
     async def next(self):
         """The job's next item: a chunk (or the whole response), an exception, or _END."""
