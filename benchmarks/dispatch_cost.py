@@ -98,7 +98,6 @@ def main() -> int:
             print(f"{threads:5d} threads, {wg_bytes // 1024:3d} KiB   " + "  ".join(line), flush=True)
     result = {"adapter": adapter_name(adapter), "chain": a.chain, "clock": a.clock, "results": rows}
     if a.dawn:
-        del chain, out, dev  # the native device's buffers go before Dawn allocates its own
         dawn = dawn_rows(a)
         print(f"dawn, {dawn['adapter']}: µs a dispatch in a chain of {a.chain} (wall)", flush=True)
         for wg_bytes in a.wg_bytes:

@@ -281,8 +281,8 @@ def main() -> None:
                                                    compute={"module": create_shader_module(dev, src),
                                                             "entry_point": "main"})
                 bgs = [dev.create_bind_group(layout=bgl, entries=[
-                    {"binding": i, "resource": {"buffer": b, "offset": o, "size": n}}
-                    for i, (b, o, n) in enumerate([(uni, 0, uni.size), (xb, 0, xb.size), (y, 0, y.size)] + wbufs[c])])
+                    {"binding": i, "resource": {"buffer": b, "offset": off, "size": nb}}
+                    for i, (b, off, nb) in enumerate([(uni, 0, uni.size), (xb, 0, xb.size), (y, 0, y.size)] + wbufs[c])])
                        for c in range(copies)]
                 gx = -(-n // (256 // lanes))
 

@@ -166,7 +166,6 @@ def reference(zoo, gpu, tmp_path_factory) -> Path:
     return out
 
 
-
 # the Node test files test_web_node_variants.py runs (every variant and the load-time timing: about half
 # of web/test's time on SwiftShader), so that a parallel run gives them a worker of their own
 VARIANT_FILES = ["tuning", "variants"]
