@@ -3,7 +3,9 @@ tree and the subgroup one (gemv_reduce_subgroups.wgsl). The subgroup reduction h
 by the adapter's subgroup size P against the L threads of a row set: P <= L (subgroupAdd, then L / P
 partials per row set) and P > L (a butterfly that must not cross into the next row set). Lavapipe's
 P is 8 (SwiftShader's 4): L = 4 (lanes 1) takes the second path, L = 16, 32 and 128 the first, so
-both run here whatever the model tests pick. Each case checks every epilogue sum the reduction
+both run here whatever the model tests pick. Where P equals the kernel's P_FOLD (32) it takes the same
+code with P a constant; the `folded` cases render P_FOLD as this adapter's P (subgroup_size_of) so
+that this branch runs here too. Each case checks every epilogue sum the reduction
 carries: the rows (plain), the SwiGLU pair's second half (pair), the RMSNorm's sum of squares (norm).
 
 Tolerance: f32 sums of up to 4,096 products in another order than numpy's, relative to the largest
@@ -11,6 +13,8 @@ output: 1e-5.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -32,8 +36,28 @@ def has_subgroups(dev) -> bool:
     return "subgroups" in device_features(dev)
 
 
+def subgroup_size_of(gpu) -> int:
+    """The subgroup size a one-workgroup kernel of 256 threads runs with on this device."""
+    src = """enable subgroups;
+@group(0) @binding(1) var<storage, read_write> out: array<u32>;
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_size) sg: u32) { out[lid] = sg; }"""
+    kern = K.Kernel("probe", src, (K.UNIFORM, K.WRITE), ("subgroups",))
+    out = run_kernel(gpu, kern, [np.zeros(256, np.uint32)], 0, (1, 1, 1), 1)
+    sizes = np.frombuffer(gpu[1].queue.read_buffer(out), np.uint32)[:256]
+    assert len(set(sizes)) == 1, sizes
+    return int(sizes[0])
+
+
+def fold_for(gpu, kern):
+    """`kern` with gemv_reduce_subgroups.wgsl's P_FOLD set to this adapter's subgroup size."""
+    old = "const P_FOLD: u32 = 32u;"
+    assert old in kern.source
+    return dataclasses.replace(kern, source=kern.source.replace(old, f"const P_FOLD: u32 = {subgroup_size_of(gpu)}u;"))
+
+
 @pytest.mark.parametrize("x_type", ["f32", "f16"])
-@pytest.mark.parametrize("subgroups", [False, True], ids=["tree", "subgroups"])
+@pytest.mark.parametrize("subgroups", [False, True, "folded"], ids=["tree", "subgroups", "folded"])
 @pytest.mark.parametrize("epilogue", ["plain", "pair+bias", "norm"])
 @pytest.mark.parametrize("kdim,lanes", SHAPES)
 def test_gemv_matches_numpy(gpu, kdim, lanes, epilogue, subgroups, x_type):
@@ -59,8 +83,11 @@ def test_gemv_matches_numpy(gpu, kdim, lanes, epilogue, subgroups, x_type):
         g, u = ref[:N_ROWS], ref[N_ROWS:]
         ref = g / (1 + np.exp(-g)) * u
     kern = K.gemv(K.Profile(x_type), w, n_rows=N_ROWS, row0=0, x_type=x_type, y_type="f32", lanes=lanes,
-                  pair=pair, bias=bias, norm_eps=EPS if norm else None, subgroups=subgroups)
-    assert ("enable subgroups;" in kern.source) == subgroups and kern.features == (("subgroups",) if subgroups else ())
+                  pair=pair, bias=bias, norm_eps=EPS if norm else None, subgroups=bool(subgroups))
+    assert ("enable subgroups;" in kern.source) == bool(subgroups)
+    assert kern.features == (("subgroups",) if subgroups else ())
+    if subgroups == "folded":
+        kern = fold_for(gpu, kern)
     assert ("const ROWS_FIRST: bool = true;" in kern.source) == (x_type == "f32")
     arrays = [w.arrays[a] for a in K.WEIGHT_ARRAYS[w.format]] + ([b] if bias else []) + ([nw] if norm else [])
     grid = (-(-N_ROWS // (256 // lanes)), 1, 1)

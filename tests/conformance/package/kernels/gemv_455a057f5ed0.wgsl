@@ -94,7 +94,7 @@ const N_ROWS: u32 = 128u;
 const ROW0: u32 = 0u;
 const LANES: u32 = 32u;
 const RW: u32 = 256u / LANES;  // rows per workgroup
-const PAIR: bool = true;
+const PAIR: bool = false;
 // Q8_IN (x in int8 blocks, integer dot products: gemv_q8_in.wgsl): few registers for x, so 4 rows with
 // PAIR, else 2 (H100, one matmul in a chain: 8B down 15.0 us with 4 rows, 14.2 with 2; qkv 8.3 / 7.9).
 // Q8_STAGED (with COMBINE_STAGED): the combined x is staged as such int8 blocks (x8w, d8w) instead of
@@ -117,7 +117,7 @@ const ITERS: u32 = w_KG / L;     // groups every thread of a set walks
 const TAIL: u32 = w_KG % L;      // lanes below TAIL walk one group more
 const ADD: bool = false;
 const HAS_BIAS: bool = false;
-const ROPE: bool = false;  // y is q_out and rows come in rope pairs: see rope_store
+const ROPE: bool = true;  // y is q_out and rows come in rope pairs: see rope_store
 const NORM: bool = false;
 const NORM_IN: bool = true;
 const NSSQ: u32 = 8u;
@@ -176,9 +176,43 @@ fn w_dot(row: u32, g: u32, x: X8) -> f32 {
 }
 
 
-fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {}
+// Rope epilogue of the qkv matmul (ROPE). The package orders each head's rows in rope pairs: rows
+// 2i, 2i + 1 of head h are its dims i and i + HD/2. Given both values (a, b) of token t at position
+// p: query heads write rope(a, b) to q_out; key heads append rope(a, b) to k_cache; value heads append
+// (a, b) to v_cache. rope (HF rotate_half): (a cos - b sin, b cos + a sin), (cos, sin) = rope_table[p, i].
+// The KV cache holds f16 in both profiles (half the bytes of f32 for the f32 profile, which has no f16
+// type): a row of a head is HD/2 words, word i the f16 pair (dim i, dim i + HD/2), the pair this
+// thread has; readers unpack it with unpack2x16float.
+const NQ: u32 = 4u;
+const NKV: u32 = 2u;
+const HD: u32 = 16u;
+const HALF: u32 = HD / 2u;
+
+@group(0) @binding(5) var<storage, read_write> k_cache: array<u32>;
+@group(0) @binding(6) var<storage, read_write> v_cache: array<u32>;
+@group(0) @binding(7) var<storage, read> rope_table: array<vec2<f32>>;
+
+fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {
+    let head = pair_row / HD;
+    let i = (pair_row % HD) / 2u;
+    if (head < NQ + NKV) {
+        let cs = rope_table[p * HALF + i];
+        let ra = a * cs.x - b * cs.y;
+        let rb = b * cs.x + a * cs.y;
+        if (head < NQ) {
+            let dst = (t * NQ + head) * HD;
+            y[dst + i] = act(ra);
+            y[dst + i + HALF] = act(rb);
+        } else {
+            k_cache[(p * NKV + head - NQ) * HALF + i] = pack2x16float(vec2<f32>(ra, rb));  // position-major
+        }
+    } else {
+        v_cache[(p * NKV + head - NQ - NKV) * HALF + i] = pack2x16float(vec2<f32>(a, b));
+    }
+}
+
 fn norm_weight(i: u32) -> vec4<f32> { return vec4<f32>(1.0); }
-@group(0) @binding(5) var<storage, read> ssq_in: array<f32>;
+@group(0) @binding(8) var<storage, read> ssq_in: array<f32>;
 fn ssq_at(i: u32) -> f32 { return ssq_in[i]; }
 fn xo_store(o: u32, h: f32) {}
 fn nw_at(o: u32) -> f32 { return 0.0; }
@@ -187,7 +221,7 @@ fn ssq_store(i: u32, v: f32) {}
 var<workgroup> red_s: array<f32, T>;          // sums of squares of x (NORM, NORM_IN)
 var<workgroup> red_q: array<f32, RW>;         // squares of the rows written (NORM_OUT)
 var<workgroup> red_a: array<vec4<f32>, T>;  // partial sums of the R rows (gate rows with PAIR)
-var<workgroup> red_b: array<vec4<f32>, (T - 1u) * 1u + 1u>;  // up rows (PAIR; else one unused slot)
+var<workgroup> red_b: array<vec4<f32>, (T - 1u) * 0u + 1u>;  // up rows (PAIR; else one unused slot)
 
 fn bias_at(i: u32) -> f32 { return 0.0; }
 
@@ -263,13 +297,27 @@ fn load_x(g: u32) -> X8 {
 //   (subgroupShuffleXor with masks 1, 2, .., L / 2) sums each set without crossing into the next, and
 //   the set's first invocation leaves the total.
 // One barrier in all, against 1 + log2(L) for the tree.
+// P is the `subgroup_size` built-in, known only when the kernel runs. Where it is P_FOLD (32: NVIDIA,
+// Apple, AMD in wave32) the same code runs with P a constant, which the shader compiler folds (the
+// modulo, the loop over a row set's partials): the branch is uniform, and native decode on an H100
+// gains 0.5-1% (docs/PERFORMANCE.md; Dawn's compiler gains nothing, it already ran as fast).
+const P_FOLD: u32 = 32u;
 var<private> red_stride: u32;  // slots between a row set's partials: min(P, L)
 
 fn reduce_row_sets(lid: u32, a0: vec4<f32>, b0: vec4<f32>, ss0: f32, sg_size: u32) {
+    if (sg_size == P_FOLD) {
+        reduce_subgroups(lid, a0, b0, ss0, P_FOLD);
+    } else {
+        reduce_subgroups(lid, a0, b0, ss0, sg_size);
+    }
+    workgroupBarrier();
+}
+
+fn reduce_subgroups(lid: u32, a0: vec4<f32>, b0: vec4<f32>, ss0: f32, p: u32) {
     var a = a0;
     var b = b0;
     var ss = ss0;
-    if (sg_size <= L) {
+    if (p <= L) {
         a = subgroupAdd(a);
         if (PAIR) { b = subgroupAdd(b); }
         if (NORM || NORM_IN) { ss = subgroupAdd(ss); }
@@ -280,21 +328,25 @@ fn reduce_row_sets(lid: u32, a0: vec4<f32>, b0: vec4<f32>, ss0: f32, sg_size: u3
             if (NORM || NORM_IN) { ss += subgroupShuffleXor(ss, m); }
         }
     }
-    red_stride = min(sg_size, L);
-    if (lid % red_stride == 0u) {
+    red_stride = min(p, L);
+    if (lid % min(p, L) == 0u) {
         red_a[lid] = a;
         if (PAIR) { red_b[lid] = b; }
         if (NORM || NORM_IN) { red_s[lid] = ss; }
     }
-    workgroupBarrier();
 }
 
 // y value of the workgroup's row j after the reduction: (W·x, W_up·x)
 fn row_sum(j: u32) -> vec2<f32> {
+    if (red_stride == min(P_FOLD, L)) { return row_sum_by(j, min(P_FOLD, L)); }
+    return row_sum_by(j, red_stride);
+}
+
+fn row_sum_by(j: u32, stride: u32) -> vec2<f32> {
     let slot = (j / R) * L;
     var v = vec2<f32>(0.0);
     var ss = 0.0;
-    for (var i = slot; i < slot + L; i += red_stride) {
+    for (var i = slot; i < slot + L; i += stride) {
         v += vec2<f32>(red_a[i][j % R], red_b[i][j % R]);
         ss += red_s[i];
     }
