@@ -36,7 +36,7 @@
 // The reduction (how a row set's L partial sums meet) is gemv_reduce_tree.wgsl, or, for devices with the
 // `subgroups` feature, gemv_reduce_subgroups.wgsl (then the kernel also enables subgroups and takes the
 // subgroup_size builtin).
-enable subgroups;
+
 // Shared prelude of every kernel. `act` is the activation storage type of the device profile
 // (f32, or f16 with shader-f16); arithmetic is always done in f32.
 enable f16;
@@ -92,7 +92,7 @@ const K: u32 = 64u;
 const w_KG: u32 = K / 32u;
 const N_ROWS: u32 = 64u;
 const ROW0: u32 = 0u;
-const LANES: u32 = 32u;
+const LANES: u32 = 4u;
 const RW: u32 = 256u / LANES;  // rows per workgroup
 const PAIR: bool = false;
 // Q8_IN (x in int8 blocks, integer dot products: gemv_q8_in.wgsl): few registers for x, so 4 rows with
@@ -313,11 +313,6 @@ const CV: u32 = select(CV_F, max(2u, CV_F), Q8_STAGED);
 
 fn lse_of(s: u32, used: u32, h: u32) -> f32 { return part_lse[min(s, used - 1u) * CNQ + h]; }
 
-// split s's share of the head (0 past the splits in use)
-fn share_of(s: u32, used: u32, h: u32, m: f32) -> f32 {
-    return select(0.0, exp(lse_of(s, used, h) - m), s < used);
-}
-
 fn part_at(s: u32, used: u32, v: u32) -> vec4<f32> { return vec4<f32>(x[min(s, used - 1u) * (K / 4u) + v]); }
 
 // x's vec4 v .. v + CV - 1 combined, into xw from slot o on
@@ -336,31 +331,64 @@ fn stage_vec4s(v: u32, o: u32) {
         return;
     }
     let h = v * 4u / CHD;
+    // one pass over the splits, four at a time, with a running max (online softmax): each four's lse
+    // and partials are loaded together, so a thread waits out one load latency a four, not two
     var m = -1e30;
-    for (var s = 0u; s < used; s += 4u) {
-        m = max(max(m, lse_of(s, used, h)), max(lse_of(s + 1u, used, h), max(lse_of(s + 2u, used, h), lse_of(s + 3u, used, h))));
-    }
     var l = 0.0;
     var o0 = vec4<f32>(0.0);
     var o1 = vec4<f32>(0.0);
     var o2 = vec4<f32>(0.0);
     var o3 = vec4<f32>(0.0);
     for (var s = 0u; s < used; s += 4u) {
-        let w0 = share_of(s, used, h, m);
-        let w1 = share_of(s + 1u, used, h, m);
-        let w2 = share_of(s + 2u, used, h, m);
-        let w3 = share_of(s + 3u, used, h, m);
-        l += (w0 + w1) + (w2 + w3);
-        o0 += (part_at(s, used, v) * w0 + part_at(s + 1u, used, v) * w1) + (part_at(s + 2u, used, v) * w2 + part_at(s + 3u, used, v) * w3);
+        let e0 = lse_of(s, used, h);
+        let e1 = lse_of(s + 1u, used, h);
+        let e2 = lse_of(s + 2u, used, h);
+        let e3 = lse_of(s + 3u, used, h);
+        let a0 = part_at(s, used, v);
+        let a1 = part_at(s + 1u, used, v);
+        let a2 = part_at(s + 2u, used, v);
+        let a3 = part_at(s + 3u, used, v);
+        var b0 = vec4<f32>(0.0);
+        var b1 = vec4<f32>(0.0);
+        var b2 = vec4<f32>(0.0);
+        var b3 = vec4<f32>(0.0);
+        var c0 = vec4<f32>(0.0);
+        var c1 = vec4<f32>(0.0);
+        var c2 = vec4<f32>(0.0);
+        var c3 = vec4<f32>(0.0);
+        var d0 = vec4<f32>(0.0);
+        var d1 = vec4<f32>(0.0);
+        var d2 = vec4<f32>(0.0);
+        var d3 = vec4<f32>(0.0);
         if (CV > 1u) {
-            let u = v + 1u;
-            o1 += (part_at(s, used, u) * w0 + part_at(s + 1u, used, u) * w1) + (part_at(s + 2u, used, u) * w2 + part_at(s + 3u, used, u) * w3);
+            b0 = part_at(s, used, v + 1u);
+            b1 = part_at(s + 1u, used, v + 1u);
+            b2 = part_at(s + 2u, used, v + 1u);
+            b3 = part_at(s + 3u, used, v + 1u);
         }
         if (CV > 2u) {
-            let u = v + 2u;
-            o2 += (part_at(s, used, u) * w0 + part_at(s + 1u, used, u) * w1) + (part_at(s + 2u, used, u) * w2 + part_at(s + 3u, used, u) * w3);
-            let t = v + 3u;
-            o3 += (part_at(s, used, t) * w0 + part_at(s + 1u, used, t) * w1) + (part_at(s + 2u, used, t) * w2 + part_at(s + 3u, used, t) * w3);
+            c0 = part_at(s, used, v + 2u);
+            c1 = part_at(s + 1u, used, v + 2u);
+            c2 = part_at(s + 2u, used, v + 2u);
+            c3 = part_at(s + 3u, used, v + 2u);
+            d0 = part_at(s, used, v + 3u);
+            d1 = part_at(s + 1u, used, v + 3u);
+            d2 = part_at(s + 2u, used, v + 3u);
+            d3 = part_at(s + 3u, used, v + 3u);
+        }
+        let mn = max(max(m, max(e0, e1)), max(e2, e3));  // the clamped lse are in use: no new max
+        let r = exp(m - mn);
+        let w0 = exp(e0 - mn);
+        let w1 = select(0.0, exp(e1 - mn), s + 1u < used);
+        let w2 = select(0.0, exp(e2 - mn), s + 2u < used);
+        let w3 = select(0.0, exp(e3 - mn), s + 3u < used);
+        m = mn;
+        l = l * r + ((w0 + w1) + (w2 + w3));
+        o0 = o0 * r + ((a0 * w0 + a1 * w1) + (a2 * w2 + a3 * w3));
+        if (CV > 1u) { o1 = o1 * r + ((b0 * w0 + b1 * w1) + (b2 * w2 + b3 * w3)); }
+        if (CV > 2u) {
+            o2 = o2 * r + ((c0 * w0 + c1 * w1) + (c2 * w2 + c3 * w3));
+            o3 = o3 * r + ((d0 * w0 + d1 * w1) + (d2 * w2 + d3 * w3));
         }
     }
     let i = 1.0 / l;
@@ -430,72 +458,29 @@ fn load_x(g: u32) -> X8 {
     return r;
 }
 
-// gemv.wgsl's reduction with subgroup operations (the `subgroups` feature), right for any power-of-two
-// subgroup size P (4 on SwiftShader, 8 on lavapipe, 32 on NVIDIA, 32 or 64 on AMD, 8 to 32 on Intel).
-// A row set is L consecutive invocations starting at a multiple of L, and a subgroup P consecutive
-// invocations starting at a multiple of P (local_invocation_index = the subgroup's first + its
-// subgroup_invocation_id: WGSL does not promise this, but every implementation we know lays out a
-// one-dimensional workgroup so). Hence:
-// - P <= L: each subgroup lies within one row set. subgroupAdd sums it and its first invocation leaves
-//   one partial in workgroup memory; a set has L / P of them, which row_sum adds.
-// - P > L: a subgroup holds several whole row sets. A butterfly over the lane bits below L
-//   (subgroupShuffleXor with masks 1, 2, .., L / 2) sums each set without crossing into the next, and
-//   the set's first invocation leaves the total.
-// One barrier in all, against 1 + log2(L) for the tree.
-// P is the `subgroup_size` built-in, known only when the kernel runs. Where it is P_FOLD (32: NVIDIA,
-// Apple, AMD in wave32) the same code runs with P a constant, which the shader compiler folds (the
-// modulo, the loop over a row set's partials): the branch is uniform, and native decode on an H100
-// gains 0.5-1% (docs/PERFORMANCE.md; Dawn's compiler gains nothing, it already ran as fast).
-const P_FOLD: u32 = 32u;
-var<private> red_stride: u32;  // slots between a row set's partials: min(P, L)
-
-fn reduce_row_sets(lid: u32, a0: vec4<f32>, b0: vec4<f32>, ss0: f32, sg_size: u32) {
-    if (sg_size == P_FOLD) {
-        reduce_subgroups(lid, a0, b0, ss0, P_FOLD);
-    } else {
-        reduce_subgroups(lid, a0, b0, ss0, sg_size);
-    }
+// gemv.wgsl's reduction without subgroups: the L partial sums of each row set meet in workgroup memory
+// by a tree (log2(L) steps, a barrier after each); the set's totals end in its first slot.
+fn reduce_row_sets(lid: u32, a: vec4<f32>, b: vec4<f32>, ss: f32) {
+    let lane = lid % L;
+    red_a[lid] = a;
+    if (PAIR) { red_b[lid] = b; }
+    if (NORM || NORM_IN) { red_s[lid] = ss; }
     workgroupBarrier();
-}
-
-fn reduce_subgroups(lid: u32, a0: vec4<f32>, b0: vec4<f32>, ss0: f32, p: u32) {
-    var a = a0;
-    var b = b0;
-    var ss = ss0;
-    if (p <= L) {
-        a = subgroupAdd(a);
-        if (PAIR) { b = subgroupAdd(b); }
-        if (NORM || NORM_IN) { ss = subgroupAdd(ss); }
-    } else {
-        for (var m = 1u; m < L; m <<= 1u) {
-            a += subgroupShuffleXor(a, m);
-            if (PAIR) { b += subgroupShuffleXor(b, m); }
-            if (NORM || NORM_IN) { ss += subgroupShuffleXor(ss, m); }
+    for (var s = L / 2u; s > 0u; s >>= 1u) {
+        if (lane < s) {
+            red_a[lid] += red_a[lid + s];
+            if (PAIR) { red_b[lid] += red_b[lid + s]; }
+            if (NORM || NORM_IN) { red_s[lid] += red_s[lid + s]; }
         }
-    }
-    red_stride = min(p, L);
-    if (lid % min(p, L) == 0u) {
-        red_a[lid] = a;
-        if (PAIR) { red_b[lid] = b; }
-        if (NORM || NORM_IN) { red_s[lid] = ss; }
+        workgroupBarrier();
     }
 }
 
 // y value of the workgroup's row j after the reduction: (W·x, W_up·x)
 fn row_sum(j: u32) -> vec2<f32> {
-    if (red_stride == min(P_FOLD, L)) { return row_sum_by(j, min(P_FOLD, L)); }
-    return row_sum_by(j, red_stride);
-}
-
-fn row_sum_by(j: u32, stride: u32) -> vec2<f32> {
     let slot = (j / R) * L;
-    var v = vec2<f32>(0.0);
-    var ss = 0.0;
-    for (var i = slot; i < slot + L; i += stride) {
-        v += vec2<f32>(red_a[i][j % R], red_b[i][j % R]);
-        ss += red_s[i];
-    }
-    if (NORM || NORM_IN) { v *= inverseSqrt(ss / f32(K) + EPS); }
+    var v = vec2<f32>(red_a[slot][j % R], red_b[slot][j % R]);
+    if (NORM || NORM_IN) { v *= inverseSqrt(red_s[slot] / f32(K) + EPS); }
     return v;
 }
 
@@ -565,7 +550,7 @@ fn accumulate(g: u32, rows: vec4<u32>, a: ptr<function, vec4<f32>>, b: ptr<funct
 }
 
 @compute @workgroup_size(T)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(subgroup_size) sg_size: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let lane = lid % L;
     let first = wid.x * RW + (lid / L) * R;  // this thread's first row
     // rows past the end read the last row (their sums are never stored)
@@ -603,7 +588,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
     }
     // ---- reduction: each row set's partial sums meet; row_sum(j) then gives row j's ----
-    reduce_row_sets(lid, a, b, ss, sg_size);
+    reduce_row_sets(lid, a, b, ss);
     // epilogue: thread j < RW finishes the workgroup's row j
     let j = lid;
     let row = wid.x * RW + j;

@@ -313,11 +313,6 @@ const CV: u32 = select(CV_F, max(2u, CV_F), Q8_STAGED);
 
 fn lse_of(s: u32, used: u32, h: u32) -> f32 { return part_lse[min(s, used - 1u) * CNQ + h]; }
 
-// split s's share of the head (0 past the splits in use)
-fn share_of(s: u32, used: u32, h: u32, m: f32) -> f32 {
-    return select(0.0, exp(lse_of(s, used, h) - m), s < used);
-}
-
 fn part_at(s: u32, used: u32, v: u32) -> vec4<f32> { return vec4<f32>(x[min(s, used - 1u) * (K / 4u) + v]); }
 
 // x's vec4 v .. v + CV - 1 combined, into xw from slot o on
@@ -336,31 +331,64 @@ fn stage_vec4s(v: u32, o: u32) {
         return;
     }
     let h = v * 4u / CHD;
+    // one pass over the splits, four at a time, with a running max (online softmax): each four's lse
+    // and partials are loaded together, so a thread waits out one load latency a four, not two
     var m = -1e30;
-    for (var s = 0u; s < used; s += 4u) {
-        m = max(max(m, lse_of(s, used, h)), max(lse_of(s + 1u, used, h), max(lse_of(s + 2u, used, h), lse_of(s + 3u, used, h))));
-    }
     var l = 0.0;
     var o0 = vec4<f32>(0.0);
     var o1 = vec4<f32>(0.0);
     var o2 = vec4<f32>(0.0);
     var o3 = vec4<f32>(0.0);
     for (var s = 0u; s < used; s += 4u) {
-        let w0 = share_of(s, used, h, m);
-        let w1 = share_of(s + 1u, used, h, m);
-        let w2 = share_of(s + 2u, used, h, m);
-        let w3 = share_of(s + 3u, used, h, m);
-        l += (w0 + w1) + (w2 + w3);
-        o0 += (part_at(s, used, v) * w0 + part_at(s + 1u, used, v) * w1) + (part_at(s + 2u, used, v) * w2 + part_at(s + 3u, used, v) * w3);
+        let e0 = lse_of(s, used, h);
+        let e1 = lse_of(s + 1u, used, h);
+        let e2 = lse_of(s + 2u, used, h);
+        let e3 = lse_of(s + 3u, used, h);
+        let a0 = part_at(s, used, v);
+        let a1 = part_at(s + 1u, used, v);
+        let a2 = part_at(s + 2u, used, v);
+        let a3 = part_at(s + 3u, used, v);
+        var b0 = vec4<f32>(0.0);
+        var b1 = vec4<f32>(0.0);
+        var b2 = vec4<f32>(0.0);
+        var b3 = vec4<f32>(0.0);
+        var c0 = vec4<f32>(0.0);
+        var c1 = vec4<f32>(0.0);
+        var c2 = vec4<f32>(0.0);
+        var c3 = vec4<f32>(0.0);
+        var d0 = vec4<f32>(0.0);
+        var d1 = vec4<f32>(0.0);
+        var d2 = vec4<f32>(0.0);
+        var d3 = vec4<f32>(0.0);
         if (CV > 1u) {
-            let u = v + 1u;
-            o1 += (part_at(s, used, u) * w0 + part_at(s + 1u, used, u) * w1) + (part_at(s + 2u, used, u) * w2 + part_at(s + 3u, used, u) * w3);
+            b0 = part_at(s, used, v + 1u);
+            b1 = part_at(s + 1u, used, v + 1u);
+            b2 = part_at(s + 2u, used, v + 1u);
+            b3 = part_at(s + 3u, used, v + 1u);
         }
         if (CV > 2u) {
-            let u = v + 2u;
-            o2 += (part_at(s, used, u) * w0 + part_at(s + 1u, used, u) * w1) + (part_at(s + 2u, used, u) * w2 + part_at(s + 3u, used, u) * w3);
-            let t = v + 3u;
-            o3 += (part_at(s, used, t) * w0 + part_at(s + 1u, used, t) * w1) + (part_at(s + 2u, used, t) * w2 + part_at(s + 3u, used, t) * w3);
+            c0 = part_at(s, used, v + 2u);
+            c1 = part_at(s + 1u, used, v + 2u);
+            c2 = part_at(s + 2u, used, v + 2u);
+            c3 = part_at(s + 3u, used, v + 2u);
+            d0 = part_at(s, used, v + 3u);
+            d1 = part_at(s + 1u, used, v + 3u);
+            d2 = part_at(s + 2u, used, v + 3u);
+            d3 = part_at(s + 3u, used, v + 3u);
+        }
+        let mn = max(max(m, max(e0, e1)), max(e2, e3));  // the clamped lse are in use: no new max
+        let r = exp(m - mn);
+        let w0 = exp(e0 - mn);
+        let w1 = select(0.0, exp(e1 - mn), s + 1u < used);
+        let w2 = select(0.0, exp(e2 - mn), s + 2u < used);
+        let w3 = select(0.0, exp(e3 - mn), s + 3u < used);
+        m = mn;
+        l = l * r + ((w0 + w1) + (w2 + w3));
+        o0 = o0 * r + ((a0 * w0 + a1 * w1) + (a2 * w2 + a3 * w3));
+        if (CV > 1u) { o1 = o1 * r + ((b0 * w0 + b1 * w1) + (b2 * w2 + b3 * w3)); }
+        if (CV > 2u) {
+            o2 = o2 * r + ((c0 * w0 + c1 * w1) + (c2 * w2 + c3 * w3));
+            o3 = o3 * r + ((d0 * w0 + d1 * w1) + (d2 * w2 + d3 * w3));
         }
     }
     let i = 1.0 / l;
