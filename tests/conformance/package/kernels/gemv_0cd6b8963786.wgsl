@@ -36,7 +36,7 @@
 // The reduction (how a row set's L partial sums meet) is gemv_reduce_tree.wgsl, or, for devices with the
 // `subgroups` feature, gemv_reduce_subgroups.wgsl (then the kernel also enables subgroups and takes the
 // subgroup_size builtin).
-enable subgroups;
+
 // Shared prelude of every kernel. `act` is the activation storage type of the device profile
 // (f32, or f16 with shader-f16); arithmetic is always done in f32.
 
@@ -92,7 +92,7 @@ const K: u32 = 64u;
 const w_KG: u32 = K / 32u;
 const N_ROWS: u32 = 64u;
 const ROW0: u32 = 0u;
-const LANES: u32 = 4u;
+const LANES: u32 = 32u;
 const RW: u32 = 256u / LANES;  // rows per workgroup
 const PAIR: bool = false;
 // Q8_IN (x in int8 blocks, integer dot products: gemv_q8_in.wgsl): few registers for x, so 4 rows with
@@ -298,11 +298,12 @@ fn combined_x(g: u32) -> X8 {
 }
 
 // COMBINE_STAGED: CV consecutive vec4 of x (one head's) combined by one thread, splits four at a time
-// (straight-line loads of four splits; those past the step's count read the last in use and weigh 0),
-// so that every thread stages at most once a range. The walk over the splits is a chain of load
-// latencies (GPU compilers keep such loops rolled), and the staging takes as long as the longest chain
-// a thread walks (H100, 8B shape, f32, 16 splits: the o matmul 36 us staging a group of 32 inputs a
-// thread, 25 a vec4 a thread, 22 up to four).
+// (straight-line loads of four splits' lse and partials together; those past the step's count read the
+// last in use and weigh 0), in one walk with a running max, so that every thread stages at most once a
+// range. The walk over the splits is a chain of load latencies (GPU compilers keep such loops rolled),
+// and the staging takes as long as the longest chain a thread walks (H100, 8B shape, f32, 16 splits:
+// the o matmul 36 us staging a group of 32 inputs a thread, 25 a vec4 a thread, 22 up to four; one
+// walk instead of one for the max and one for the sums: +0.2-0.8% decode at 4,096 positions).
 // CV: 1, 2 or 4, the fewest that let each of the T threads stage a range's CV_N vec4 in one go,
 // where it divides a head's vec4 (T < CV_N: 2; 2T < CV_N: 4).
 const CV_N: u32 = XW_GROUPS * 8u;
@@ -458,72 +459,29 @@ fn load_x(g: u32) -> X8 {
     return r;
 }
 
-// gemv.wgsl's reduction with subgroup operations (the `subgroups` feature), right for any power-of-two
-// subgroup size P (4 on SwiftShader, 8 on lavapipe, 32 on NVIDIA, 32 or 64 on AMD, 8 to 32 on Intel).
-// A row set is L consecutive invocations starting at a multiple of L, and a subgroup P consecutive
-// invocations starting at a multiple of P (local_invocation_index = the subgroup's first + its
-// subgroup_invocation_id: WGSL does not promise this, but every implementation we know lays out a
-// one-dimensional workgroup so). Hence:
-// - P <= L: each subgroup lies within one row set. subgroupAdd sums it and its first invocation leaves
-//   one partial in workgroup memory; a set has L / P of them, which row_sum adds.
-// - P > L: a subgroup holds several whole row sets. A butterfly over the lane bits below L
-//   (subgroupShuffleXor with masks 1, 2, .., L / 2) sums each set without crossing into the next, and
-//   the set's first invocation leaves the total.
-// One barrier in all, against 1 + log2(L) for the tree.
-// P is the `subgroup_size` built-in, known only when the kernel runs. Where it is P_FOLD (32: NVIDIA,
-// Apple, AMD in wave32) the same code runs with P a constant, which the shader compiler folds (the
-// modulo, the loop over a row set's partials): the branch is uniform, and native decode on an H100
-// gains 0.5-1% (docs/PERFORMANCE.md; Dawn's compiler gains nothing, it already ran as fast).
-const P_FOLD: u32 = 32u;
-var<private> red_stride: u32;  // slots between a row set's partials: min(P, L)
-
-fn reduce_row_sets(lid: u32, a0: vec4<f32>, b0: vec4<f32>, ss0: f32, sg_size: u32) {
-    if (sg_size == P_FOLD) {
-        reduce_subgroups(lid, a0, b0, ss0, P_FOLD);
-    } else {
-        reduce_subgroups(lid, a0, b0, ss0, sg_size);
-    }
+// gemv.wgsl's reduction without subgroups: the L partial sums of each row set meet in workgroup memory
+// by a tree (log2(L) steps, a barrier after each); the set's totals end in its first slot.
+fn reduce_row_sets(lid: u32, a: vec4<f32>, b: vec4<f32>, ss: f32) {
+    let lane = lid % L;
+    red_a[lid] = a;
+    if (PAIR) { red_b[lid] = b; }
+    if (NORM || NORM_IN) { red_s[lid] = ss; }
     workgroupBarrier();
-}
-
-fn reduce_subgroups(lid: u32, a0: vec4<f32>, b0: vec4<f32>, ss0: f32, p: u32) {
-    var a = a0;
-    var b = b0;
-    var ss = ss0;
-    if (p <= L) {
-        a = subgroupAdd(a);
-        if (PAIR) { b = subgroupAdd(b); }
-        if (NORM || NORM_IN) { ss = subgroupAdd(ss); }
-    } else {
-        for (var m = 1u; m < L; m <<= 1u) {
-            a += subgroupShuffleXor(a, m);
-            if (PAIR) { b += subgroupShuffleXor(b, m); }
-            if (NORM || NORM_IN) { ss += subgroupShuffleXor(ss, m); }
+    for (var s = L / 2u; s > 0u; s >>= 1u) {
+        if (lane < s) {
+            red_a[lid] += red_a[lid + s];
+            if (PAIR) { red_b[lid] += red_b[lid + s]; }
+            if (NORM || NORM_IN) { red_s[lid] += red_s[lid + s]; }
         }
-    }
-    red_stride = min(p, L);
-    if (lid % min(p, L) == 0u) {
-        red_a[lid] = a;
-        if (PAIR) { red_b[lid] = b; }
-        if (NORM || NORM_IN) { red_s[lid] = ss; }
+        workgroupBarrier();
     }
 }
 
 // y value of the workgroup's row j after the reduction: (W·x, W_up·x)
 fn row_sum(j: u32) -> vec2<f32> {
-    if (red_stride == min(P_FOLD, L)) { return row_sum_by(j, min(P_FOLD, L)); }
-    return row_sum_by(j, red_stride);
-}
-
-fn row_sum_by(j: u32, stride: u32) -> vec2<f32> {
     let slot = (j / R) * L;
-    var v = vec2<f32>(0.0);
-    var ss = 0.0;
-    for (var i = slot; i < slot + L; i += stride) {
-        v += vec2<f32>(red_a[i][j % R], red_b[i][j % R]);
-        ss += red_s[i];
-    }
-    if (NORM || NORM_IN) { v *= inverseSqrt(ss / f32(K) + EPS); }
+    var v = vec2<f32>(red_a[slot][j % R], red_b[slot][j % R]);
+    if (NORM || NORM_IN) { v *= inverseSqrt(red_s[slot] / f32(K) + EPS); }
     return v;
 }
 
@@ -679,7 +637,7 @@ fn accumulate(g: u32, rows: vec4<u32>, a: ptr<function, vec4<f32>>, b: ptr<funct
 }
 
 @compute @workgroup_size(T)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32, @builtin(subgroup_size) sg_size: u32) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let lane = lid % L;
     let first = wid.x * RW + (lid / L) * R;  // this thread's first row
     // rows past the end read the last row (their sums are never stored)
@@ -717,7 +675,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
     }
     // ---- reduction: each row set's partial sums meet; row_sum(j) then gives row j's ----
-    reduce_row_sets(lid, a, b, ss, sg_size);
+    reduce_row_sets(lid, a, b, ss);
     // epilogue: thread j < RW finishes the workgroup's row j
     let j = lid;
     let row = wid.x * RW + j;
