@@ -88,7 +88,7 @@ fn nib_dot(q: vec4<u32>, x: X8) -> f32 {
          + dot(nib_lo(q.z), x.v4) + dot(nib_hi(q.z), x.v5) + dot(nib_lo(q.w), x.v6) + dot(nib_hi(q.w), x.v7);
 }
 
-const K: u32 = 128u;
+const K: u32 = 64u;
 const w_KG: u32 = K / 32u;
 const N_ROWS: u32 = 64u;
 const ROW0: u32 = 0u;
@@ -202,25 +202,231 @@ fn ssq_part(i: u32) -> f32 { return select(0.0, ssq_at(min(i, max(NSSQ, 1u) - 1u
 // x[k] = sum_z o_z[k] w_z / sum_z w_z, w_z = exp(lse_z[h] - max_z lse_z[h]), h = k's head, over the
 // splits z the step used (kv_splits, the same rule as the attention kernel). A group of 32 inputs lies
 // in one head when HEAD_DIM % 32 == 0, else in at most two (h0, h1).
-const COMBINE_IN: bool = false;
+const COMBINE_IN: bool = true;
 // COMBINE_STAGED: the workgroup combines x once into workgroup memory (xw, K values in the activation
 // type) before its row sets walk it, instead of each row set combining all of x for itself: the
 // combine's reads of the partials (splits x K a workgroup) then fall with the rows per workgroup, and
 // more splits cost the o matmul less. Where K values of the activation type exceed 8 KiB (an 8B's
 // 4,096 in f32), x is staged and walked in XW_CHUNKS consecutive ranges of XW_GROUPS groups, a barrier
 // between them.
-const COMBINE_STAGED: bool = false;
+const COMBINE_STAGED: bool = true;
 const XW_CHUNKS: u32 = 1u;
 const XW_GROUPS: u32 = w_KG / XW_CHUNKS;  // groups staged at once
 const C_ITERS: u32 = XW_GROUPS / L;       // of a staged range, as ITERS and TAIL of all of K
 const C_TAIL: u32 = XW_GROUPS % L;
-var<workgroup> xw: array<vec4<f32>, 1u>;
+var<workgroup> xw: array<vec4<f32>, 16u>;
 var<workgroup> x8w: array<vec4<u32>, 1u>;  // Q8_STAGED: a range's int8 blocks, two vec4 a group
 var<workgroup> d8w: array<vec2<f32>, 1u>;  //   and (d, c) per block (gemv_q8_in.wgsl)
 var<private> xw_g0: u32;  // the first group staged in xw
-fn combined_x(g: u32) -> X8 { return X8(); }
-const CV = 1u;
-fn stage_vec4s(v: u32, o: u32) {}
+// gemv.wgsl COMBINE_IN: the o matmul's x combined from decode attention's split partials (x is bound to
+// part_o [SPLITS, K] act; part_lse [SPLITS, NQ] f32 below). See attention_decode.wgsl for the partials.
+// How decode attention cuts the KV range of a step over its workgroups (flash-decoding), shared by the
+// attention kernel that writes one partial per split and the o matmul that combines them (gemv.wgsl
+// COMBINE_IN), so both derive the same split count from the step's uniform alone (past, kv_splits).
+// The step's token at position p attends to [first, p], first = max(0, p + 1 - WINDOW) (WINDOW 0: no
+// window): n positions, cut into at most S = min(SPLITS, kv_splits or SPLITS) splits of `span`
+// positions, span a multiple of 64 (one split per 64 positions while n <= 64 * S; then the span grows
+// with the context). The dispatch gives min(SPLITS, kv_splits, ceil((p + 1) / 64)) workgroups along z
+// (`kv_per_z` 64, `max_z` SPLITS): at least `used`; those of splits >= used (a sliding window's, or all
+// beyond S for a runtime that ignores kv_splits in the grid) return at once.
+const SPL_MAX: u32 = 1u;
+const SPL_UNIT: u32 = 64u;
+const SPL_WINDOW: u32 = 0u;
+
+// (first position, span, used splits) for the decode step of position p. The most splits is SPL_MAX,
+// or fewer when the step's uniform asks (step.kv_splits: the runtime's pick, timed at first load).
+fn kv_splits(p: u32) -> vec3<u32> {
+    let kv = p + 1u;
+    var first = 0u;
+    if (SPL_WINDOW > 0u && kv > SPL_WINDOW) { first = kv - SPL_WINDOW; }
+    let n = kv - first;
+    var most = SPL_MAX;
+    if (step.kv_splits > 0u) { most = min(SPL_MAX, step.kv_splits); }
+    let units = (n + SPL_UNIT - 1u) / SPL_UNIT;
+    let span = (units + most - 1u) / most * SPL_UNIT;
+    return vec3<u32>(first, span, (n + span - 1u) / span);
+}
+
+const CNQ: u32 = 4u;
+const CHD: u32 = 16u;
+
+@group(0) @binding(8) var<storage, read> part_lse: array<f32>;
+
+fn combined_x(g: u32) -> X8 {
+    let used = kv_splits(step.past).z;
+    let h0 = (g * 32u) / CHD;
+    var h1 = h0;
+    if (CHD % 32u != 0u) { h1 = (g * 32u + 31u) / CHD; }
+    let cut = h1 * CHD;  // inputs from here on belong to h1
+    var m0 = -1e30;
+    var m1 = -1e30;
+    for (var s = 0u; s < used; s++) {
+        m0 = max(m0, part_lse[s * CNQ + h0]);
+        m1 = max(m1, part_lse[s * CNQ + h1]);
+    }
+    var r: X8;
+    var l0 = 0.0;
+    var l1 = 0.0;
+    let k0 = g * 32u;
+    for (var s = 0u; s < used; s++) {
+        let w0 = exp(part_lse[s * CNQ + h0] - m0);
+        let w1 = exp(part_lse[s * CNQ + h1] - m1);
+        l0 += w0;
+        l1 += w1;
+        let b = s * (K / 4u) + g * 8u;
+        r.v0 += vec4<f32>(x[b]) * select(w0, w1, k0 >= cut);
+        r.v1 += vec4<f32>(x[b + 1u]) * select(w0, w1, k0 + 4u >= cut);
+        r.v2 += vec4<f32>(x[b + 2u]) * select(w0, w1, k0 + 8u >= cut);
+        r.v3 += vec4<f32>(x[b + 3u]) * select(w0, w1, k0 + 12u >= cut);
+        r.v4 += vec4<f32>(x[b + 4u]) * select(w0, w1, k0 + 16u >= cut);
+        r.v5 += vec4<f32>(x[b + 5u]) * select(w0, w1, k0 + 20u >= cut);
+        r.v6 += vec4<f32>(x[b + 6u]) * select(w0, w1, k0 + 24u >= cut);
+        r.v7 += vec4<f32>(x[b + 7u]) * select(w0, w1, k0 + 28u >= cut);
+    }
+    let i0 = 1.0 / l0;
+    let i1 = 1.0 / l1;
+    r.v0 *= select(i0, i1, k0 >= cut);
+    r.v1 *= select(i0, i1, k0 + 4u >= cut);
+    r.v2 *= select(i0, i1, k0 + 8u >= cut);
+    r.v3 *= select(i0, i1, k0 + 12u >= cut);
+    r.v4 *= select(i0, i1, k0 + 16u >= cut);
+    r.v5 *= select(i0, i1, k0 + 20u >= cut);
+    r.v6 *= select(i0, i1, k0 + 24u >= cut);
+    r.v7 *= select(i0, i1, k0 + 28u >= cut);
+    r.sum = dot((r.v0 + r.v1) + (r.v2 + r.v3) + (r.v4 + r.v5) + (r.v6 + r.v7), vec4<f32>(1.0));
+    return r;
+}
+
+// COMBINE_STAGED: CV consecutive vec4 of x (one head's) combined by one thread, splits four at a time
+// (straight-line loads of four splits' lse and partials together; those past the step's count read the
+// last in use and weigh 0), in one walk with a running max, so that every thread stages at most once a
+// range. The walk over the splits is a chain of load latencies (GPU compilers keep such loops rolled),
+// and the staging takes as long as the longest chain a thread walks (H100, 8B shape, f32, 16 splits:
+// the o matmul 36 us staging a group of 32 inputs a thread, 25 a vec4 a thread, 22 up to four; one
+// walk instead of one for the max and one for the sums: +0.2-0.8% decode at 4,096 positions).
+// CV: 1, 2 or 4, the fewest that let each of the T threads stage a range's CV_N vec4 in one go,
+// where it divides a head's vec4 (T < CV_N: 2; 2T < CV_N: 4).
+const CV_N: u32 = XW_GROUPS * 8u;
+const CV2: u32 = 1u + min(1u, CV_N / (T + 1u)) * (1u - (CHD / 4u) % 2u);
+const CV_F: u32 = CV2 * (1u + (CV2 - 1u) * min(1u, CV_N / (2u * T + 1u)) * (1u - min(1u, (CHD / 4u) % 4u)));
+// Q8_STAGED: at least 2, a block of 8 inputs (which lies in one head: HD % 8 == 0) a thread
+const CV: u32 = select(CV_F, max(2u, CV_F), Q8_STAGED);
+
+fn lse_of(s: u32, used: u32, h: u32) -> f32 { return part_lse[min(s, used - 1u) * CNQ + h]; }
+
+fn part_at(s: u32, used: u32, v: u32) -> vec4<f32> { return vec4<f32>(x[min(s, used - 1u) * (K / 4u) + v]); }
+
+// x's vec4 v .. v + CV - 1 combined, into xw from slot o on
+fn stage_vec4s(v: u32, o: u32) {
+    let used = kv_splits(step.past).z;
+    if (used == 1u) {  // up to 64 positions: the one split's partial is x
+        var x1 = vec4<f32>(0.0);
+        var x2 = vec4<f32>(0.0);
+        var x3 = vec4<f32>(0.0);
+        if (CV > 1u) { x1 = vec4<f32>(x[v + 1u]); }
+        if (CV > 2u) {
+            x2 = vec4<f32>(x[v + 2u]);
+            x3 = vec4<f32>(x[v + 3u]);
+        }
+        store_vec4s(o, vec4<f32>(x[v]), x1, x2, x3);
+        return;
+    }
+    let h = v * 4u / CHD;
+    // one pass over the splits, four at a time, with a running max (online softmax): each four's lse
+    // and partials are loaded together, so a thread waits out one load latency a four, not two
+    var m = -1e30;
+    var l = 0.0;
+    var o0 = vec4<f32>(0.0);
+    var o1 = vec4<f32>(0.0);
+    var o2 = vec4<f32>(0.0);
+    var o3 = vec4<f32>(0.0);
+    for (var s = 0u; s < used; s += 4u) {
+        let e0 = lse_of(s, used, h);
+        let e1 = lse_of(s + 1u, used, h);
+        let e2 = lse_of(s + 2u, used, h);
+        let e3 = lse_of(s + 3u, used, h);
+        let a0 = part_at(s, used, v);
+        let a1 = part_at(s + 1u, used, v);
+        let a2 = part_at(s + 2u, used, v);
+        let a3 = part_at(s + 3u, used, v);
+        var b0 = vec4<f32>(0.0);
+        var b1 = vec4<f32>(0.0);
+        var b2 = vec4<f32>(0.0);
+        var b3 = vec4<f32>(0.0);
+        var c0 = vec4<f32>(0.0);
+        var c1 = vec4<f32>(0.0);
+        var c2 = vec4<f32>(0.0);
+        var c3 = vec4<f32>(0.0);
+        var d0 = vec4<f32>(0.0);
+        var d1 = vec4<f32>(0.0);
+        var d2 = vec4<f32>(0.0);
+        var d3 = vec4<f32>(0.0);
+        if (CV > 1u) {
+            b0 = part_at(s, used, v + 1u);
+            b1 = part_at(s + 1u, used, v + 1u);
+            b2 = part_at(s + 2u, used, v + 1u);
+            b3 = part_at(s + 3u, used, v + 1u);
+        }
+        if (CV > 2u) {
+            c0 = part_at(s, used, v + 2u);
+            c1 = part_at(s + 1u, used, v + 2u);
+            c2 = part_at(s + 2u, used, v + 2u);
+            c3 = part_at(s + 3u, used, v + 2u);
+            d0 = part_at(s, used, v + 3u);
+            d1 = part_at(s + 1u, used, v + 3u);
+            d2 = part_at(s + 2u, used, v + 3u);
+            d3 = part_at(s + 3u, used, v + 3u);
+        }
+        let mn = max(max(m, max(e0, e1)), max(e2, e3));  // the clamped lse are in use: no new max
+        let r = exp(m - mn);
+        let w0 = exp(e0 - mn);
+        let w1 = select(0.0, exp(e1 - mn), s + 1u < used);
+        let w2 = select(0.0, exp(e2 - mn), s + 2u < used);
+        let w3 = select(0.0, exp(e3 - mn), s + 3u < used);
+        m = mn;
+        l = l * r + ((w0 + w1) + (w2 + w3));
+        o0 = o0 * r + ((a0 * w0 + a1 * w1) + (a2 * w2 + a3 * w3));
+        if (CV > 1u) { o1 = o1 * r + ((b0 * w0 + b1 * w1) + (b2 * w2 + b3 * w3)); }
+        if (CV > 2u) {
+            o2 = o2 * r + ((c0 * w0 + c1 * w1) + (c2 * w2 + c3 * w3));
+            o3 = o3 * r + ((d0 * w0 + d1 * w1) + (d2 * w2 + d3 * w3));
+        }
+    }
+    let i = 1.0 / l;
+    store_vec4s(o, o0 * i, o1 * i, o2 * i, o3 * i);
+}
+
+// the staged range's vec4 o .. o + CV - 1: into xw, or (Q8_STAGED) as the int8 blocks o / 2, ..
+fn store_vec4s(o: u32, a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>) {
+    if (Q8_STAGED) {
+        q8_stage_block(o / 2u, a, b);
+        if (CV > 2u) { q8_stage_block(o / 2u + 1u, c, d); }
+        return;
+    }
+    xw[o] = vec4<f32>(a);
+    if (CV > 1u) { xw[o + 1u] = vec4<f32>(b); }
+    if (CV > 2u) {
+        xw[o + 2u] = vec4<f32>(c);
+        xw[o + 3u] = vec4<f32>(d);
+    }
+}
+
+// block `blk` of the staged range (inputs 8 blk .. 8 blk + 7, as lo and hi) into x8w, d8w
+fn q8_stage_block(blk: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    let m = max(abs(lo), abs(hi));
+    let amax = max(max(m.x, m.y), max(m.z, m.w));
+    let inv = select(0.0, 127.0 / amax, amax > 0.0);
+    let ql = vec4<i32>(round(lo * inv));
+    let qh = vec4<i32>(round(hi * inv));
+    let g = blk / 4u;
+    let j = blk % 4u;
+    x8w[2u * g][j] = pack4xI8(vec4<i32>(ql.x, ql.z, qh.x, qh.z));
+    x8w[2u * g + 1u][j] = pack4xI8(vec4<i32>(ql.y, ql.w, qh.y, qh.w));
+    let s = ql + qh;
+    let d = amax / 127.0;
+    d8w[blk] = vec2<f32>(d, 8.0 * d * f32((s.x + s.y) + (s.z + s.w)));
+}
+
 // ---- end COMBINE_IN ------------------------------------------------------------------------------
 
 // the combined x of the staged range into xw (COMBINE_STAGED), CV vec4 a thread at a time
@@ -268,7 +474,7 @@ fn load_x(g: u32) -> X8 {
 // P is the `subgroup_size` built-in, known only when the kernel runs. Where it is P_FOLD (32: NVIDIA,
 // Apple, AMD in wave32) the same code runs with P a constant, which the shader compiler folds (the
 // modulo, the loop over a row set's partials): the branch is uniform, and native decode on an H100
-// gains 0.5-1% (docs/PERFORMANCE.md; Dawn's compiler gains nothing, it already ran as fast).
+// gains 0.6-1.1% (docs/PERFORMANCE.md; Dawn's compiler gains nothing, it already ran as fast).
 const P_FOLD: u32 = 32u;
 var<private> red_stride: u32;  // slots between a row set's partials: min(P, L)
 

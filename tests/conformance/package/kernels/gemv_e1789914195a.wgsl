@@ -25,7 +25,7 @@
 // COMBINE_IN (the o matmul in decode): x is decode attention's per-split partials, combined as they
 //   are loaded, or (COMBINE_STAGED) once per workgroup into workgroup memory first (see the COMBINE_IN
 //   block below).
-// Bindings: 0 step; 1 x [K] (vec4 of f16); 2 y [N_OUT] (f32); 3.. weight arrays of format
+// Bindings: 0 step; 1 x [K] (vec4 of f16); 2 y [N_OUT] (f16); 3.. weight arrays of format
 // q4s; then bias [rows] f32 (HAS_BIAS); with ROPE, y is q_out, then k_cache, v_cache, rope_table;
 // last, with NORM: norm_w [K] f32; with NORM_IN: ssq_in [NSSQ] f32; with NORM_OUT: nw_out [N_OUT] f32,
 // xo [N_OUT] act, ssq_out [..] f32; with COMBINE_IN (x is then part_o [SPLITS, K] act): part_lse
@@ -88,9 +88,9 @@ fn nib_dot(q: vec4<u32>, x: X8) -> f32 {
          + dot(nib_lo(q.z), x.v4) + dot(nib_hi(q.z), x.v5) + dot(nib_lo(q.w), x.v6) + dot(nib_hi(q.w), x.v7);
 }
 
-const K: u32 = 128u;
+const K: u32 = 64u;
 const w_KG: u32 = K / 32u;
-const N_ROWS: u32 = 64u;
+const N_ROWS: u32 = 128u;
 const ROW0: u32 = 0u;
 const LANES: u32 = 32u;
 const RW: u32 = 256u / LANES;  // rows per workgroup
@@ -115,19 +115,19 @@ const L: u32 = min(32u + 32u * min(1u, WANT / 64u) + 64u * min(1u, WANT / 128u),
 const T: u32 = S * L;           // threads per workgroup
 const ITERS: u32 = w_KG / L;     // groups every thread of a set walks
 const TAIL: u32 = w_KG % L;      // lanes below TAIL walk one group more
-const ADD: bool = true;
+const ADD: bool = false;
 const HAS_BIAS: bool = false;
-const ROPE: bool = false;  // y is q_out and rows come in rope pairs: see rope_store
+const ROPE: bool = true;  // y is q_out and rows come in rope pairs: see rope_store
 const NORM: bool = false;
-const NORM_IN: bool = false;
-const NSSQ: u32 = 0u;
-const NORM_OUT: bool = true;
+const NORM_IN: bool = true;
+const NSSQ: u32 = 8u;
+const NORM_OUT: bool = false;
 const SSQ_OFF: u32 = 0u;
-const EPS: f32 = 0.0;
+const EPS: f32 = 1e-05;
 const X_LAST: bool = false;
 
 @group(0) @binding(1) var<storage, read> x: array<vec4<f16>>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f16>;
 // Weight format q4s: symmetric 4-bit, group 32. q [N, K/32] vec4<u32> (nibble i of word j = element
 // 8j+i of the group); scales [N*K/32] (f16 pairs in u32). W[n, k] = (nibble - 8) * scale[n*K/32 + k/32].
 @group(0) @binding(3) var<storage, read> w_q: array<vec4<u32>>;
@@ -176,15 +176,47 @@ fn w_dot(row: u32, g: u32, x: X8) -> f32 {
 }
 
 
-fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {}
+// Rope epilogue of the qkv matmul (ROPE). The package orders each head's rows in rope pairs: rows
+// 2i, 2i + 1 of head h are its dims i and i + HD/2. Given both values (a, b) of token t at position
+// p: query heads write rope(a, b) to q_out; key heads append rope(a, b) to k_cache; value heads append
+// (a, b) to v_cache. rope (HF rotate_half): (a cos - b sin, b cos + a sin), (cos, sin) = rope_table[p, i].
+// The KV cache holds f16 in both profiles (half the bytes of f32 for the f32 profile, which has no f16
+// type): a row of a head is HD/2 words, word i the f16 pair (dim i, dim i + HD/2), the pair this
+// thread has; readers unpack it with unpack2x16float.
+const NQ: u32 = 4u;
+const NKV: u32 = 2u;
+const HD: u32 = 16u;
+const HALF: u32 = HD / 2u;
+
+@group(0) @binding(5) var<storage, read_write> k_cache: array<u32>;
+@group(0) @binding(6) var<storage, read_write> v_cache: array<u32>;
+@group(0) @binding(7) var<storage, read> rope_table: array<vec2<f32>>;
+
+fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {
+    let head = pair_row / HD;
+    let i = (pair_row % HD) / 2u;
+    if (head < NQ + NKV) {
+        let cs = rope_table[p * HALF + i];
+        let ra = a * cs.x - b * cs.y;
+        let rb = b * cs.x + a * cs.y;
+        if (head < NQ) {
+            let dst = (t * NQ + head) * HD;
+            y[dst + i] = act(ra);
+            y[dst + i + HALF] = act(rb);
+        } else {
+            k_cache[(p * NKV + head - NQ) * HALF + i] = pack2x16float(vec2<f32>(ra, rb));  // position-major
+        }
+    } else {
+        v_cache[(p * NKV + head - NQ - NKV) * HALF + i] = pack2x16float(vec2<f32>(a, b));
+    }
+}
+
 fn norm_weight(i: u32) -> vec4<f32> { return vec4<f32>(1.0); }
-fn ssq_at(i: u32) -> f32 { return 0.0; }
-@group(0) @binding(5) var<storage, read> nw_out: array<f32>;
-@group(0) @binding(6) var<storage, read_write> xo: array<act>;
-fn nw_at(o: u32) -> f32 { return nw_out[o]; }
-fn xo_store(o: u32, h: f32) { xo[o] = act(h * nw_out[o]); }
-@group(0) @binding(7) var<storage, read_write> ssq_out: array<f32>;
-fn ssq_store(i: u32, v: f32) { ssq_out[i] = v; }
+@group(0) @binding(8) var<storage, read> ssq_in: array<f32>;
+fn ssq_at(i: u32) -> f32 { return ssq_in[i]; }
+fn xo_store(o: u32, h: f32) {}
+fn nw_at(o: u32) -> f32 { return 0.0; }
+fn ssq_store(i: u32, v: f32) {}
 
 var<workgroup> red_s: array<f32, T>;          // sums of squares of x (NORM, NORM_IN)
 var<workgroup> red_q: array<f32, RW>;         // squares of the rows written (NORM_OUT)
@@ -268,7 +300,7 @@ fn load_x(g: u32) -> X8 {
 // P is the `subgroup_size` built-in, known only when the kernel runs. Where it is P_FOLD (32: NVIDIA,
 // Apple, AMD in wave32) the same code runs with P a constant, which the shader compiler folds (the
 // modulo, the loop over a row set's partials): the branch is uniform, and native decode on an H100
-// gains 0.5-1% (docs/PERFORMANCE.md; Dawn's compiler gains nothing, it already ran as fast).
+// gains 0.6-1.1% (docs/PERFORMANCE.md; Dawn's compiler gains nothing, it already ran as fast).
 const P_FOLD: u32 = 32u;
 var<private> red_stride: u32;  // slots between a row set's partials: min(P, L)
 
@@ -455,7 +487,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let o = ROW0 + row;
         if (ADD) {
             let h = f32(y[o]) + v.x;
-            y[o] = f32(h);
+            y[o] = f16(h);
             if (NORM_OUT) {
                 if (Q8_OUT) { q8v[j] = h * nw_at(o); } else { xo_store(o, h); }
                 sq = h * h;
@@ -463,7 +495,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         } else if (Q8_OUT) {
             q8v[j] = v.x;
         } else {
-            y[o] = f32(v.x);
+            y[o] = f16(v.x);
         }
     }
     if (Q8_OUT) {

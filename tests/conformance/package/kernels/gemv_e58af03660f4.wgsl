@@ -25,7 +25,7 @@
 // COMBINE_IN (the o matmul in decode): x is decode attention's per-split partials, combined as they
 //   are loaded, or (COMBINE_STAGED) once per workgroup into workgroup memory first (see the COMBINE_IN
 //   block below).
-// Bindings: 0 step; 1 x [K] (vec4 of f32); 2 y [N_OUT] (f16); 3.. weight arrays of format
+// Bindings: 0 step; 1 x [K] (vec4 of f32); 2 y [N_OUT] (f32); 3.. weight arrays of format
 // q4s; then bias [rows] f32 (HAS_BIAS); with ROPE, y is q_out, then k_cache, v_cache, rope_table;
 // last, with NORM: norm_w [K] f32; with NORM_IN: ssq_in [NSSQ] f32; with NORM_OUT: nw_out [N_OUT] f32,
 // xo [N_OUT] act, ssq_out [..] f32; with COMBINE_IN (x is then part_o [SPLITS, K] act): part_lse
@@ -39,8 +39,8 @@
 enable subgroups;
 // Shared prelude of every kernel. `act` is the activation storage type of the device profile
 // (f32, or f16 with shader-f16); arithmetic is always done in f32.
-enable f16;
-alias act = f16;
+
+alias act = f32;
 
 // The per-step uniform, written once per step by the runtime; its fields are generated from
 // STEP_FIELDS (webllm/kernels/__init__.py), the same table the plan's `uniform` entry gives runtimes.
@@ -118,16 +118,16 @@ const TAIL: u32 = w_KG % L;      // lanes below TAIL walk one group more
 const ADD: bool = false;
 const HAS_BIAS: bool = false;
 const ROPE: bool = true;  // y is q_out and rows come in rope pairs: see rope_store
-const NORM: bool = true;
-const NORM_IN: bool = false;
-const NSSQ: u32 = 0u;
+const NORM: bool = false;
+const NORM_IN: bool = true;
+const NSSQ: u32 = 8u;
 const NORM_OUT: bool = false;
 const SSQ_OFF: u32 = 0u;
 const EPS: f32 = 1e-05;
 const X_LAST: bool = false;
 
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> y: array<f16>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
 // Weight format q4s: symmetric 4-bit, group 32. q [N, K/32] vec4<u32> (nibble i of word j = element
 // 8j+i of the group); scales [N*K/32] (f16 pairs in u32). W[n, k] = (nibble - 8) * scale[n*K/32 + k/32].
 @group(0) @binding(3) var<storage, read> w_q: array<vec4<u32>>;
@@ -211,9 +211,9 @@ fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {
     }
 }
 
-@group(0) @binding(8) var<storage, read> norm_w: array<vec4<f32>>;
-fn norm_weight(i: u32) -> vec4<f32> { return norm_w[i]; }
-fn ssq_at(i: u32) -> f32 { return 0.0; }
+fn norm_weight(i: u32) -> vec4<f32> { return vec4<f32>(1.0); }
+@group(0) @binding(8) var<storage, read> ssq_in: array<f32>;
+fn ssq_at(i: u32) -> f32 { return ssq_in[i]; }
 fn xo_store(o: u32, h: f32) {}
 fn nw_at(o: u32) -> f32 { return 0.0; }
 fn ssq_store(i: u32, v: f32) {}
@@ -300,7 +300,7 @@ fn load_x(g: u32) -> X8 {
 // P is the `subgroup_size` built-in, known only when the kernel runs. Where it is P_FOLD (32: NVIDIA,
 // Apple, AMD in wave32) the same code runs with P a constant, which the shader compiler folds (the
 // modulo, the loop over a row set's partials): the branch is uniform, and native decode on an H100
-// gains 0.5-1% (docs/PERFORMANCE.md; Dawn's compiler gains nothing, it already ran as fast).
+// gains 0.6-1.1% (docs/PERFORMANCE.md; Dawn's compiler gains nothing, it already ran as fast).
 const P_FOLD: u32 = 32u;
 var<private> red_stride: u32;  // slots between a row set's partials: min(P, L)
 
@@ -573,7 +573,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let o = ROW0 + row;
         if (ADD) {
             let h = f32(y[o]) + v.x;
-            y[o] = f16(h);
+            y[o] = f32(h);
             if (NORM_OUT) {
                 if (Q8_OUT) { q8v[j] = h * nw_at(o); } else { xo_store(o, h); }
                 sq = h * h;
@@ -581,7 +581,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         } else if (Q8_OUT) {
             q8v[j] = v.x;
         } else {
-            y[o] = f16(v.x);
+            y[o] = f32(v.x);
         }
     }
     if (Q8_OUT) {

@@ -92,9 +92,9 @@ const K: u32 = 64u;
 const w_KG: u32 = K / 32u;
 const N_ROWS: u32 = 128u;
 const ROW0: u32 = 0u;
-const LANES: u32 = 4u;
+const LANES: u32 = 32u;
 const RW: u32 = 256u / LANES;  // rows per workgroup
-const PAIR: bool = false;
+const PAIR: bool = true;
 // Q8_IN (x in int8 blocks, integer dot products: gemv_q8_in.wgsl): few registers for x, so 4 rows with
 // PAIR, else 2 (H100, one matmul in a chain: 8B down 15.0 us with 4 rows, 14.2 with 2; qkv 8.3 / 7.9).
 // Q8_STAGED (with COMBINE_STAGED): the combined x is staged as such int8 blocks (x8w, d8w) instead of
@@ -117,10 +117,10 @@ const ITERS: u32 = w_KG / L;     // groups every thread of a set walks
 const TAIL: u32 = w_KG % L;      // lanes below TAIL walk one group more
 const ADD: bool = false;
 const HAS_BIAS: bool = false;
-const ROPE: bool = true;  // y is q_out and rows come in rope pairs: see rope_store
-const NORM: bool = true;
-const NORM_IN: bool = false;
-const NSSQ: u32 = 0u;
+const ROPE: bool = false;  // y is q_out and rows come in rope pairs: see rope_store
+const NORM: bool = false;
+const NORM_IN: bool = true;
+const NSSQ: u32 = 8u;
 const NORM_OUT: bool = false;
 const SSQ_OFF: u32 = 0u;
 const EPS: f32 = 1e-05;
@@ -176,44 +176,10 @@ fn w_dot(row: u32, g: u32, x: X8) -> f32 {
 }
 
 
-// Rope epilogue of the qkv matmul (ROPE). The package orders each head's rows in rope pairs: rows
-// 2i, 2i + 1 of head h are its dims i and i + HD/2. Given both values (a, b) of token t at position
-// p: query heads write rope(a, b) to q_out; key heads append rope(a, b) to k_cache; value heads append
-// (a, b) to v_cache. rope (HF rotate_half): (a cos - b sin, b cos + a sin), (cos, sin) = rope_table[p, i].
-// The KV cache holds f16 in both profiles (half the bytes of f32 for the f32 profile, which has no f16
-// type): a row of a head is HD/2 words, word i the f16 pair (dim i, dim i + HD/2), the pair this
-// thread has; readers unpack it with unpack2x16float.
-const NQ: u32 = 4u;
-const NKV: u32 = 2u;
-const HD: u32 = 16u;
-const HALF: u32 = HD / 2u;
-
-@group(0) @binding(5) var<storage, read_write> k_cache: array<u32>;
-@group(0) @binding(6) var<storage, read_write> v_cache: array<u32>;
-@group(0) @binding(7) var<storage, read> rope_table: array<vec2<f32>>;
-
-fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {
-    let head = pair_row / HD;
-    let i = (pair_row % HD) / 2u;
-    if (head < NQ + NKV) {
-        let cs = rope_table[p * HALF + i];
-        let ra = a * cs.x - b * cs.y;
-        let rb = b * cs.x + a * cs.y;
-        if (head < NQ) {
-            let dst = (t * NQ + head) * HD;
-            y[dst + i] = act(ra);
-            y[dst + i + HALF] = act(rb);
-        } else {
-            k_cache[(p * NKV + head - NQ) * HALF + i] = pack2x16float(vec2<f32>(ra, rb));  // position-major
-        }
-    } else {
-        v_cache[(p * NKV + head - NQ - NKV) * HALF + i] = pack2x16float(vec2<f32>(a, b));
-    }
-}
-
-@group(0) @binding(8) var<storage, read> norm_w: array<vec4<f32>>;
-fn norm_weight(i: u32) -> vec4<f32> { return norm_w[i]; }
-fn ssq_at(i: u32) -> f32 { return 0.0; }
+fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {}
+fn norm_weight(i: u32) -> vec4<f32> { return vec4<f32>(1.0); }
+@group(0) @binding(5) var<storage, read> ssq_in: array<f32>;
+fn ssq_at(i: u32) -> f32 { return ssq_in[i]; }
 fn xo_store(o: u32, h: f32) {}
 fn nw_at(o: u32) -> f32 { return 0.0; }
 fn ssq_store(i: u32, v: f32) {}
@@ -221,7 +187,7 @@ fn ssq_store(i: u32, v: f32) {}
 var<workgroup> red_s: array<f32, T>;          // sums of squares of x (NORM, NORM_IN)
 var<workgroup> red_q: array<f32, RW>;         // squares of the rows written (NORM_OUT)
 var<workgroup> red_a: array<vec4<f32>, T>;  // partial sums of the R rows (gate rows with PAIR)
-var<workgroup> red_b: array<vec4<f32>, (T - 1u) * 0u + 1u>;  // up rows (PAIR; else one unused slot)
+var<workgroup> red_b: array<vec4<f32>, (T - 1u) * 1u + 1u>;  // up rows (PAIR; else one unused slot)
 
 fn bias_at(i: u32) -> f32 { return 0.0; }
 
@@ -300,7 +266,7 @@ fn load_x(g: u32) -> X8 {
 // P is the `subgroup_size` built-in, known only when the kernel runs. Where it is P_FOLD (32: NVIDIA,
 // Apple, AMD in wave32) the same code runs with P a constant, which the shader compiler folds (the
 // modulo, the loop over a row set's partials): the branch is uniform, and native decode on an H100
-// gains 0.5-1% (docs/PERFORMANCE.md; Dawn's compiler gains nothing, it already ran as fast).
+// gains 0.6-1.1% (docs/PERFORMANCE.md; Dawn's compiler gains nothing, it already ran as fast).
 const P_FOLD: u32 = 32u;
 var<private> red_stride: u32;  // slots between a row set's partials: min(P, L)
 

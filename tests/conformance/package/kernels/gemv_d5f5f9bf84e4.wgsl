@@ -25,7 +25,7 @@
 // COMBINE_IN (the o matmul in decode): x is decode attention's per-split partials, combined as they
 //   are loaded, or (COMBINE_STAGED) once per workgroup into workgroup memory first (see the COMBINE_IN
 //   block below).
-// Bindings: 0 step; 1 x [K] (vec4 of f32); 2 y [N_OUT] (f16); 3.. weight arrays of format
+// Bindings: 0 step; 1 x [K] (vec4 of f16); 2 y [N_OUT] (f32); 3.. weight arrays of format
 // q4s; then bias [rows] f32 (HAS_BIAS); with ROPE, y is q_out, then k_cache, v_cache, rope_table;
 // last, with NORM: norm_w [K] f32; with NORM_IN: ssq_in [NSSQ] f32; with NORM_OUT: nw_out [N_OUT] f32,
 // xo [N_OUT] act, ssq_out [..] f32; with COMBINE_IN (x is then part_o [SPLITS, K] act): part_lse
@@ -90,7 +90,7 @@ fn nib_dot(q: vec4<u32>, x: X8) -> f32 {
 
 const K: u32 = 64u;
 const w_KG: u32 = K / 32u;
-const N_ROWS: u32 = 128u;
+const N_ROWS: u32 = 256u;
 const ROW0: u32 = 0u;
 const LANES: u32 = 4u;
 const RW: u32 = 256u / LANES;  // rows per workgroup
@@ -103,7 +103,7 @@ const Q8_IN: bool = false;
 const Q8_STAGED: bool = false;
 const Q8_OUT: bool = false;  // the output as Q8_IN's int8 blocks (gemv_q8_out.wgsl)
 const Q8_K: u32 = 0u;      // Q8_OUT: inputs of the reading matmul (all rows of the output)
-const R: u32 = min(select(select(4u, 2u, PAIR && K * 4u <= 8192u), select(2u, 4u, PAIR), Q8_IN || Q8_STAGED), RW);
+const R: u32 = min(select(select(4u, 2u, PAIR && K * 2u <= 8192u), select(2u, 4u, PAIR), Q8_IN || Q8_STAGED), RW);
 const S: u32 = RW / R;          // row sets
 // Threads per row set, a power of two in 32..128 (capped by the 256 threads of a workgroup and by the
 // groups along K): enough in all for ~128k threads on the whole matrix (a large GPU's worth of
@@ -117,17 +117,17 @@ const ITERS: u32 = w_KG / L;     // groups every thread of a set walks
 const TAIL: u32 = w_KG % L;      // lanes below TAIL walk one group more
 const ADD: bool = false;
 const HAS_BIAS: bool = false;
-const ROPE: bool = true;  // y is q_out and rows come in rope pairs: see rope_store
-const NORM: bool = true;
-const NORM_IN: bool = false;
-const NSSQ: u32 = 0u;
+const ROPE: bool = false;  // y is q_out and rows come in rope pairs: see rope_store
+const NORM: bool = false;
+const NORM_IN: bool = true;
+const NSSQ: u32 = 1u;
 const NORM_OUT: bool = false;
 const SSQ_OFF: u32 = 0u;
 const EPS: f32 = 1e-05;
 const X_LAST: bool = false;
 
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> y: array<f16>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f16>>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
 // Weight format q4s: symmetric 4-bit, group 32. q [N, K/32] vec4<u32> (nibble i of word j = element
 // 8j+i of the group); scales [N*K/32] (f16 pairs in u32). W[n, k] = (nibble - 8) * scale[n*K/32 + k/32].
 @group(0) @binding(3) var<storage, read> w_q: array<vec4<u32>>;
@@ -176,44 +176,10 @@ fn w_dot(row: u32, g: u32, x: X8) -> f32 {
 }
 
 
-// Rope epilogue of the qkv matmul (ROPE). The package orders each head's rows in rope pairs: rows
-// 2i, 2i + 1 of head h are its dims i and i + HD/2. Given both values (a, b) of token t at position
-// p: query heads write rope(a, b) to q_out; key heads append rope(a, b) to k_cache; value heads append
-// (a, b) to v_cache. rope (HF rotate_half): (a cos - b sin, b cos + a sin), (cos, sin) = rope_table[p, i].
-// The KV cache holds f16 in both profiles (half the bytes of f32 for the f32 profile, which has no f16
-// type): a row of a head is HD/2 words, word i the f16 pair (dim i, dim i + HD/2), the pair this
-// thread has; readers unpack it with unpack2x16float.
-const NQ: u32 = 4u;
-const NKV: u32 = 2u;
-const HD: u32 = 16u;
-const HALF: u32 = HD / 2u;
-
-@group(0) @binding(5) var<storage, read_write> k_cache: array<u32>;
-@group(0) @binding(6) var<storage, read_write> v_cache: array<u32>;
-@group(0) @binding(7) var<storage, read> rope_table: array<vec2<f32>>;
-
-fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {
-    let head = pair_row / HD;
-    let i = (pair_row % HD) / 2u;
-    if (head < NQ + NKV) {
-        let cs = rope_table[p * HALF + i];
-        let ra = a * cs.x - b * cs.y;
-        let rb = b * cs.x + a * cs.y;
-        if (head < NQ) {
-            let dst = (t * NQ + head) * HD;
-            y[dst + i] = act(ra);
-            y[dst + i + HALF] = act(rb);
-        } else {
-            k_cache[(p * NKV + head - NQ) * HALF + i] = pack2x16float(vec2<f32>(ra, rb));  // position-major
-        }
-    } else {
-        v_cache[(p * NKV + head - NQ - NKV) * HALF + i] = pack2x16float(vec2<f32>(a, b));
-    }
-}
-
-@group(0) @binding(8) var<storage, read> norm_w: array<vec4<f32>>;
-fn norm_weight(i: u32) -> vec4<f32> { return norm_w[i]; }
-fn ssq_at(i: u32) -> f32 { return 0.0; }
+fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {}
+fn norm_weight(i: u32) -> vec4<f32> { return vec4<f32>(1.0); }
+@group(0) @binding(5) var<storage, read> ssq_in: array<f32>;
+fn ssq_at(i: u32) -> f32 { return ssq_in[i]; }
 fn xo_store(o: u32, h: f32) {}
 fn nw_at(o: u32) -> f32 { return 0.0; }
 fn ssq_store(i: u32, v: f32) {}
@@ -246,7 +212,7 @@ const XW_CHUNKS: u32 = 1u;
 const XW_GROUPS: u32 = w_KG / XW_CHUNKS;  // groups staged at once
 const C_ITERS: u32 = XW_GROUPS / L;       // of a staged range, as ITERS and TAIL of all of K
 const C_TAIL: u32 = XW_GROUPS % L;
-var<workgroup> xw: array<vec4<f32>, 1u>;
+var<workgroup> xw: array<vec4<f16>, 1u>;
 var<workgroup> x8w: array<vec4<u32>, 1u>;  // Q8_STAGED: a range's int8 blocks, two vec4 a group
 var<workgroup> d8w: array<vec2<f32>, 1u>;  //   and (d, c) per block (gemv_q8_in.wgsl)
 var<private> xw_g0: u32;  // the first group staged in xw
@@ -300,7 +266,7 @@ fn load_x(g: u32) -> X8 {
 // P is the `subgroup_size` built-in, known only when the kernel runs. Where it is P_FOLD (32: NVIDIA,
 // Apple, AMD in wave32) the same code runs with P a constant, which the shader compiler folds (the
 // modulo, the loop over a row set's partials): the branch is uniform, and native decode on an H100
-// gains 0.5-1% (docs/PERFORMANCE.md; Dawn's compiler gains nothing, it already ran as fast).
+// gains 0.6-1.1% (docs/PERFORMANCE.md; Dawn's compiler gains nothing, it already ran as fast).
 const P_FOLD: u32 = 32u;
 var<private> red_stride: u32;  // slots between a row set's partials: min(P, L)
 
@@ -385,94 +351,8 @@ fn x_vec(g: u32, k: u32, ss: ptr<function, f32>) -> vec4<f32> {
 
 // ROWS_FIRST (gemv_rows_q4s.wgsl, for q4s weights with f32 x): the group's words of every row first,
 // then x a word's worth at a time; else x's group first (load_x), then each row's w_dot.
-const ROWS_FIRST: bool = true;
-// gemv.wgsl ROWS_FIRST, for q4s weights and f32 activations: a group's words of all R rows (and
-// their PAIR rows) are loaded first, then multiplied a word at a time, each word against the two
-// vec4s of x it covers, read (x_vec) just before; the thread so keeps 8 values of x live instead of
-// the group's 32 (load_x), which holds fewer registers where x is f32 and lets more threads stay
-// resident. Same arithmetic as w_dot: (16 sum (1 + n/16) x - 24 sum x) * scale, summed per row.
-// H100, one matmul in a chain of 32 (benchmarks/gemv_bench.py), f32, us: the 8B shape's down 26.7 ->
-// 22.7, o 12.7 -> 10.6, qkv 12.3 -> 11.6, gate_up 38.2 -> 37.4; whole packages, f32 decode tok/s:
-// 8B 291-292 -> 302, 1B 1,094-1,097 -> 1,126-1,152. In f16 (x half the bytes) the chain figures
-// were mixed, so f16 activations keep load_x.
-struct QRows { a: vec4<u32>, b: vec4<u32>, c: vec4<u32>, d: vec4<u32> }
-
-fn q_rows(rows: vec4<u32>, g: u32) -> QRows {
-    var q: QRows;
-    q.a = w_q[rows.x * w_KG + g];
-    if (R > 1u) { q.b = w_q[rows.y * w_KG + g]; }
-    if (R > 2u) {
-        q.c = w_q[rows.z * w_KG + g];
-        q.d = w_q[rows.w * w_KG + g];
-    }
-    return q;
-}
-
-fn scale_rows(rows: vec4<u32>, g: u32) -> vec4<f32> {
-    var s = vec4<f32>(0.0);
-    s.x = w_scale(rows.x * w_KG + g);
-    if (R > 1u) { s.y = w_scale(rows.y * w_KG + g); }
-    if (R > 2u) {
-        s.z = w_scale(rows.z * w_KG + g);
-        s.w = w_scale(rows.w * w_KG + g);
-    }
-    return s;
-}
-
-// word j of each row (wa .. wd) against the 8 inputs lo, hi it covers: sum (1 + n/16) x per row
-fn mant_rows(wa: u32, wb: u32, wc: u32, wd: u32, lo: vec4<f32>, hi: vec4<f32>) -> vec4<f32> {
-    var m = vec4<f32>(0.0);
-    m.x = dot(mant_lo(wa), lo) + dot(mant_hi(wa), hi);
-    if (R > 1u) { m.y = dot(mant_lo(wb), lo) + dot(mant_hi(wb), hi); }
-    if (R > 2u) {
-        m.z = dot(mant_lo(wc), lo) + dot(mant_hi(wc), hi);
-        m.w = dot(mant_lo(wd), lo) + dot(mant_hi(wd), hi);
-    }
-    return m;
-}
-
-fn accumulate_rows_first(g: u32, rows: vec4<u32>, a: ptr<function, vec4<f32>>, b: ptr<function, vec4<f32>>,
-                         ss: ptr<function, f32>) {
-    let prow = rows + vec4<u32>(N_ROWS);
-    let qa = q_rows(rows, g);
-    var qb = qa;
-    if (PAIR) { qb = q_rows(prow, g); }
-    var ma = vec4<f32>(0.0);
-    var mb = vec4<f32>(0.0);
-    var sx = vec4<f32>(0.0);
-    {
-        let lo = x_vec(g, 0u, ss);
-        let hi = x_vec(g, 1u, ss);
-        ma += mant_rows(qa.a.x, qa.b.x, qa.c.x, qa.d.x, lo, hi);
-        if (PAIR) { mb += mant_rows(qb.a.x, qb.b.x, qb.c.x, qb.d.x, lo, hi); }
-        sx += lo + hi;
-    }
-    {
-        let lo = x_vec(g, 2u, ss);
-        let hi = x_vec(g, 3u, ss);
-        ma += mant_rows(qa.a.y, qa.b.y, qa.c.y, qa.d.y, lo, hi);
-        if (PAIR) { mb += mant_rows(qb.a.y, qb.b.y, qb.c.y, qb.d.y, lo, hi); }
-        sx += lo + hi;
-    }
-    {
-        let lo = x_vec(g, 4u, ss);
-        let hi = x_vec(g, 5u, ss);
-        ma += mant_rows(qa.a.z, qa.b.z, qa.c.z, qa.d.z, lo, hi);
-        if (PAIR) { mb += mant_rows(qb.a.z, qb.b.z, qb.c.z, qb.d.z, lo, hi); }
-        sx += lo + hi;
-    }
-    {
-        let lo = x_vec(g, 6u, ss);
-        let hi = x_vec(g, 7u, ss);
-        ma += mant_rows(qa.a.w, qa.b.w, qa.c.w, qa.d.w, lo, hi);
-        if (PAIR) { mb += mant_rows(qb.a.w, qb.b.w, qb.c.w, qb.d.w, lo, hi); }
-        sx += lo + hi;
-    }
-    let s = dot(sx, vec4<f32>(1.0));
-    *a += (16.0 * ma - 24.0 * s) * scale_rows(rows, g);
-    if (PAIR) { *b += (16.0 * mb - 24.0 * s) * scale_rows(prow, g); }
-}
-
+const ROWS_FIRST: bool = false;
+fn accumulate_rows_first(g: u32, rows: vec4<u32>, a: ptr<function, vec4<f32>>, b: ptr<function, vec4<f32>>, ss: ptr<function, f32>) {}
 fn accumulate_q8(g: u32, rows: vec4<u32>, a: ptr<function, vec4<f32>>, b: ptr<function, vec4<f32>>) {}
 var<workgroup> q8v: array<f32, 1>;
 fn q8_store_block(t: u32, first_row: u32) {}
@@ -573,7 +453,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let o = ROW0 + row;
         if (ADD) {
             let h = f32(y[o]) + v.x;
-            y[o] = f16(h);
+            y[o] = f32(h);
             if (NORM_OUT) {
                 if (Q8_OUT) { q8v[j] = h * nw_at(o); } else { xo_store(o, h); }
                 sq = h * h;
@@ -581,7 +461,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         } else if (Q8_OUT) {
             q8v[j] = v.x;
         } else {
-            y[o] = f16(v.x);
+            y[o] = f32(v.x);
         }
     }
     if (Q8_OUT) {

@@ -88,11 +88,11 @@ fn nib_dot(q: vec4<u32>, x: X8) -> f32 {
          + dot(nib_lo(q.z), x.v4) + dot(nib_hi(q.z), x.v5) + dot(nib_lo(q.w), x.v6) + dot(nib_hi(q.w), x.v7);
 }
 
-const K: u32 = 64u;
+const K: u32 = 128u;
 const w_KG: u32 = K / 32u;
-const N_ROWS: u32 = 128u;
+const N_ROWS: u32 = 64u;
 const ROW0: u32 = 0u;
-const LANES: u32 = 32u;
+const LANES: u32 = 4u;
 const RW: u32 = 256u / LANES;  // rows per workgroup
 const PAIR: bool = false;
 // Q8_IN (x in int8 blocks, integer dot products: gemv_q8_in.wgsl): few registers for x, so 4 rows with
@@ -115,15 +115,15 @@ const L: u32 = min(32u + 32u * min(1u, WANT / 64u) + 64u * min(1u, WANT / 128u),
 const T: u32 = S * L;           // threads per workgroup
 const ITERS: u32 = w_KG / L;     // groups every thread of a set walks
 const TAIL: u32 = w_KG % L;      // lanes below TAIL walk one group more
-const ADD: bool = false;
+const ADD: bool = true;
 const HAS_BIAS: bool = false;
-const ROPE: bool = true;  // y is q_out and rows come in rope pairs: see rope_store
-const NORM: bool = true;
+const ROPE: bool = false;  // y is q_out and rows come in rope pairs: see rope_store
+const NORM: bool = false;
 const NORM_IN: bool = false;
 const NSSQ: u32 = 0u;
-const NORM_OUT: bool = false;
+const NORM_OUT: bool = true;
 const SSQ_OFF: u32 = 0u;
-const EPS: f32 = 1e-05;
+const EPS: f32 = 0.0;
 const X_LAST: bool = false;
 
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
@@ -176,47 +176,15 @@ fn w_dot(row: u32, g: u32, x: X8) -> f32 {
 }
 
 
-// Rope epilogue of the qkv matmul (ROPE). The package orders each head's rows in rope pairs: rows
-// 2i, 2i + 1 of head h are its dims i and i + HD/2. Given both values (a, b) of token t at position
-// p: query heads write rope(a, b) to q_out; key heads append rope(a, b) to k_cache; value heads append
-// (a, b) to v_cache. rope (HF rotate_half): (a cos - b sin, b cos + a sin), (cos, sin) = rope_table[p, i].
-// The KV cache holds f16 in both profiles (half the bytes of f32 for the f32 profile, which has no f16
-// type): a row of a head is HD/2 words, word i the f16 pair (dim i, dim i + HD/2), the pair this
-// thread has; readers unpack it with unpack2x16float.
-const NQ: u32 = 4u;
-const NKV: u32 = 2u;
-const HD: u32 = 16u;
-const HALF: u32 = HD / 2u;
-
-@group(0) @binding(5) var<storage, read_write> k_cache: array<u32>;
-@group(0) @binding(6) var<storage, read_write> v_cache: array<u32>;
-@group(0) @binding(7) var<storage, read> rope_table: array<vec2<f32>>;
-
-fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {
-    let head = pair_row / HD;
-    let i = (pair_row % HD) / 2u;
-    if (head < NQ + NKV) {
-        let cs = rope_table[p * HALF + i];
-        let ra = a * cs.x - b * cs.y;
-        let rb = b * cs.x + a * cs.y;
-        if (head < NQ) {
-            let dst = (t * NQ + head) * HD;
-            y[dst + i] = act(ra);
-            y[dst + i + HALF] = act(rb);
-        } else {
-            k_cache[(p * NKV + head - NQ) * HALF + i] = pack2x16float(vec2<f32>(ra, rb));  // position-major
-        }
-    } else {
-        v_cache[(p * NKV + head - NQ - NKV) * HALF + i] = pack2x16float(vec2<f32>(a, b));
-    }
-}
-
-@group(0) @binding(8) var<storage, read> norm_w: array<vec4<f32>>;
-fn norm_weight(i: u32) -> vec4<f32> { return norm_w[i]; }
+fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {}
+fn norm_weight(i: u32) -> vec4<f32> { return vec4<f32>(1.0); }
 fn ssq_at(i: u32) -> f32 { return 0.0; }
-fn xo_store(o: u32, h: f32) {}
-fn nw_at(o: u32) -> f32 { return 0.0; }
-fn ssq_store(i: u32, v: f32) {}
+@group(0) @binding(5) var<storage, read> nw_out: array<f32>;
+@group(0) @binding(6) var<storage, read_write> xo: array<act>;
+fn nw_at(o: u32) -> f32 { return nw_out[o]; }
+fn xo_store(o: u32, h: f32) { xo[o] = act(h * nw_out[o]); }
+@group(0) @binding(7) var<storage, read_write> ssq_out: array<f32>;
+fn ssq_store(i: u32, v: f32) { ssq_out[i] = v; }
 
 var<workgroup> red_s: array<f32, T>;          // sums of squares of x (NORM, NORM_IN)
 var<workgroup> red_q: array<f32, RW>;         // squares of the rows written (NORM_OUT)
@@ -300,7 +268,7 @@ fn load_x(g: u32) -> X8 {
 // P is the `subgroup_size` built-in, known only when the kernel runs. Where it is P_FOLD (32: NVIDIA,
 // Apple, AMD in wave32) the same code runs with P a constant, which the shader compiler folds (the
 // modulo, the loop over a row set's partials): the branch is uniform, and native decode on an H100
-// gains 0.5-1% (docs/PERFORMANCE.md; Dawn's compiler gains nothing, it already ran as fast).
+// gains 0.6-1.1% (docs/PERFORMANCE.md; Dawn's compiler gains nothing, it already ran as fast).
 const P_FOLD: u32 = 32u;
 var<private> red_stride: u32;  // slots between a row set's partials: min(P, L)
 

@@ -25,7 +25,7 @@
 // COMBINE_IN (the o matmul in decode): x is decode attention's per-split partials, combined as they
 //   are loaded, or (COMBINE_STAGED) once per workgroup into workgroup memory first (see the COMBINE_IN
 //   block below).
-// Bindings: 0 step; 1 x [K] (vec4 of f32); 2 y [N_OUT] (f32); 3.. weight arrays of format
+// Bindings: 0 step; 1 x [K] (vec4 of f16); 2 y [N_OUT] (f16); 3.. weight arrays of format
 // q4s; then bias [rows] f32 (HAS_BIAS); with ROPE, y is q_out, then k_cache, v_cache, rope_table;
 // last, with NORM: norm_w [K] f32; with NORM_IN: ssq_in [NSSQ] f32; with NORM_OUT: nw_out [N_OUT] f32,
 // xo [N_OUT] act, ssq_out [..] f32; with COMBINE_IN (x is then part_o [SPLITS, K] act): part_lse
@@ -39,8 +39,8 @@
 enable subgroups;
 // Shared prelude of every kernel. `act` is the activation storage type of the device profile
 // (f32, or f16 with shader-f16); arithmetic is always done in f32.
-
-alias act = f32;
+enable f16;
+alias act = f16;
 
 // The per-step uniform, written once per step by the runtime; its fields are generated from
 // STEP_FIELDS (webllm/kernels/__init__.py), the same table the plan's `uniform` entry gives runtimes.
@@ -90,11 +90,11 @@ fn nib_dot(q: vec4<u32>, x: X8) -> f32 {
 
 const K: u32 = 64u;
 const w_KG: u32 = K / 32u;
-const N_ROWS: u32 = 64u;
+const N_ROWS: u32 = 128u;
 const ROW0: u32 = 0u;
 const LANES: u32 = 4u;
 const RW: u32 = 256u / LANES;  // rows per workgroup
-const PAIR: bool = false;
+const PAIR: bool = true;
 // Q8_IN (x in int8 blocks, integer dot products: gemv_q8_in.wgsl): few registers for x, so 4 rows with
 // PAIR, else 2 (H100, one matmul in a chain: 8B down 15.0 us with 4 rows, 14.2 with 2; qkv 8.3 / 7.9).
 // Q8_STAGED (with COMBINE_STAGED): the combined x is staged as such int8 blocks (x8w, d8w) instead of
@@ -103,7 +103,7 @@ const Q8_IN: bool = false;
 const Q8_STAGED: bool = false;
 const Q8_OUT: bool = false;  // the output as Q8_IN's int8 blocks (gemv_q8_out.wgsl)
 const Q8_K: u32 = 0u;      // Q8_OUT: inputs of the reading matmul (all rows of the output)
-const R: u32 = min(select(select(4u, 2u, PAIR && K * 4u <= 8192u), select(2u, 4u, PAIR), Q8_IN || Q8_STAGED), RW);
+const R: u32 = min(select(select(4u, 2u, PAIR && K * 2u <= 8192u), select(2u, 4u, PAIR), Q8_IN || Q8_STAGED), RW);
 const S: u32 = RW / R;          // row sets
 // Threads per row set, a power of two in 32..128 (capped by the 256 threads of a workgroup and by the
 // groups along K): enough in all for ~128k threads on the whole matrix (a large GPU's worth of
@@ -115,19 +115,19 @@ const L: u32 = min(32u + 32u * min(1u, WANT / 64u) + 64u * min(1u, WANT / 128u),
 const T: u32 = S * L;           // threads per workgroup
 const ITERS: u32 = w_KG / L;     // groups every thread of a set walks
 const TAIL: u32 = w_KG % L;      // lanes below TAIL walk one group more
-const ADD: bool = true;
+const ADD: bool = false;
 const HAS_BIAS: bool = false;
 const ROPE: bool = false;  // y is q_out and rows come in rope pairs: see rope_store
 const NORM: bool = false;
-const NORM_IN: bool = false;
-const NSSQ: u32 = 0u;
-const NORM_OUT: bool = true;
+const NORM_IN: bool = true;
+const NSSQ: u32 = 1u;
+const NORM_OUT: bool = false;
 const SSQ_OFF: u32 = 0u;
-const EPS: f32 = 0.0;
+const EPS: f32 = 1e-05;
 const X_LAST: bool = false;
 
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f16>>;
+@group(0) @binding(2) var<storage, read_write> y: array<f16>;
 // Weight format q4s: symmetric 4-bit, group 32. q [N, K/32] vec4<u32> (nibble i of word j = element
 // 8j+i of the group); scales [N*K/32] (f16 pairs in u32). W[n, k] = (nibble - 8) * scale[n*K/32 + k/32].
 @group(0) @binding(3) var<storage, read> w_q: array<vec4<u32>>;
@@ -178,18 +178,16 @@ fn w_dot(row: u32, g: u32, x: X8) -> f32 {
 
 fn rope_store(t: u32, p: u32, pair_row: u32, a: f32, b: f32) {}
 fn norm_weight(i: u32) -> vec4<f32> { return vec4<f32>(1.0); }
-fn ssq_at(i: u32) -> f32 { return 0.0; }
-@group(0) @binding(5) var<storage, read> nw_out: array<f32>;
-@group(0) @binding(6) var<storage, read_write> xo: array<act>;
-fn nw_at(o: u32) -> f32 { return nw_out[o]; }
-fn xo_store(o: u32, h: f32) { xo[o] = act(h * nw_out[o]); }
-@group(0) @binding(7) var<storage, read_write> ssq_out: array<f32>;
-fn ssq_store(i: u32, v: f32) { ssq_out[i] = v; }
+@group(0) @binding(5) var<storage, read> ssq_in: array<f32>;
+fn ssq_at(i: u32) -> f32 { return ssq_in[i]; }
+fn xo_store(o: u32, h: f32) {}
+fn nw_at(o: u32) -> f32 { return 0.0; }
+fn ssq_store(i: u32, v: f32) {}
 
 var<workgroup> red_s: array<f32, T>;          // sums of squares of x (NORM, NORM_IN)
 var<workgroup> red_q: array<f32, RW>;         // squares of the rows written (NORM_OUT)
 var<workgroup> red_a: array<vec4<f32>, T>;  // partial sums of the R rows (gate rows with PAIR)
-var<workgroup> red_b: array<vec4<f32>, (T - 1u) * 0u + 1u>;  // up rows (PAIR; else one unused slot)
+var<workgroup> red_b: array<vec4<f32>, (T - 1u) * 1u + 1u>;  // up rows (PAIR; else one unused slot)
 
 fn bias_at(i: u32) -> f32 { return 0.0; }
 
@@ -202,231 +200,25 @@ fn ssq_part(i: u32) -> f32 { return select(0.0, ssq_at(min(i, max(NSSQ, 1u) - 1u
 // x[k] = sum_z o_z[k] w_z / sum_z w_z, w_z = exp(lse_z[h] - max_z lse_z[h]), h = k's head, over the
 // splits z the step used (kv_splits, the same rule as the attention kernel). A group of 32 inputs lies
 // in one head when HEAD_DIM % 32 == 0, else in at most two (h0, h1).
-const COMBINE_IN: bool = true;
+const COMBINE_IN: bool = false;
 // COMBINE_STAGED: the workgroup combines x once into workgroup memory (xw, K values in the activation
 // type) before its row sets walk it, instead of each row set combining all of x for itself: the
 // combine's reads of the partials (splits x K a workgroup) then fall with the rows per workgroup, and
 // more splits cost the o matmul less. Where K values of the activation type exceed 8 KiB (an 8B's
 // 4,096 in f32), x is staged and walked in XW_CHUNKS consecutive ranges of XW_GROUPS groups, a barrier
 // between them.
-const COMBINE_STAGED: bool = true;
+const COMBINE_STAGED: bool = false;
 const XW_CHUNKS: u32 = 1u;
 const XW_GROUPS: u32 = w_KG / XW_CHUNKS;  // groups staged at once
 const C_ITERS: u32 = XW_GROUPS / L;       // of a staged range, as ITERS and TAIL of all of K
 const C_TAIL: u32 = XW_GROUPS % L;
-var<workgroup> xw: array<vec4<f32>, 16u>;
+var<workgroup> xw: array<vec4<f16>, 1u>;
 var<workgroup> x8w: array<vec4<u32>, 1u>;  // Q8_STAGED: a range's int8 blocks, two vec4 a group
 var<workgroup> d8w: array<vec2<f32>, 1u>;  //   and (d, c) per block (gemv_q8_in.wgsl)
 var<private> xw_g0: u32;  // the first group staged in xw
-// gemv.wgsl COMBINE_IN: the o matmul's x combined from decode attention's split partials (x is bound to
-// part_o [SPLITS, K] act; part_lse [SPLITS, NQ] f32 below). See attention_decode.wgsl for the partials.
-// How decode attention cuts the KV range of a step over its workgroups (flash-decoding), shared by the
-// attention kernel that writes one partial per split and the o matmul that combines them (gemv.wgsl
-// COMBINE_IN), so both derive the same split count from the step's uniform alone (past, kv_splits).
-// The step's token at position p attends to [first, p], first = max(0, p + 1 - WINDOW) (WINDOW 0: no
-// window): n positions, cut into at most S = min(SPLITS, kv_splits or SPLITS) splits of `span`
-// positions, span a multiple of 64 (one split per 64 positions while n <= 64 * S; then the span grows
-// with the context). The dispatch gives min(SPLITS, kv_splits, ceil((p + 1) / 64)) workgroups along z
-// (`kv_per_z` 64, `max_z` SPLITS): at least `used`; those of splits >= used (a sliding window's, or all
-// beyond S for a runtime that ignores kv_splits in the grid) return at once.
-const SPL_MAX: u32 = 1u;
-const SPL_UNIT: u32 = 64u;
-const SPL_WINDOW: u32 = 0u;
-
-// (first position, span, used splits) for the decode step of position p. The most splits is SPL_MAX,
-// or fewer when the step's uniform asks (step.kv_splits: the runtime's pick, timed at first load).
-fn kv_splits(p: u32) -> vec3<u32> {
-    let kv = p + 1u;
-    var first = 0u;
-    if (SPL_WINDOW > 0u && kv > SPL_WINDOW) { first = kv - SPL_WINDOW; }
-    let n = kv - first;
-    var most = SPL_MAX;
-    if (step.kv_splits > 0u) { most = min(SPL_MAX, step.kv_splits); }
-    let units = (n + SPL_UNIT - 1u) / SPL_UNIT;
-    let span = (units + most - 1u) / most * SPL_UNIT;
-    return vec3<u32>(first, span, (n + span - 1u) / span);
-}
-
-const CNQ: u32 = 4u;
-const CHD: u32 = 16u;
-
-@group(0) @binding(8) var<storage, read> part_lse: array<f32>;
-
-fn combined_x(g: u32) -> X8 {
-    let used = kv_splits(step.past).z;
-    let h0 = (g * 32u) / CHD;
-    var h1 = h0;
-    if (CHD % 32u != 0u) { h1 = (g * 32u + 31u) / CHD; }
-    let cut = h1 * CHD;  // inputs from here on belong to h1
-    var m0 = -1e30;
-    var m1 = -1e30;
-    for (var s = 0u; s < used; s++) {
-        m0 = max(m0, part_lse[s * CNQ + h0]);
-        m1 = max(m1, part_lse[s * CNQ + h1]);
-    }
-    var r: X8;
-    var l0 = 0.0;
-    var l1 = 0.0;
-    let k0 = g * 32u;
-    for (var s = 0u; s < used; s++) {
-        let w0 = exp(part_lse[s * CNQ + h0] - m0);
-        let w1 = exp(part_lse[s * CNQ + h1] - m1);
-        l0 += w0;
-        l1 += w1;
-        let b = s * (K / 4u) + g * 8u;
-        r.v0 += vec4<f32>(x[b]) * select(w0, w1, k0 >= cut);
-        r.v1 += vec4<f32>(x[b + 1u]) * select(w0, w1, k0 + 4u >= cut);
-        r.v2 += vec4<f32>(x[b + 2u]) * select(w0, w1, k0 + 8u >= cut);
-        r.v3 += vec4<f32>(x[b + 3u]) * select(w0, w1, k0 + 12u >= cut);
-        r.v4 += vec4<f32>(x[b + 4u]) * select(w0, w1, k0 + 16u >= cut);
-        r.v5 += vec4<f32>(x[b + 5u]) * select(w0, w1, k0 + 20u >= cut);
-        r.v6 += vec4<f32>(x[b + 6u]) * select(w0, w1, k0 + 24u >= cut);
-        r.v7 += vec4<f32>(x[b + 7u]) * select(w0, w1, k0 + 28u >= cut);
-    }
-    let i0 = 1.0 / l0;
-    let i1 = 1.0 / l1;
-    r.v0 *= select(i0, i1, k0 >= cut);
-    r.v1 *= select(i0, i1, k0 + 4u >= cut);
-    r.v2 *= select(i0, i1, k0 + 8u >= cut);
-    r.v3 *= select(i0, i1, k0 + 12u >= cut);
-    r.v4 *= select(i0, i1, k0 + 16u >= cut);
-    r.v5 *= select(i0, i1, k0 + 20u >= cut);
-    r.v6 *= select(i0, i1, k0 + 24u >= cut);
-    r.v7 *= select(i0, i1, k0 + 28u >= cut);
-    r.sum = dot((r.v0 + r.v1) + (r.v2 + r.v3) + (r.v4 + r.v5) + (r.v6 + r.v7), vec4<f32>(1.0));
-    return r;
-}
-
-// COMBINE_STAGED: CV consecutive vec4 of x (one head's) combined by one thread, splits four at a time
-// (straight-line loads of four splits' lse and partials together; those past the step's count read the
-// last in use and weigh 0), in one walk with a running max, so that every thread stages at most once a
-// range. The walk over the splits is a chain of load latencies (GPU compilers keep such loops rolled),
-// and the staging takes as long as the longest chain a thread walks (H100, 8B shape, f32, 16 splits:
-// the o matmul 36 us staging a group of 32 inputs a thread, 25 a vec4 a thread, 22 up to four; one
-// walk instead of one for the max and one for the sums: +0.2-0.8% decode at 4,096 positions).
-// CV: 1, 2 or 4, the fewest that let each of the T threads stage a range's CV_N vec4 in one go,
-// where it divides a head's vec4 (T < CV_N: 2; 2T < CV_N: 4).
-const CV_N: u32 = XW_GROUPS * 8u;
-const CV2: u32 = 1u + min(1u, CV_N / (T + 1u)) * (1u - (CHD / 4u) % 2u);
-const CV_F: u32 = CV2 * (1u + (CV2 - 1u) * min(1u, CV_N / (2u * T + 1u)) * (1u - min(1u, (CHD / 4u) % 4u)));
-// Q8_STAGED: at least 2, a block of 8 inputs (which lies in one head: HD % 8 == 0) a thread
-const CV: u32 = select(CV_F, max(2u, CV_F), Q8_STAGED);
-
-fn lse_of(s: u32, used: u32, h: u32) -> f32 { return part_lse[min(s, used - 1u) * CNQ + h]; }
-
-fn part_at(s: u32, used: u32, v: u32) -> vec4<f32> { return vec4<f32>(x[min(s, used - 1u) * (K / 4u) + v]); }
-
-// x's vec4 v .. v + CV - 1 combined, into xw from slot o on
-fn stage_vec4s(v: u32, o: u32) {
-    let used = kv_splits(step.past).z;
-    if (used == 1u) {  // up to 64 positions: the one split's partial is x
-        var x1 = vec4<f32>(0.0);
-        var x2 = vec4<f32>(0.0);
-        var x3 = vec4<f32>(0.0);
-        if (CV > 1u) { x1 = vec4<f32>(x[v + 1u]); }
-        if (CV > 2u) {
-            x2 = vec4<f32>(x[v + 2u]);
-            x3 = vec4<f32>(x[v + 3u]);
-        }
-        store_vec4s(o, vec4<f32>(x[v]), x1, x2, x3);
-        return;
-    }
-    let h = v * 4u / CHD;
-    // one pass over the splits, four at a time, with a running max (online softmax): each four's lse
-    // and partials are loaded together, so a thread waits out one load latency a four, not two
-    var m = -1e30;
-    var l = 0.0;
-    var o0 = vec4<f32>(0.0);
-    var o1 = vec4<f32>(0.0);
-    var o2 = vec4<f32>(0.0);
-    var o3 = vec4<f32>(0.0);
-    for (var s = 0u; s < used; s += 4u) {
-        let e0 = lse_of(s, used, h);
-        let e1 = lse_of(s + 1u, used, h);
-        let e2 = lse_of(s + 2u, used, h);
-        let e3 = lse_of(s + 3u, used, h);
-        let a0 = part_at(s, used, v);
-        let a1 = part_at(s + 1u, used, v);
-        let a2 = part_at(s + 2u, used, v);
-        let a3 = part_at(s + 3u, used, v);
-        var b0 = vec4<f32>(0.0);
-        var b1 = vec4<f32>(0.0);
-        var b2 = vec4<f32>(0.0);
-        var b3 = vec4<f32>(0.0);
-        var c0 = vec4<f32>(0.0);
-        var c1 = vec4<f32>(0.0);
-        var c2 = vec4<f32>(0.0);
-        var c3 = vec4<f32>(0.0);
-        var d0 = vec4<f32>(0.0);
-        var d1 = vec4<f32>(0.0);
-        var d2 = vec4<f32>(0.0);
-        var d3 = vec4<f32>(0.0);
-        if (CV > 1u) {
-            b0 = part_at(s, used, v + 1u);
-            b1 = part_at(s + 1u, used, v + 1u);
-            b2 = part_at(s + 2u, used, v + 1u);
-            b3 = part_at(s + 3u, used, v + 1u);
-        }
-        if (CV > 2u) {
-            c0 = part_at(s, used, v + 2u);
-            c1 = part_at(s + 1u, used, v + 2u);
-            c2 = part_at(s + 2u, used, v + 2u);
-            c3 = part_at(s + 3u, used, v + 2u);
-            d0 = part_at(s, used, v + 3u);
-            d1 = part_at(s + 1u, used, v + 3u);
-            d2 = part_at(s + 2u, used, v + 3u);
-            d3 = part_at(s + 3u, used, v + 3u);
-        }
-        let mn = max(max(m, max(e0, e1)), max(e2, e3));  // the clamped lse are in use: no new max
-        let r = exp(m - mn);
-        let w0 = exp(e0 - mn);
-        let w1 = select(0.0, exp(e1 - mn), s + 1u < used);
-        let w2 = select(0.0, exp(e2 - mn), s + 2u < used);
-        let w3 = select(0.0, exp(e3 - mn), s + 3u < used);
-        m = mn;
-        l = l * r + ((w0 + w1) + (w2 + w3));
-        o0 = o0 * r + ((a0 * w0 + a1 * w1) + (a2 * w2 + a3 * w3));
-        if (CV > 1u) { o1 = o1 * r + ((b0 * w0 + b1 * w1) + (b2 * w2 + b3 * w3)); }
-        if (CV > 2u) {
-            o2 = o2 * r + ((c0 * w0 + c1 * w1) + (c2 * w2 + c3 * w3));
-            o3 = o3 * r + ((d0 * w0 + d1 * w1) + (d2 * w2 + d3 * w3));
-        }
-    }
-    let i = 1.0 / l;
-    store_vec4s(o, o0 * i, o1 * i, o2 * i, o3 * i);
-}
-
-// the staged range's vec4 o .. o + CV - 1: into xw, or (Q8_STAGED) as the int8 blocks o / 2, ..
-fn store_vec4s(o: u32, a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>) {
-    if (Q8_STAGED) {
-        q8_stage_block(o / 2u, a, b);
-        if (CV > 2u) { q8_stage_block(o / 2u + 1u, c, d); }
-        return;
-    }
-    xw[o] = vec4<f32>(a);
-    if (CV > 1u) { xw[o + 1u] = vec4<f32>(b); }
-    if (CV > 2u) {
-        xw[o + 2u] = vec4<f32>(c);
-        xw[o + 3u] = vec4<f32>(d);
-    }
-}
-
-// block `blk` of the staged range (inputs 8 blk .. 8 blk + 7, as lo and hi) into x8w, d8w
-fn q8_stage_block(blk: u32, lo: vec4<f32>, hi: vec4<f32>) {
-    let m = max(abs(lo), abs(hi));
-    let amax = max(max(m.x, m.y), max(m.z, m.w));
-    let inv = select(0.0, 127.0 / amax, amax > 0.0);
-    let ql = vec4<i32>(round(lo * inv));
-    let qh = vec4<i32>(round(hi * inv));
-    let g = blk / 4u;
-    let j = blk % 4u;
-    x8w[2u * g][j] = pack4xI8(vec4<i32>(ql.x, ql.z, qh.x, qh.z));
-    x8w[2u * g + 1u][j] = pack4xI8(vec4<i32>(ql.y, ql.w, qh.y, qh.w));
-    let s = ql + qh;
-    let d = amax / 127.0;
-    d8w[blk] = vec2<f32>(d, 8.0 * d * f32((s.x + s.y) + (s.z + s.w)));
-}
-
+fn combined_x(g: u32) -> X8 { return X8(); }
+const CV = 1u;
+fn stage_vec4s(v: u32, o: u32) {}
 // ---- end COMBINE_IN ------------------------------------------------------------------------------
 
 // the combined x of the staged range into xw (COMBINE_STAGED), CV vec4 a thread at a time
@@ -474,7 +266,7 @@ fn load_x(g: u32) -> X8 {
 // P is the `subgroup_size` built-in, known only when the kernel runs. Where it is P_FOLD (32: NVIDIA,
 // Apple, AMD in wave32) the same code runs with P a constant, which the shader compiler folds (the
 // modulo, the loop over a row set's partials): the branch is uniform, and native decode on an H100
-// gains 0.5-1% (docs/PERFORMANCE.md; Dawn's compiler gains nothing, it already ran as fast).
+// gains 0.6-1.1% (docs/PERFORMANCE.md; Dawn's compiler gains nothing, it already ran as fast).
 const P_FOLD: u32 = 32u;
 var<private> red_stride: u32;  // slots between a row set's partials: min(P, L)
 
@@ -559,94 +351,8 @@ fn x_vec(g: u32, k: u32, ss: ptr<function, f32>) -> vec4<f32> {
 
 // ROWS_FIRST (gemv_rows_q4s.wgsl, for q4s weights with f32 x): the group's words of every row first,
 // then x a word's worth at a time; else x's group first (load_x), then each row's w_dot.
-const ROWS_FIRST: bool = true;
-// gemv.wgsl ROWS_FIRST, for q4s weights and f32 activations: a group's words of all R rows (and
-// their PAIR rows) are loaded first, then multiplied a word at a time, each word against the two
-// vec4s of x it covers, read (x_vec) just before; the thread so keeps 8 values of x live instead of
-// the group's 32 (load_x), which holds fewer registers where x is f32 and lets more threads stay
-// resident. Same arithmetic as w_dot: (16 sum (1 + n/16) x - 24 sum x) * scale, summed per row.
-// H100, one matmul in a chain of 32 (benchmarks/gemv_bench.py), f32, us: the 8B shape's down 26.7 ->
-// 22.7, o 12.7 -> 10.6, qkv 12.3 -> 11.6, gate_up 38.2 -> 37.4; whole packages, f32 decode tok/s:
-// 8B 291-292 -> 302, 1B 1,094-1,097 -> 1,126-1,152. In f16 (x half the bytes) the chain figures
-// were mixed, so f16 activations keep load_x.
-struct QRows { a: vec4<u32>, b: vec4<u32>, c: vec4<u32>, d: vec4<u32> }
-
-fn q_rows(rows: vec4<u32>, g: u32) -> QRows {
-    var q: QRows;
-    q.a = w_q[rows.x * w_KG + g];
-    if (R > 1u) { q.b = w_q[rows.y * w_KG + g]; }
-    if (R > 2u) {
-        q.c = w_q[rows.z * w_KG + g];
-        q.d = w_q[rows.w * w_KG + g];
-    }
-    return q;
-}
-
-fn scale_rows(rows: vec4<u32>, g: u32) -> vec4<f32> {
-    var s = vec4<f32>(0.0);
-    s.x = w_scale(rows.x * w_KG + g);
-    if (R > 1u) { s.y = w_scale(rows.y * w_KG + g); }
-    if (R > 2u) {
-        s.z = w_scale(rows.z * w_KG + g);
-        s.w = w_scale(rows.w * w_KG + g);
-    }
-    return s;
-}
-
-// word j of each row (wa .. wd) against the 8 inputs lo, hi it covers: sum (1 + n/16) x per row
-fn mant_rows(wa: u32, wb: u32, wc: u32, wd: u32, lo: vec4<f32>, hi: vec4<f32>) -> vec4<f32> {
-    var m = vec4<f32>(0.0);
-    m.x = dot(mant_lo(wa), lo) + dot(mant_hi(wa), hi);
-    if (R > 1u) { m.y = dot(mant_lo(wb), lo) + dot(mant_hi(wb), hi); }
-    if (R > 2u) {
-        m.z = dot(mant_lo(wc), lo) + dot(mant_hi(wc), hi);
-        m.w = dot(mant_lo(wd), lo) + dot(mant_hi(wd), hi);
-    }
-    return m;
-}
-
-fn accumulate_rows_first(g: u32, rows: vec4<u32>, a: ptr<function, vec4<f32>>, b: ptr<function, vec4<f32>>,
-                         ss: ptr<function, f32>) {
-    let prow = rows + vec4<u32>(N_ROWS);
-    let qa = q_rows(rows, g);
-    var qb = qa;
-    if (PAIR) { qb = q_rows(prow, g); }
-    var ma = vec4<f32>(0.0);
-    var mb = vec4<f32>(0.0);
-    var sx = vec4<f32>(0.0);
-    {
-        let lo = x_vec(g, 0u, ss);
-        let hi = x_vec(g, 1u, ss);
-        ma += mant_rows(qa.a.x, qa.b.x, qa.c.x, qa.d.x, lo, hi);
-        if (PAIR) { mb += mant_rows(qb.a.x, qb.b.x, qb.c.x, qb.d.x, lo, hi); }
-        sx += lo + hi;
-    }
-    {
-        let lo = x_vec(g, 2u, ss);
-        let hi = x_vec(g, 3u, ss);
-        ma += mant_rows(qa.a.y, qa.b.y, qa.c.y, qa.d.y, lo, hi);
-        if (PAIR) { mb += mant_rows(qb.a.y, qb.b.y, qb.c.y, qb.d.y, lo, hi); }
-        sx += lo + hi;
-    }
-    {
-        let lo = x_vec(g, 4u, ss);
-        let hi = x_vec(g, 5u, ss);
-        ma += mant_rows(qa.a.z, qa.b.z, qa.c.z, qa.d.z, lo, hi);
-        if (PAIR) { mb += mant_rows(qb.a.z, qb.b.z, qb.c.z, qb.d.z, lo, hi); }
-        sx += lo + hi;
-    }
-    {
-        let lo = x_vec(g, 6u, ss);
-        let hi = x_vec(g, 7u, ss);
-        ma += mant_rows(qa.a.w, qa.b.w, qa.c.w, qa.d.w, lo, hi);
-        if (PAIR) { mb += mant_rows(qb.a.w, qb.b.w, qb.c.w, qb.d.w, lo, hi); }
-        sx += lo + hi;
-    }
-    let s = dot(sx, vec4<f32>(1.0));
-    *a += (16.0 * ma - 24.0 * s) * scale_rows(rows, g);
-    if (PAIR) { *b += (16.0 * mb - 24.0 * s) * scale_rows(prow, g); }
-}
-
+const ROWS_FIRST: bool = false;
+fn accumulate_rows_first(g: u32, rows: vec4<u32>, a: ptr<function, vec4<f32>>, b: ptr<function, vec4<f32>>, ss: ptr<function, f32>) {}
 fn accumulate_q8(g: u32, rows: vec4<u32>, a: ptr<function, vec4<f32>>, b: ptr<function, vec4<f32>>) {}
 var<workgroup> q8v: array<f32, 1>;
 fn q8_store_block(t: u32, first_row: u32) {}
@@ -747,7 +453,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let o = ROW0 + row;
         if (ADD) {
             let h = f32(y[o]) + v.x;
-            y[o] = f32(h);
+            y[o] = f16(h);
             if (NORM_OUT) {
                 if (Q8_OUT) { q8v[j] = h * nw_at(o); } else { xo_store(o, h); }
                 sq = h * h;
@@ -755,7 +461,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         } else if (Q8_OUT) {
             q8v[j] = v.x;
         } else {
-            y[o] = f32(v.x);
+            y[o] = f16(v.x);
         }
     }
     if (Q8_OUT) {
