@@ -19,8 +19,9 @@ workgroup), and probes
 that strip a phase out of the kernel (their results are wrong; they say where the time goes):
 `noV` (no V sums, so no V loads), `nodots` (K's dot products replaced by an add of two of its dims),
 `nomerge` (the split's end: no merge of the row groups' sums), `noexp` (exp replaced by a
-multiply). The check combines the splits' partials as the o matmul does (err: max abs error over the
-largest output).
+multiply), `l1k` / `l1v` (K / V read from the first 64 positions only, so from L1), `nobar` (no
+barrier in the chunk loop). The check combines the splits' partials as the o matmul does (err: max
+abs error over the largest output).
 """
 
 from __future__ import annotations
@@ -53,6 +54,15 @@ PROBES = {
                 "fn dots(r: RAW, s: u32) {\n    let u = unpack8(r);\n    pd0.x += u.a.x + u.b.w;\n    return;\n"
                 "    let k = unpack8(r);")],
     "nomerge": [("for (var h = 0u; h < HB; h++) {", "for (var h = 0u; h < 0u; h++) {")],
+    # K / V read from the first chunk's positions only (each workgroup's 16 KB stay in its SM's L1): what
+    # the kernel costs without L2's bandwidth and latency
+    "l1k": [("fn k_raw(i: u32) -> RAW { return k_cache[i]; }",
+             "fn k_raw(i: u32) -> RAW { return k_cache[i % (CH * NKV * NS)]; }")],
+    "l1v": [("fn v_raw(i: u32) -> RAW { return v_cache[i]; }",
+             "fn v_raw(i: u32) -> RAW { return v_cache[i % (CH * NKV * NS)]; }")],
+    # no barrier between a chunk's dots and its V sums (races: what the barrier costs)
+    "nobar": [("        workgroupBarrier();\n        // V: each thread's own online softmax",
+               "        // V: each thread's own online softmax")],
     "noexp": [("let al = exp(", "let al = 0.5 * ("), ("let p0 = exp(", "let p0 = 0.5 * ("),
               ("exp(s1 - mn)", "0.5 * (s1 - mn)"), ("exp(s2 - mn)", "0.5 * (s2 - mn)"),
               ("exp(s3 - mn)", "0.5 * (s3 - mn)")],
