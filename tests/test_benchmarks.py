@@ -40,14 +40,14 @@ def test_decode_attention_bench_checks_the_kernel_and_its_variants(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "decode_attention_bench.py"), "--quick",
                         "--contexts", "1", "130", "--splits", "2", "--variants", "default", "gw1", "noV",
-                        "--profiles", "f32", "--seconds", "0", "--chain", "2", "--cold-mib", "1", "--json", str(out)],
+                        "l1k+l1v+nobar", "--profiles", "f32", "--seconds", "0", "--chain", "2", "--cold-mib", "1", "--json", str(out)],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = json.loads(out.read_text())["results"]
-    assert {(x["context"], x["variant"]) for x in rows} == {(c, v) for c in (1, 130) for v in ("default", "gw1", "noV")}
+    assert {(x["context"], x["variant"]) for x in rows} == {(c, v) for c in (1, 130) for v in ("default", "gw1", "noV", "l1k+l1v+nobar")}
     for x in rows:
         assert x["us"] > 0 and x["stream_us"] > 0
-        if x["variant"] != "noV":
+        if x["variant"] in ("default", "gw1"):
             assert x["err"] < 1e-5, x
 
 
