@@ -38,13 +38,14 @@ def test_decode_attention_bench_checks_the_kernel_and_its_variants(tmp_path):
     (the partials combined as the o matmul does); the probes run but are wrong by design."""
     out = tmp_path / "attention.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    variants = ("default", "gw1", "noV", "l1k+l1v+nobar")
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "decode_attention_bench.py"), "--quick",
-                        "--contexts", "1", "130", "--splits", "2", "--variants", "default", "gw1", "noV",
-                        "l1k+l1v+nobar", "--profiles", "f32", "--seconds", "0", "--chain", "2", "--cold-mib", "1", "--json", str(out)],
+                        "--contexts", "1", "130", "--splits", "2", "--variants", *variants,
+                        "--profiles", "f32", "--seconds", "0", "--chain", "2", "--cold-mib", "1", "--json", str(out)],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     rows = json.loads(out.read_text())["results"]
-    assert {(x["context"], x["variant"]) for x in rows} == {(c, v) for c in (1, 130) for v in ("default", "gw1", "noV", "l1k+l1v+nobar")}
+    assert {(x["context"], x["variant"]) for x in rows} == {(c, v) for c in (1, 130) for v in variants}
     for x in rows:
         assert x["us"] > 0 and x["stream_us"] > 0
         if x["variant"] in ("default", "gw1"):
