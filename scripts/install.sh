@@ -12,11 +12,12 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 # apt packages: the Vulkan loader and lavapipe (a WebGPU adapter without a GPU); Node and npm (the
-# browser bundle); with --test, Debian's chromium (WebGPU on SwiftShader, driven by Playwright) and a
-# font for its screenshots.
+# browser bundle); with --test, Debian's chromium (WebGPU on SwiftShader, driven by Playwright), a
+# font for its screenshots, and gfxreconstruct, the Vulkan headers and a C compiler
+# (benchmarks/kernel_stats.py).
 apt_want="libvulkan1 mesa-vulkan-drivers"
 command -v npm >/dev/null || apt_want="$apt_want nodejs npm"
-[ "$want_test" = 1 ] && apt_want="$apt_want chromium fonts-dejavu-core"
+[ "$want_test" = 1 ] && apt_want="$apt_want chromium fonts-dejavu-core gfxreconstruct libvulkan-dev gcc"
 apt_missing=""
 for p in $apt_want; do dpkg -s "$p" >/dev/null 2>&1 || apt_missing="$apt_missing $p"; done
 if command -v apt-get >/dev/null && [ -n "$apt_missing" ]; then
