@@ -3,7 +3,7 @@
 // count a thread, which with the workgroup size bounds how many workgroups an SM keeps resident).
 //
 //     cc -O1 -I<vulkan headers> kernel_stats.c -o kernel_stats -ldl
-//     ./kernel_stats a.spv b.spv ...     one JSON object a line: {"file": ..., "stats": {name: value}}
+//     ./kernel_stats a.spv b.spv ...     one JSON object a line: {"file", "bindings", "threads", "stats"}
 //
 // benchmarks/kernel_stats.py drives it; see its docstring. The device is created with every feature the
 // adapter offers (robustBufferAccess among them, as wgpu enables it), so that any kernel's SPIR-V
@@ -42,11 +42,12 @@ static uint32_t *read_words(const char *path, size_t *n) {
     return w;
 }
 
-// the descriptor bindings of set 0: binding -> VK_DESCRIPTOR_TYPE_{UNIFORM,STORAGE}_BUFFER (-1: none);
-// returns 0 where the module uses other sets or push constants (not a WebGPU kernel of one bind group)
+// the descriptor bindings of set 0: binding -> VK_DESCRIPTOR_TYPE_{UNIFORM,STORAGE}_BUFFER (-1: none),
+// and the threads a workgroup (the LocalSize execution mode); returns 0 where the module uses other sets or push constants (not a WebGPU kernel of one bind group)
 #define MAXB 32
-static int bindings_of(const uint32_t *w, size_t n, int *type) {
+static int bindings_of(const uint32_t *w, size_t n, int *type, uint32_t *threads) {
     int ok = 1;
+    *threads = 0;
     size_t bound = w[3];
     int32_t *binding = malloc(bound * 4), *set = malloc(bound * 4);
     uint8_t *buffer_block = calloc(bound, 1);  // struct types decorated BufferBlock (SPIR-V < 1.3 storage)
@@ -61,6 +62,7 @@ static int bindings_of(const uint32_t *w, size_t n, int *type) {
             if (w[i + 2] == 34) set[w[i + 1]] = w[i + 3];
         }
         if (op == 71 && len >= 3 && w[i + 2] == 3) buffer_block[w[i + 1]] = 1;
+        if (op == 16 && len >= 6 && w[i + 2] == 17) *threads = w[i + 3] * w[i + 4] * w[i + 5];  // LocalSize
         if (op == 32) {  // OpTypePointer result class type
             ptr_class[w[i + 1]] = w[i + 2];
             ptr_type[w[i + 1]] = w[i + 3];
@@ -155,7 +157,8 @@ int main(int argc, char **argv) {
         size_t n;
         uint32_t *words = read_words(argv[a], &n);
         int type[MAXB];
-        if (!bindings_of(words, n, type)) {
+        uint32_t threads;
+        if (!bindings_of(words, n, type, &threads)) {
             printf("{\"file\": \"%s\", \"error\": \"other bind groups or push constants\"}\n", argv[a]);
             free(words);
             continue;
@@ -181,7 +184,7 @@ int main(int argc, char **argv) {
             pl, VK_NULL_HANDLE, -1};
         VkPipeline pipe;
         if ((r = vkCreateComputePipelines(dev, VK_NULL_HANDLE, 1, &cpci, NULL, &pipe))) die(argv[a], r);
-        printf("{\"file\": \"%s\", \"bindings\": %u, \"stats\": {", argv[a], nb);
+        printf("{\"file\": \"%s\", \"bindings\": %u, \"threads\": %u, \"stats\": {", argv[a], nb, threads);
         if (has_stats) {
             VkPipelineInfoKHR pi = {VK_STRUCTURE_TYPE_PIPELINE_INFO_KHR, NULL, pipe};
             uint32_t ne = 0;

@@ -105,20 +105,6 @@ def capture_spirv(package: Path, out: Path, profile: str, variant: str | None, e
     print(f"{len(kernels)} kernels of {package.name} ({profile}, decode variant {variant}) -> {out}")
 
 
-def workgroup_size(spv: Path) -> int:
-    """Threads a workgroup, from the SPIR-V's LocalSize execution mode."""
-    w = memoryview(spv.read_bytes()).cast("I")
-    i = 5
-    while i < len(w):
-        op, n = w[i] & 0xFFFF, w[i] >> 16
-        if n == 0:
-            break
-        if op == 16 and w[i + 2] == 17:  # OpExecutionMode entry LocalSize x y z
-            return w[i + 3] * w[i + 4] * w[i + 5]
-        i += n
-    return 0
-
-
 def driver_stats(spvs: list[Path], include: str | None) -> list[dict]:
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if not cc:
@@ -168,7 +154,7 @@ def main() -> None:
         print(f"{'kernel':40s} {'a step':>6s} {'threads':>7s} {'grid':>16s} " + " ".join(f"{n[:16]:>16s}" for n in names)
               + f" {'wg/SM (regs)':>12s} {'waves':>5s}")
         for k, r in zip(kernels, rows, strict=True):
-            t = workgroup_size(a.spirv / f"{k['kernel']}.spv")
+            t = r.get("threads", 0)
             stats = r.get("stats", {})
             regs = next((v for n, v in stats.items() if "register" in n.lower()), None)
             wgs = waves = None

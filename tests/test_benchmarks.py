@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -87,7 +86,6 @@ def test_kernel_stats_captures_and_builds_every_decode_kernel(tmp_path):
     for k in kernels:
         assert k["error"] is None and k["threads"] > 0, k
         assert k["bindings_built"] == len(plan["kernels"][k["kernel"]]["bindings"]), k
-    assert shutil.which("gfxrecon-capture-vulkan.py")  # what the capture ran under
 
 
 def test_dispatch_cost_times_every_grid(tmp_path):
