@@ -26,8 +26,9 @@ from webllm.quantization.formats import dequantize, pack_q4a, quantize_q4s
 N_ROWS = 200  # not a multiple of any workgroup's rows: the last workgroup is partial
 EPS = 1e-5
 
-# (K, lanes) -> L threads per row set (gemv.wgsl): 1 -> 4, 4 -> 16, 32 -> 32 (K 1280) or 128 (K 4096)
-SHAPES = [(1280, 1), (1280, 4), (1280, 32), (4096, 32)]
+# (K, lanes, threads) -> L threads per row set (kernels.gemv_threads): 1 -> 4, 4 -> 16, 32 -> 32 (K 1280)
+# or 128 (K 4096); with 512 threads the pair's 2-row sets (f16 x) take 128 too: 512 a workgroup
+SHAPES = [(1280, 1, 256), (1280, 4, 256), (1280, 32, 256), (4096, 32, 256), (4096, 32, 512)]
 
 
 def has_subgroups(dev) -> bool:
@@ -59,8 +60,8 @@ def fold_for(gpu, kern):
 @pytest.mark.parametrize("x_type", ["f32", "f16"])
 @pytest.mark.parametrize("subgroups", [False, True, "folded"], ids=["tree", "subgroups", "folded"])
 @pytest.mark.parametrize("epilogue", ["plain", "pair+bias", "norm"])
-@pytest.mark.parametrize("kdim,lanes", SHAPES)
-def test_gemv_matches_numpy(gpu, kdim, lanes, epilogue, subgroups, x_type):
+@pytest.mark.parametrize("kdim,lanes,threads", SHAPES)
+def test_gemv_matches_numpy(gpu, kdim, lanes, threads, epilogue, subgroups, x_type):
     """Both ways a thread walks a group: with f32 x the rows' words first and x a word's worth at a
     time (gemv_rows_q4s.wgsl), with f16 x the group of x first (load_x); and with the SwiGLU pair, 2
     rows a thread (K 1,280: x of at most 8 KiB) and 4 (K 4,096 in f32)."""
@@ -83,7 +84,9 @@ def test_gemv_matches_numpy(gpu, kdim, lanes, epilogue, subgroups, x_type):
         g, u = ref[:N_ROWS], ref[N_ROWS:]
         ref = g / (1 + np.exp(-g)) * u
     kern = K.gemv(K.Profile(x_type), w, n_rows=N_ROWS, row0=0, x_type=x_type, y_type="f32", lanes=lanes,
-                  pair=pair, bias=bias, norm_eps=EPS if norm else None, subgroups=bool(subgroups))
+                  pair=pair, bias=bias, norm_eps=EPS if norm else None, subgroups=bool(subgroups), threads=threads)
+    wide = threads == 512 and pair and x_type == "f16"
+    assert dict(kern.limits).get("maxComputeInvocationsPerWorkgroup", 256) == (512 if wide else 256)
     assert ("enable subgroups;" in kern.source) == bool(subgroups)
     assert kern.features == (("subgroups",) if subgroups else ())
     if subgroups == "folded":
@@ -112,13 +115,16 @@ def q8_round(x: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("q8", [False, True], ids=["float", "int8"])
 @pytest.mark.parametrize("past,used", [(10, 1), (200, 4), (330, 6)])
-@pytest.mark.parametrize("lanes", [16, 32])
+@pytest.mark.parametrize("lanes,threads", [(16, 256), (32, 256), (16, 512)])
 @pytest.mark.parametrize("heads,hd", COMBINE_SHAPES)
-def test_combine_in_matches_numpy(gpu, heads, hd, lanes, past, used, q8):
+def test_combine_in_matches_numpy(gpu, heads, hd, lanes, threads, past, used, q8):
     """The o matmul's x combined from decode attention's split partials (gemv.wgsl COMBINE_IN) in f32,
     staged in workgroup memory in as many ranges as K needs (K.combine_staged), or not at all. The
     kernel is compiled for 8 splits; `past` + 1 positions use `used` of them (one per 64 positions,
-    attention_splits.wgsl), walked four at a time: the partials of the splits beyond are ignored."""
+    attention_splits.wgsl), walked four at a time: the partials of the splits beyond are ignored.
+    With 512 threads (an 8B's o in the "w" decode variants) a workgroup of 16 rows takes 512: with the
+    int8 staging 8 row sets of 2 rows, 64 threads each from K 2,048 on; in float 4 sets of 4 rows, 128
+    threads each from K 4,096 on."""
     _, dev = gpu
     kdim, splits = heads * hd, 8
     assert K.combine_staged(kdim, 4) == {512: 1, 1024: 1, 4032: 2, 8192: 4, 12288: 0}[kdim]
@@ -133,8 +139,10 @@ def test_combine_in_matches_numpy(gpu, heads, hd, lanes, past, used, q8):
         x = q8_round(x.reshape(-1))
     ref = dequantize(w).astype(np.float64) @ x.reshape(-1)
     kern = K.gemv(K.Profile("f32"), w, n_rows=N_ROWS, row0=0, x_type="f32", y_type="f32", lanes=lanes,
-                  combine_in=dict(nq=heads, hd=hd, window=0, splits=splits), q8_staged=q8)
+                  combine_in=dict(nq=heads, hd=hd, window=0, splits=splits), q8_staged=q8, threads=threads)
     assert ("const Q8_STAGED: bool = true;" in kern.source) == q8
+    wide = threads == 512 and kdim >= (2048 if q8 else 4096)
+    assert dict(kern.limits).get("maxComputeInvocationsPerWorkgroup", 256) == (512 if wide else 256)
     arrays = [w.arrays[a] for a in K.WEIGHT_ARRAYS[w.format]]
     grid = (-(-N_ROWS // (256 // lanes)), 1, 1)
     ybuf = run_kernel(gpu, kern, [part_o, np.zeros(N_ROWS, np.float32)] + arrays + [lse], 1, grid, 2, past=past)

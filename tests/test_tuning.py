@@ -18,7 +18,7 @@ import shutil
 import numpy as np
 import pytest
 from test_reference import BY_NAME
-from tiny_models import TOL_F16, TOL_F32, TOL_INT8, prompt_ids, rel_err
+from tiny_models import TOL_F16, TOL_F32, TOL_INT8, WIDE_DECODE, prompt_ids, rel_err
 
 from webllm.runtime import Model, tuning
 from webllm.runtime.device import device_features
@@ -42,13 +42,13 @@ def load(package, zoo, profile, device=None, **kw):
                       **kw)
 
 
-def check_decode(rt, zoo, tol, name):
+def check_decode(rt, zoo, tol, name, spec=SPEC):
     """8 greedy decode steps after a 7-token prompt: logits at each step within tol of transformers
     (int8 variants "q8...", or a prompt run by the "q8" prefill variant: transformers rounding the same
     matmul inputs, within TOL_INT8)."""
     rt.use_decode_variant(name)
     rt.reset()
-    seq = [int(i) for i in prompt_ids(SPEC, 7)]
+    seq = [int(i) for i in prompt_ids(spec, 7)]
     rt.prefill(seq)
     int8 = name.startswith("q8")
     int8_prefill = "layers" if rt.prefill_variant == "q8" else None  # the prompt's matmuls read int8 blocks too
@@ -56,7 +56,7 @@ def check_decode(rt, zoo, tol, name):
     for _ in range(8):
         seq.append(rt.next_token())
         rt.decode()
-        ref = zoo.logits(SPEC, MODE, seq, decoded_from=7 if int8 else None, int8_prefill=int8_prefill, prompt=7)
+        ref = zoo.logits(spec, MODE, seq, decoded_from=7 if int8 else None, int8_prefill=int8_prefill, prompt=7)
         err = rel_err(rt.logits(), ref[-1])
         assert err <= tol, f"decode variant {name}: error {err:.2e} > {tol:.0e}"
 
@@ -135,6 +135,40 @@ def test_a_device_with_default_workgroup_memory_skips_the_wide_variant(package, 
     assert not any(k.endswith("128") and not k.endswith("tile128") for k in rt._lists)
     with pytest.raises(Exception, match=r"needs maxComputeWorkgroupStorageSize 32768 \(device: 16384\)"):
         load(package, zoo, "f32", device=device, prefill_variant="wide128")
+
+
+def test_wide_decode_variants_match_transformers(zoo):
+    """The "w" decode variants run matmuls of up to 512 threads a workgroup, beyond WebGPU's default
+    limit: variant_limits says so (and how much workgroup memory the o matmul's staged combine then
+    takes), each matches transformers, and a device with the default limit skips them and never builds
+    their kernels. Here only the int8 variants get them: with float x a row set holds 4 rows, and 2 row
+    sets of 128 threads fit in 256 (a wide twin identical to its 256-thread one is left out)."""
+    package = zoo.package(WIDE_DECODE, MODE, context_window=64, prefill_chunk=32)
+    for profile, tol in PROFILES:
+        if profile == "f16" and "shader-f16" not in zoo.device.features:
+            continue
+        plan = json.loads((package / f"plan-{profile}.json").read_text())
+        expected = ["q8gemv32sgw", "q8gemv32sg", "q8gemv32w", "q8gemv32", "q8gemv4sg", "q8gemv4",
+                    "gemv32sg", "gemv32", "gemv4sg", "gemv4"]
+        assert list(plan["decode_variants"]) == expected
+        for name in ("q8gemv32sgw", "q8gemv32w"):
+            limits = plan["variant_limits"][name]
+            assert limits["maxComputeInvocationsPerWorkgroup"] == limits["maxComputeWorkgroupSizeX"] == 512
+            assert 16384 < limits["maxComputeWorkgroupStorageSize"] <= 32768
+        rt = Model.load(package, profile=profile, progress=False, adapter=zoo.adapter, device=zoo.device,
+                        prefill_variant="rule", decode_variant="q8gemv32sgw")
+        expected = rt.decode_variants
+        for name in [n for n in expected if n.endswith("w")]:
+            check_decode(rt, zoo, tol, name, WIDE_DECODE)
+    device = zoo.adapter.request_device_sync(required_features=list(zoo.device.features), required_limits={
+        "max-compute-invocations-per-workgroup": 256, "max-compute-workgroup-size-x": 256,
+        "max-compute-workgroup-storage-size": 32768})
+    rt = Model.load(package, profile="f32", progress=False, adapter=zoo.adapter, device=device, prefill_variant="rule",
+                    decode_variant="q8gemv32sg")
+    assert rt.decode_variants == [n for n in expected if not n.endswith("w")]
+    assert set(rt._lists) == {"prefill.rule", "decode.q8gemv32sg"}
+    with pytest.raises(Exception, match=r"needs maxComputeInvocationsPerWorkgroup 512 \(device: 256\)"):
+        Model.load(package, profile="f32", progress=False, adapter=zoo.adapter, device=device, decode_variant="q8gemv32w")
 
 
 def test_only_the_variants_in_use_are_built(package, zoo):

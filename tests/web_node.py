@@ -15,7 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny_models import Spec, prompt_ids  # noqa: E402
+from tiny_models import WIDE_DECODE, Spec, prompt_ids  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB = ROOT / "web"
@@ -127,6 +127,16 @@ def reference(zoo, gpu, tmp_path_factory) -> Path:
         v.reset()
         ids = _ids(v.generate(prompt[:6], 12))
         ref["variants"]["decode"][name] = {"ids": ids, "logits": v.logits().tolist()}
+
+    # The wide decode variants ("...w": 512-thread workgroups), which SwiftShader's 256 invocations a
+    # workgroup rule out (web/test/variants.test.js): the native list, and the ids of the first fallback.
+    wpkg = zoo.package(WIDE_DECODE, "q4f16_1", context_window=64, prefill_chunk=32)
+    w = Model.load(wpkg, profile="f32", progress=False, adapter=gpu[0], device=gpu[1], prefill_variant="rule",
+                   decode_variant="q8gemv32sg")
+    assert [n for n in w.decode_variants if n.endswith("w")] == ["q8gemv32sgw", "q8gemv32w"]
+    wprompt = _ids(prompt_ids(WIDE_DECODE, 6))
+    ref["wide"] = {"package": str(wpkg), "decode_variants": w.decode_variants, "prompt": wprompt,
+                   "ids": _ids(w.generate(wprompt, 8))}
 
     # Decode attention's split counts (web/test/variants.test.js): a copy of the package whose plan
     # offers 1 and 2 splits (its kernels are compiled for 2); after 150 tokens one split spans 192

@@ -95,6 +95,20 @@ test('a device without subgroups or 32 KiB of workgroup memory runs the fallback
   device.destroy();
 });
 
+test('a device of 256 invocations a workgroup skips the wide decode variants and compiles none of them', { skip }, async () => {
+  if (!ref) return;
+  const w = ref.wide;
+  assert.equal(gpu.device.limits.maxComputeInvocationsPerWorkgroup, 256, 'SwiftShader offers 256');
+  const m = await Model.load(toUrl(w.package), { ...gpu, fetch: nodeFetch, tuningStore: null, profile: 'f32',
+    prefillVariant: 'rule', decodeVariant: 'q8gemv32sg' });
+  assert.deepEqual(m.decodeVariants, w.decode_variants.filter((n) => !n.endsWith('w')));
+  assert.deepEqual([...m._lists.keys()].sort(), ['decode.q8gemv32sg', 'prefill.rule']);
+  await assert.rejects(Model.load(toUrl(w.package), { ...gpu, fetch: nodeFetch, tuningStore: null, profile: 'f32',
+    decodeVariant: 'q8gemv32sgw' }), /needs maxComputeInvocationsPerWorkgroup 512 \(device: 256\)/);
+  assert.deepEqual(await collect(m.generate(w.prompt, w.ids.length)), w.ids);
+  m.destroy();
+});
+
 test('prefill and decode variants are timed once, then read from the store; a cached load builds only the winners', { skip }, async () => {
   if (!ref) return;
   const path = join(tmp, 'tuning.json');

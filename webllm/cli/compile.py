@@ -58,6 +58,10 @@ def add_arguments(p) -> None:
                    help="leave out the prefill variant (q8) whose 4- and 8-bit matmuls (q4s, q4a, q8s) multiply their "
                         "inputs as int8 blocks of 32 with integer dot products (timed at load against the float ones: "
                         "~1.8x faster prefill on an H100; inputs rounded to 1/254 of each block's largest)")
+    p.add_argument("--no-decode-wide", dest="decode_wide", action="store_false",
+                   help="leave out the decode variants (...w) whose matmuls run up to 512 threads a workgroup, beyond "
+                        "WebGPU's default of 256 (offered first where they differ, i.e. for large matrices, and timed at "
+                        "load; ~2-5%% faster decode of an 8B on an H100; runtimes skip them on devices that lack the limit)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -72,7 +76,7 @@ def run(args) -> int:
                           decode_splits=args.decode_splits, decode_heads=args.decode_heads, progress=not args.quiet,
                           prefill_tiles=args.prefill_tiles,
                           prefill_wide=args.prefill_wide, prefill_half=args.prefill_half, decode_int8=args.decode_int8,
-                          prefill_int8=args.prefill_int8)
+                          prefill_int8=args.prefill_int8, decode_wide=args.decode_wide)
     out = compile_model(args.source, args.output, opts)
     m = json.loads((out / MANIFEST).read_text())
     size = sum(s["nbytes"] for s in m["shards"])

@@ -41,6 +41,7 @@ class CompileOptions:
     decode_int8: bool = True  # also decode variants ("q8...") passing x on as int8 blocks to q4s readers (lower.int8_edges)
     decode_int8_formats: tuple[str, ...] = INT8_READERS  # the readers' weight formats that take int8 x
     prefill_int8: bool = True  # also the "q8" prefill variant: q4s/q4a/q8s matmuls multiply int8 blocks of x (kernels.matmul_q8)
+    decode_wide: bool = True  # also decode variants ("...w"): matmuls of up to 512 threads a workgroup (kernels.gemv_threads)
 
 
 def _split(name: str, w: PackedWeight, pair: bool, limit: int) -> list[tuple[str, int, int, PackedWeight]]:
@@ -161,7 +162,7 @@ def compile_model(source: str | Path, output: str | Path, options: CompileOption
                          subgroups=options.subgroups, prefill_tiles=tuple(options.prefill_tiles),
                          prefill_wide=options.prefill_wide, prefill_half=options.prefill_half,
                          decode_int8=options.decode_int8, decode_int8_formats=tuple(options.decode_int8_formats),
-                         prefill_int8=options.prefill_int8)
+                         prefill_int8=options.prefill_int8, decode_wide=options.decode_wide)
             for kname, src in plan.pop("_sources").items():
                 (kernel_dir / f"{kname}.wgsl").write_text(src, encoding="utf-8")
             for b in plan["buffers"]:

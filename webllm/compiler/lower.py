@@ -117,12 +117,22 @@ def fold_combine(ops: list) -> list:
     return out
 
 
-def decode_variant_names(gemv_lanes: tuple[int, ...], subgroups: bool) -> list[tuple[str, int, bool]]:
-    """(name, threads per row, subgroup reduction) of each decode variant, most preferred first: for
-    each lane count, the subgroup reduction ("gemv32sg", needing the `subgroups` feature) before the
-    workgroup-memory tree ("gemv32") that runs everywhere."""
+def decode_variant_names(gemv_lanes: tuple[int, ...], subgroups: bool, wide: bool = False) -> list[tuple[str, int, bool, int]]:
+    """(name, lanes, subgroup reduction, most threads a workgroup) of each decode variant, most
+    preferred first: for each lane count, the subgroup reduction ("gemv32sg", needing the `subgroups`
+    feature) before the workgroup-memory tree ("gemv32") that runs everywhere. With `wide`, each of
+    these with at least 32 lanes (a GPU's; fewer suit CPUs' adapters, where more threads only cost)
+    comes first as "<name>w": its matmuls want twice the threads (kernels.gemv_threads), in workgroups
+    of up to 512 threads, beyond WebGPU's default limit (so `variant_limits` lists them where they do)."""
     reductions = (True, False) if subgroups else (False,)
-    return [(f"gemv{lanes}{'sg' if sg else ''}", lanes, sg) for lanes in gemv_lanes for sg in reductions]
+    out = []
+    for lanes in gemv_lanes:
+        for sg in reductions:
+            name = f"gemv{lanes}{'sg' if sg else ''}"
+            if wide and lanes >= 32:
+                out.append((name + "w", lanes, sg, 512))
+            out.append((name, lanes, sg, 256))
+    return out
 
 
 def prefill_variant_names(chunk: int, tiles: tuple[int, ...], wide: bool = False, half: bool = False,
@@ -261,7 +271,7 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
           decode_splits_max: int | None = None, subgroups: bool = True, prefill_tiles: tuple[int, ...] = (32, 128),
           prefill_wide: bool = True, prefill_half: bool = False, decode_heads: int | None = None,
           decode_int8: bool = True, decode_int8_formats: tuple[str, ...] = INT8_READERS,
-          prefill_int8: bool = True) -> dict:
+          prefill_int8: bool = True, decode_wide: bool = True) -> dict:
     """Build the plan of one profile (docs/FORMAT.md, "Plans"): the uniform table, kernels, buffers,
     bind groups, and the prefill, score and decode dispatch lists, each as named variants that compute
     the same thing with differently shaped kernels; runtimes time them on their adapter and keep the
@@ -276,8 +286,9 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     its query heads per workgroup (default: kernels.attention_decode_heads). `decode_int8`: decode's
     variants also with x passed to the next matmul as int8 where it can (int8_edges; readers of
     `decode_int8_formats`), offered first as "q8<name>". `prefill_int8`: the "q8" prefill variant,
-    whose matmuls of q4s, q4a and q8s weights multiply int8 blocks of x (prefill_variant_names). The
-    kernel sources come back under "_sources"."""
+    whose matmuls of q4s, q4a and q8s weights multiply int8 blocks of x (prefill_variant_names).
+    `decode_wide`: also the decode variants whose matmuls run up to 512 threads a workgroup ("...w",
+    decode_variant_names). The kernel sources come back under "_sources"."""
     cfg = model.cfg
     ops = model.graph()
     score_ops = model.graph(score=True)
@@ -331,11 +342,11 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
             d["tokens_per_y"] = tokens_per_y
         return d
 
-    def phase(tt: int, ops: list = ops, lanes: int = gemv_lanes[0], sg: bool = False,
+    def phase(tt: int, ops: list = ops, lanes: int = gemv_lanes[0], sg: bool = False, threads: int = 256,
               tile: int | None = None, staging: str = "halves", half: bool = False) -> list[dict]:
-        """Dispatches of a step of at most `tt` tokens. One-token matmuls: `lanes` threads per row,
-        the subgroup reduction with `sg`. Tiled matmuls: `tile` tokens per workgroup (None: the rule),
-        those of 128 with `staging` (K.matmul_tiled)."""
+        """Dispatches of a step of at most `tt` tokens. One-token matmuls: 256 // `lanes` rows a
+        workgroup in at most `threads` threads, the subgroup reduction with `sg`. Tiled matmuls:
+        `tile` tokens per workgroup (None: the rule), those of 128 with `staging` (K.matmul_tiled)."""
         out = []
         # the matmul that combines decode attention's splits (COMBINE_IN) may take more rows per
         # workgroup (combine_lanes): fewer workgroups combine; its producer's norm partials follow
@@ -407,7 +418,7 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
                         kern = K.gemv(profile, m.part_view(p), lanes=ln, x_last=bool(op.attrs.get("x_last")),
                                       norm_eps=cfg.rms_norm_eps if norm else None, subgroups=sg,
                                       q8_in=bool(op.attrs.get("q8_in")), q8_out=op.attrs.get("q8_out", 0),
-                                      q8_staged=bool(op.attrs.get("q8_staged")), **chain, **kw)
+                                      q8_staged=bool(op.attrs.get("q8_staged")), threads=threads, **chain, **kw)
                         rows_per_wg, per_y = 256 // ln, None
                     binds = ["prefill_q8x" if q8 else buf(x), buf(y)] + m.arrays(p) + ([p.bias] if p.bias else [])
                     if rope:
@@ -488,14 +499,20 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     # passed on as int8 ("q8" + name, int8_edges) where the graph has such edges. The runtime times them:
     # an H100 takes int8 (8B 393 against 337 tok/s), lavapipe float (its dot4I8Packed is emulated:
     # SmolLM2-135M 9.0-9.7 against 13.5 tok/s).
+    # A wide variant ("...w", decode_variant_names) identical to its 256-thread twin (small matrices,
+    # whose threads the groups along K bound) is left out.
     float_variants, int8_variants = {}, {}
-    for name, lanes, sg in decode_variant_names(gemv_lanes, subgroups):
+    for name, lanes, sg, threads in decode_variant_names(gemv_lanes, subgroups, decode_wide):
         g = fold_norms(chain_norms(decode_ops), fold_in_decode(lanes))
-        float_variants[name] = phase(1, g, lanes=lanes, sg=sg)
+        float_variants[name] = phase(1, g, lanes=lanes, sg=sg, threads=threads)
         # a writer's workgroup must hold whole blocks of 8 rows (256 / lanes of them)
         g8 = int8_edges(g, matrices, cfg.head_dim, decode_int8_formats) if decode_int8 and (256 // lanes) % 8 == 0 else g
         if g8 != g:
-            int8_variants["q8" + name] = phase(1, g8, lanes=lanes, sg=sg)
+            int8_variants["q8" + name] = phase(1, g8, lanes=lanes, sg=sg, threads=threads)
+    for variants in (float_variants, int8_variants):
+        for name in [n for n in variants if n.endswith("w")]:
+            if variants[name] == variants.get(name[:-1]):
+                del variants[name]
     decode_variants = {**int8_variants, **float_variants}
     scoring = max_binding_size is None or max(optional.values()) <= max_binding_size
     # the scoring phase is prefill-shaped: one list per prefill variant, under the same names

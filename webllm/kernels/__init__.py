@@ -302,12 +302,51 @@ def q8_staging_fits(k: int, head_dim: int) -> bool:
     return head_dim % 8 == 0 and bool(combine_staged(k, 2))
 
 
+GEMV_THREADS = (256, 512)  # gemv's workgroup sizes: WebGPU's default limit, and the "w" decode variants'
+
+
+def gemv_threads(k: int, n_rows: int, lanes: int, *, pair: bool, int8_x: bool, x_bytes: int,
+                 threads: int = 256) -> tuple[int, int]:
+    """(R, L) of gemv.wgsl: rows per row set and threads per row set; a workgroup holds 256 // lanes
+    rows in S = rows // R row sets, so S * L threads.
+    R: 4, or 2 with `pair` where x is at most 8 KiB: there 8 rows' words and sums a thread cost the
+    gate_up matmul more (fewer threads resident) than reading x twice as often; with more x, the reads
+    cost more (H100, decode tok/s with 2 against 4: 8B shape f16 (8 KiB of x) 337 / 328, f32 (16 KiB)
+    285 / 292; 1B f16 1,226 / 1,197, f32 (8 KiB) 1,110 / 1,091). With int8 x (`int8_x`: few registers
+    for x) 4 with `pair`, else 2 (H100, one matmul in a chain: 8B down 15.0 us with 4 rows, 14.2 with
+    2; qkv 8.3 / 7.9).
+    L: a power of two in 32..128, capped by the groups of 32 along K and by `threads` a workgroup: enough
+    for 512 x `threads` threads on the whole matrix (a large GPU's worth of memory requests in flight),
+    so few-row matrices (an 8B's down and o: 4,096 rows) spread K over more threads while many-row ones
+    (gate_up, the output head) keep one warp per row set and reduce less. `threads` 512 (the "w" decode
+    variants, beyond WebGPU's default limit of 256) doubles both: on an H100 the 8B's qkv and gate_up
+    then run 256 and 128 threads a workgroup (within the default), o and down 512. Llama-3.1-8B Q4_0
+    there, decode tok/s at context 1 / 4,096 (docs/PERFORMANCE.md): f16 434 / 371 against 427 / 361,
+    f32 434 / 367 against 424 / 348; 1,024 threads (and 2x again) lost (414 / 356)."""
+    if threads not in GEMV_THREADS:
+        raise ValueError(f"gemv: threads must be one of {GEMV_THREADS}, not {threads}")
+    rw = 256 // lanes
+    if int8_x:
+        r = 4 if pair else 2
+    else:
+        r = 2 if pair and k * x_bytes <= 8192 else 4
+    r = min(r, rw)
+    want = min(512 * threads * r // n_rows, k // 32)
+    el = 32 + 32 * min(1, want // 64) + 64 * min(1, want // 128)
+    return r, min(el, threads // (rw // r))
+
+
+def _round16(n: int) -> int:
+    return -(-n // 16) * 16
+
+
 def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: str, y_type: str, lanes: int = 32,
          pair: bool = False, add: bool = False, bias: bool = False, rope: dict | None = None,
          norm_eps: float | None = None, x_last: bool = False, norm_in: int = 0, norm_out_offset: int | None = None,
          eps: float = 0.0, combine_in: dict | None = None, subgroups: bool = False, q8_in: bool = False,
-         q8_out: int = 0, q8_staged: bool = False) -> Kernel:
-    """The decode matmul (one token); see wgsl/gemv.wgsl. 256 // lanes rows per workgroup. `norm_eps`:
+         q8_out: int = 0, q8_staged: bool = False, threads: int = 256) -> Kernel:
+    """The decode matmul (one token); see wgsl/gemv.wgsl. 256 // lanes rows per workgroup, in at most
+    `threads` threads (gemv_threads; beyond 256 the kernel's `limits` say what the device needs). `norm_eps`:
     x is the residual stream, RMSNormed in the kernel; `x_last`: x is the step's last token's row.
     `norm_in` > 0: x is x * norm weight and its sum of squares is that many partials (binding after the
     weights); `norm_out_offset`: also write the next norm's x * weight and this workgroup's partial at
@@ -389,12 +428,22 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
         x_type = "u32"
     if q8_out and pair:
         y_type = "u32"
-    src = _fill(_template("gemv"), HEADER=_header(profile), N_ROWS=n_rows, ROW0=row0, LANES=lanes,
-                X_LAST=str(x_last).lower(), X_BYTES=2 if x_type == "f16" else 4,
-                PAIR=str(pair).lower(), ADD=str(add).lower(), XT=x_type, YT=y_type, **params)
+    r, el = gemv_threads(w.shape[1], n_rows, lanes, pair=pair, int8_x=q8_in or q8_staged,
+                         x_bytes=2 if x_type == "f16" else 4, threads=threads)
+    src = _fill(_template("gemv"), HEADER=_header(profile), N_ROWS=n_rows, ROW0=row0, LANES=lanes, R=r, L=el,
+                X_LAST=str(x_last).lower(), PAIR=str(pair).lower(), ADD=str(add).lower(), XT=x_type, YT=y_type, **params)
     # int8 x or output: WGSL's dot4I8Packed / pack4xI8, a language feature (variant_features, FORMAT.md)
     feats = (("packed_4x8_integer_dot_product",) if q8_in or q8_out or q8_staged else ()) + (("subgroups",) if subgroups else ())
-    return _make("gemv", src, bindings, feats)
+    rw = 256 // lanes
+    t = rw // r * el
+    # workgroup memory (gemv.wgsl's var<workgroup>s; each rounded up to 16 bytes as WebGPU counts them):
+    # red_s, red_q, red_a, red_b, xw, x8w, d8w, q8v
+    shared = sum(_round16(n) for n in (4 * t, 4 * rw, 16 * t, 16 * ((t - 1) * pair + 1),
+                                       params["XW_LEN"] * (8 if x_type == "f16" else 16), 16 * params["X8W_LEN"],
+                                       8 * params["D8W_LEN"], 4 * rw if q8_out else 4))
+    limits = ((("maxComputeInvocationsPerWorkgroup", t), ("maxComputeWorkgroupSizeX", t)) if t > 256 else ()) + (
+        (("maxComputeWorkgroupStorageSize", shared),) if shared > WEBGPU_WORKGROUP_STORAGE else ())
+    return _make("gemv", src, bindings, feats, tuple(sorted(limits)))
 
 
 

@@ -6,10 +6,7 @@
 // loads of several groups at once). Each thread loads a group of x once and multiplies it with the
 // same group of its R rows (x is read R times less than with one row per thread: with f32
 // activations x is 7x the bytes of a q4 group). R = 4, or 2 with PAIR (whose threads also hold the
-// up rows) where x is at most 8 KiB: there 8 rows' words and sums a thread cost the gate_up matmul
-// more (fewer threads resident) than reading x twice as often; with more x, the reads cost more.
-// H100, decode tok/s with 2 against 4: 8B shape f16 (8 KiB of x) 337 / 328, f32 (16 KiB) 285 / 292;
-// 1B f16 1,226 / 1,197, f32 (8 KiB) 1,110 / 1,091. The format's
+// up rows) where x is at most 8 KiB (kernels.gemv_threads has the rule and its measurements). The format's
 // w_dot does the dequantization and the 32 products in straight-line code (no indexed arrays, so
 // nothing spills). Partial sums meet in workgroup memory.
 // NORM: x is the residual stream and the kernel applies the RMSNorm before the matmul:
@@ -32,7 +29,8 @@
 // [SPLITS, K / HEAD_DIM] f32. Int8 x (Q8_IN: x is the int8 blocks, vec4<u32>, 2 bytes an input;
 // gemv_q8_in.wgsl) and int8 output (Q8_OUT: y with PAIR, else xo, as u32 in that layout) bind the same
 // buffers, read and written in another layout.
-// Grid: x = ceil(N_ROWS / RW), y = 1; T = S * L <= 256 threads per workgroup.
+// Grid: x = ceil(N_ROWS / RW), y = 1; T = S * L threads per workgroup: at most 256 (WebGPU's default
+// limit), or 512 in the decode variants that ask for more (kernels.gemv_threads).
 // The reduction (how a row set's L partial sums meet) is gemv_reduce_tree.wgsl, or, for devices with the
 // `subgroups` feature, gemv_reduce_subgroups.wgsl (then the kernel also enables subgroups and takes the
 // subgroup_size builtin).
@@ -53,15 +51,9 @@ const Q8_IN: bool = {{Q8_IN}};
 const Q8_STAGED: bool = {{Q8_STAGED}};
 const Q8_OUT: bool = {{Q8_OUT}};  // the output as Q8_IN's int8 blocks (gemv_q8_out.wgsl)
 const Q8_K: u32 = {{Q8_K}}u;      // Q8_OUT: inputs of the reading matmul (all rows of the output)
-const R: u32 = min(select(select(4u, 2u, PAIR && K * {{X_BYTES}}u <= 8192u), select(2u, 4u, PAIR), Q8_IN || Q8_STAGED), RW);
+const R: u32 = {{R}}u;          // rows per row set (kernels.gemv_threads)
 const S: u32 = RW / R;          // row sets
-// Threads per row set, a power of two in 32..128 (capped by the 256 threads of a workgroup and by the
-// groups along K): enough in all for ~128k threads on the whole matrix (a large GPU's worth of
-// memory requests in flight), so few-row matrices (an 8B's down and o: 4096 rows) spread K over
-// more threads while many-row ones (gate_up, the output head) keep one warp per row set and reduce
-// less. Measured per shape on an H100: docs/PERFORMANCE.md.
-const WANT: u32 = min(131072u * R / N_ROWS, w_KG);
-const L: u32 = min(32u + 32u * min(1u, WANT / 64u) + 64u * min(1u, WANT / 128u), 256u / S);
+const L: u32 = {{L}}u;          // threads per row set, 4..128 (kernels.gemv_threads)
 const T: u32 = S * L;           // threads per workgroup
 const ITERS: u32 = w_KG / L;     // groups every thread of a set walks
 const TAIL: u32 = w_KG % L;      // lanes below TAIL walk one group more
