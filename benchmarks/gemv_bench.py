@@ -21,7 +21,8 @@ Earlier versions timed one dispatch per pass with little warm-up and were 3-5x o
 over n: a dispatch's steady cost in the chain, without what a pass costs besides its dispatches (on an
 H100 the timestamps around a pass of 64 trivial dispatches gave 4.6 us a dispatch, the difference 2.2).
 A variant `LxR` is the one-token matmul with L = `lanes` (256 / L rows per workgroup) and R rows
-per thread (wgsl/gemv.wgsl).
+per thread (wgsl/gemv.wgsl); a `w` after the lanes (`32w`, `16wx2`) lets its workgroups take up to 512
+threads, as the decode variants `...w` do (kernels.gemv_threads).
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ SHAPES = {  # label: (K, N, pair)
     "8b.dn 14336x4096": (14336, 4096, False),
     "8b.head 4096x128256": (4096, 128256, False),
 }
-QUICK = {"small 256x1024": (256, 1024, False), "small pair 512x2x256": (512, 256, True)}
+# the last: long rows, whose 16-row workgroups take 512 threads in variant 16w (4 row sets of 128)
+QUICK = {"small 256x1024": (256, 1024, False), "small pair 512x2x256": (512, 256, True), "small long 4096x64": (4096, 64, False)}
 
 
 def random_q4s(rng, n: int, k: int) -> PackedWeight:
@@ -60,11 +62,12 @@ def random_q4s(rng, n: int, k: int) -> PackedWeight:
     return PackedWeight("q4s", (n, k), {"qweight": q, "scales": _pack_vals(scales, "f16")}, "f16")
 
 
-def variant_source(prof, w, n, pair, lanes, rows_per_thread=None, set_threads=None, subgroups=False):
-    """The one-token matmul for 256 / lanes rows per workgroup; R (rows per thread) and L (threads per
-    row set) as the template chooses them unless given (edits the template's constants)."""
+def variant_source(prof, w, n, pair, lanes, rows_per_thread=None, set_threads=None, subgroups=False, threads=256):
+    """The one-token matmul for 256 / lanes rows per workgroup in at most `threads` threads; R (rows per
+    thread) and L (threads per row set) as kernels.gemv_threads chooses them unless given (edits the
+    kernel's constants)."""
     kern = K.gemv(prof, w, n_rows=n, row0=0, x_type=prof.act, y_type="f32", lanes=lanes, pair=pair,
-                  subgroups=subgroups)
+                  subgroups=subgroups, threads=threads)
     src = kern.source
     for name, value in (("R", rows_per_thread), ("L", set_threads)):
         if value is not None:
@@ -174,9 +177,9 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="small shapes only (software adapters)")
-    ap.add_argument("--variants", default="32,32x4x128,32x2,16,8,64,4",
-                    help="comma-separated LANES[xR[xL]]: 256/LANES rows per workgroup, R rows per thread, L threads "
-                         "per row set (default: the template's choice)")
+    ap.add_argument("--variants", default="32,32w,32x4x128,32x2,16,16w,8,64,4",
+                    help="comma-separated LANES[w][xR[xL]]: 256/LANES rows per workgroup (w: in up to 512 threads), R "
+                         "rows per thread, L threads per row set (default: kernels.gemv_threads' choice)")
     ap.add_argument("--profiles", default="f16,f32", help="activation types to test x with")
     ap.add_argument("--shapes", default="", help="comma-separated label prefixes (default: all)")
     ap.add_argument("--custom", default="", help="comma-separated extra shapes KxN or KxNxpair, measured instead")
@@ -213,8 +216,12 @@ def main() -> None:
         for c in args.custom.split(","):
             f = c.split("x")
             shapes[f"custom {c}"] = (int(f[0]), int(f[1]), len(f) > 2)
-    variants = [tuple(int(v) for v in s.split("x")) for s in args.variants.split(",")]
-    variants = [v + (None,) * (3 - len(v)) for v in variants]
+    variants = []
+    for s in args.variants.split(","):
+        f = s.split("x")
+        wide = f[0].endswith("w")
+        v = (int(f[0].rstrip("w")),) + tuple(int(x) for x in f[1:])
+        variants.append((s, v + (None,) * (3 - len(v)), 512 if wide else 256))
     size = K.uniform_table()["size"]  # n_tokens 1, past 0; the sampling fields do not matter here
     uni = dev.create_buffer(size=size, usage=BU.UNIFORM | BU.COPY_DST)
     dev.queue.write_buffer(uni, 0, struct.pack("<I", 1) + bytes(size - 4))
@@ -270,8 +277,8 @@ def main() -> None:
             xq = xv.astype(np.float16 if pname == "f16" else np.float32)
             ref = reference(xq.astype(np.float32))
             xb = upload(xq.tobytes())
-            for lanes, r, lt in variants:
-                src, bindings = variant_source(prof, w, n, pair, lanes, r, lt, subgroups=sg)
+            for vname, (lanes, r, lt), threads in variants:
+                src, bindings = variant_source(prof, w, n, pair, lanes, r, lt, subgroups=sg, threads=threads)
                 if src is None:
                     continue
                 bgl = dev.create_bind_group_layout(entries=[
@@ -290,7 +297,6 @@ def main() -> None:
                 got = np.frombuffer(dev.queue.read_buffer(y), np.float32)[check]
                 err = float(np.abs(got - ref).max() / np.abs(ref).max())
                 t = chain.per_dispatch(pipe, bgs, gx)
-                vname = "x".join(str(v) for v in (lanes, r, lt) if v is not None)
                 row = {"shape": label, "profile": pname, "variant": vname, "weight_bytes": nbytes, "copies": copies,
                        "us": t * 1e6, "gb_s": nbytes / t / 1e9, "stream_us": stream_s * 1e6,
                        "of_stream": stream_s / t, "of_bandwidth": nbytes / t / bw, "err": err,

@@ -18,16 +18,17 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_gemv_bench_runs_chains_and_checks_results(tmp_path, pool):
     out = tmp_path / "gemv.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gemv_bench.py"), "--quick", "--variants", "32,16",
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gemv_bench.py"), "--quick", "--variants", "32,16,16w",
                         "--seconds", "0", "--chain", "2", "--cold-mib", "1", "--clock", "wall", "--json", str(out),
                         *pool],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     d = json.loads(out.read_text())
     rows = d["results"]
-    # two shapes (one with the SwiGLU pair), two lane counts, every profile the adapter has
-    assert {(x["shape"], x["variant"]) for x in rows} >= {(s, v) for s in ("small 256x1024", "small pair 512x2x256")
-                                                            for v in ("32", "16")}
+    # three shapes (one with the SwiGLU pair; one whose 16w workgroups take 512 threads), three variants,
+    # every profile the adapter has
+    assert {(x["shape"], x["variant"]) for x in rows} >= {
+        (s, v) for s in ("small 256x1024", "small pair 512x2x256", "small long 4096x64") for v in ("32", "16", "16w")}
     for x in rows:
         assert x["err"] < 1e-5, x
         assert x["us"] > 0 and x["stream_us"] > 0 and x["gb_s"] > 0

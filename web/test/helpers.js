@@ -20,7 +20,8 @@ import assert from 'node:assert/strict';
  *   split: {package: string, prompt: number[], greedy: number[],
  *     seeded: {temperature: number, top_p: number, top_k: number, seed: number, ids: number[]}},
  *   variants: {package: string, prompt: number[], prefill: Record<string, {next: number, logits: number[]}>,
- *     decode: Record<string, {ids: number[], logits: number[]}>}}} Reference
+ *     decode: Record<string, {ids: number[], logits: number[]}>},
+ *   wide: {package: string, decode_variants: string[], prompt: number[], ids: number[]}}} Reference
  */
 
 /** The native runtime's reference, or null when the tests run outside pytest. @returns {Reference | null} */
