@@ -183,25 +183,27 @@ def q8_decode(words: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.nda
 
 @pytest.mark.parametrize("reader", ["q4s", "q4a"])
 @pytest.mark.parametrize("subgroups", [False, True], ids=["tree", "subgroups"])
-@pytest.mark.parametrize("lanes", [4, 16, 32])
+@pytest.mark.parametrize("lanes,threads", [(4, 256), (16, 256), (32, 256), (16, 512)])
 @pytest.mark.parametrize("producer", ["pair", "norm_out"])
-def test_q8_chain_matches_numpy(gpu, producer, lanes, subgroups, reader):
+def test_q8_chain_matches_numpy(gpu, producer, lanes, threads, subgroups, reader):
     """Int8 x (gemv_q8_out.wgsl, gemv_q8_in.wgsl): a matmul writes its output as int8 blocks of 8 (the
     SwiGLU product, or the next norm's h * weight beside the residual add), each within half a step of
     its value, and the next matmul's integer dot products give dequantize(W) @ (d q) to f32 rounding,
     with symmetric (q4s) and asymmetric (q4a: GGUF Q4_1, whose mins take the blocks' sums) weights.
-    288 outputs: whole workgroups with 8 and 16 rows, a partial last one with 64 (lanes 4)."""
+    288 outputs: whole workgroups with 8 and 16 rows, a partial last one with 64 (lanes 4). With 512
+    threads (the "w" decode variants; Llama-3.1-8B's down: 16 rows a workgroup, lower.residual_lanes)
+    4,096 inputs to 2,048 outputs to 200, so that both matmuls take 512 threads a workgroup."""
     _, dev = gpu
     if subgroups and not has_subgroups(dev):
         pytest.skip("no subgroups")
     rng = np.random.default_rng(lanes + len(producer))
-    k1, n1, n2 = 1280, 288, 200
+    k1, n1, n2 = (4096, 2048, 200) if threads == 512 else (1280, 288, 200)
     pair = producer == "pair"
     w1 = quantize_q4s(rng.standard_normal((2 * n1 if pair else n1, k1), dtype=np.float32) * 0.1, "f16")
     x = rng.standard_normal(k1, dtype=np.float32)
     ref1 = dequantize(w1).astype(np.float64) @ x
     arrays1 = [w1.arrays[a] for a in K.WEIGHT_ARRAYS[w1.format]]
-    kw = dict(n_rows=n1, row0=0, x_type="f32", lanes=lanes, subgroups=subgroups, q8_out=n1)
+    kw = dict(n_rows=n1, row0=0, x_type="f32", lanes=lanes, subgroups=subgroups, q8_out=n1, threads=threads)
     grid1 = (-(-n1 // (256 // lanes)), 1, 1)
     if pair:
         g, u = ref1[:n1], ref1[n1:]
@@ -216,6 +218,7 @@ def test_q8_chain_matches_numpy(gpu, producer, lanes, subgroups, reader):
         out = run_kernel(gpu, kern1, [x, h0] + arrays1 + [nw, np.zeros(2 * n1, np.float32), np.zeros(grid1[0], np.float32)],
                          1, grid1, 4 + len(arrays1))
     assert "dot4I8Packed" not in kern1.source and "pack4xI8" in kern1.source
+    assert dict(kern1.limits).get("maxComputeInvocationsPerWorkgroup", 256) == threads
     words = np.frombuffer(dev.queue.read_buffer(out), np.uint32)
     q, d, c = q8_decode(words, n1)
     blocks = np.abs(v.reshape(-1, 8)).max(1)
@@ -231,8 +234,9 @@ def test_q8_chain_matches_numpy(gpu, producer, lanes, subgroups, reader):
                       rng.uniform(-0.1, 0.0, (n2, n1 // 32)))
     ref2 = dequantize(w2).astype(np.float64) @ deq
     kern2 = K.gemv(K.Profile("f32"), w2, n_rows=n2, row0=0, x_type="f32", y_type="f32", lanes=lanes, subgroups=subgroups,
-                   q8_in=True)
+                   q8_in=True, threads=threads)
     assert "dot4I8Packed" in kern2.source
+    assert dict(kern2.limits).get("maxComputeInvocationsPerWorkgroup", 256) == threads
     arrays2 = [w2.arrays[a] for a in K.WEIGHT_ARRAYS[w2.format]]
     ybuf = run_kernel(gpu, kern2, [words[: n1 // 2], np.zeros(n2, np.float32)] + arrays2, 1, (-(-n2 // (256 // lanes)), 1, 1), 2)
     got = np.frombuffer(dev.queue.read_buffer(ybuf), np.float32)[:n2]

@@ -171,6 +171,17 @@ def test_wide_decode_variants_match_transformers(zoo):
         Model.load(package, profile="f32", progress=False, adapter=zoo.adapter, device=device, decode_variant="q8gemv32w")
 
 
+def test_wide_variants_give_the_residual_matmuls_of_large_models_16_rows():
+    """lower.residual_lanes: with 512-thread workgroups, a matmul adding into the residual stream takes
+    16 rows a workgroup where that still makes 256 of them (Llama-3.1-8B's 4,096 rows; not the 1B's
+    2,048), never more lanes than the variant's, and 256-thread variants keep theirs."""
+    from webllm.compiler.lower import residual_lanes
+
+    assert residual_lanes(4096, 32, 512) == 16 and residual_lanes(4081, 32, 512) == 16
+    assert residual_lanes(2048, 32, 512) == residual_lanes(4096, 32, 256) == 32
+    assert residual_lanes(4096, 4, 512) == 4
+
+
 def test_only_the_variants_in_use_are_built(package, zoo):
     """Pipelines and bind groups are built on first use: a forced (or cached) choice builds one list per phase."""
     rt = load(package, zoo, "f32", prefill_variant="tile64", decode_variant="gemv4")

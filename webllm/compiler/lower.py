@@ -79,6 +79,19 @@ def combine_lanes(cfg, profile: K.Profile, lanes: int) -> int:
     return lanes
 
 
+def residual_lanes(rows: int, lanes: int, threads: int) -> int:
+    """Threads per row (so 256 // that rows a workgroup) of a one-token matmul that adds into the
+    residual stream (o, down) in workgroups of up to `threads`: with 512 (the "...w" decode variants),
+    16 rows where that still makes 256 workgroups. An H100 holds two such workgroups an SM (their 43-51
+    registers a thread, benchmarks/kernel_stats.py), so Llama-3.1-8B's down (4,096 rows, 14,336 inputs)
+    then runs in one wave of 256 where its 8-row workgroups took two of 512: decode tok/s at context
+    1 / 4,096, f16 437.4 / 373.7 and 437.7 / 373.7 against 434.1 / 371.3 and 433.6 / 370.1, f32 435.9 /
+    369.1 against 434.8 / 366.5 (docs/PERFORMANCE.md)."""
+    if threads > 256 and -(-rows // 16) >= 256:
+        return min(lanes, 16)
+    return lanes
+
+
 def decode_splits(cfg, profile: K.Profile) -> int:
     """Most KV splits of decode attention (wgsl/attention_splits.wgsl): the largest power of two up to
     DECODE_SPLITS_MAX whose partials [splits, heads, head_dim] stay within COMBINE_BYTES (twice that
@@ -352,9 +365,15 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
         # workgroup (combine_lanes): fewer workgroups combine; its producer's norm partials follow
         combine_mats = {op.weights[0] for op in ops if op.attrs.get("combine_in")}
         o_lanes = combine_lanes(cfg, profile, lanes)
+        # with wider workgroups, also those adding into the residual stream (residual_lanes)
+        adding = {op.weights[0] for op in ops if op.kind == "matmul" and op.attrs.get("add")}
 
         def lanes_of(name: str) -> int:
-            return o_lanes if name in combine_mats else lanes
+            if name in combine_mats:
+                return o_lanes
+            if name in adding:
+                return residual_lanes(sum(p.rows for p in matrices[name].parts), lanes, threads)
+            return lanes
 
         for op in ops:
             if op.kind == "embed":
