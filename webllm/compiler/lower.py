@@ -307,7 +307,7 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     score_ops = model.graph(score=True)
     shapes = model.activation_shapes(chunk)
     elem = {"act": profile.act_bytes, "kv": 2}
-    nbytes = {t: _round16(n * elem.get(dt, 4)) for t, (n, dt) in shapes.items()}
+    nbytes = {t: K.round16(n * elem.get(dt, 4)) for t, (n, dt) in shapes.items()}
     pinned = {"h", "token_ids", "logits"} | {t for t in shapes if t.startswith(("k_cache.", "v_cache."))}
     mem = plan_memory(ops, nbytes, pinned)
     # The scoring phase's own tensors get their own buffers, allocated only by runtimes that score.
@@ -331,12 +331,12 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     split_choices = [split_default]
     if not decode_splits_max:
         split_choices = sorted({c for c in (max(1, rule // 2), rule, 2 * rule) if c <= splits} | {split_default})
-    mem.buffers["attn_part_o"] = _round16(splits * per_split)
-    mem.buffers["attn_part_lse"] = _round16(splits * cfg.num_attention_heads * 4)
+    mem.buffers["attn_part_o"] = K.round16(splits * per_split)
+    mem.buffers["attn_part_lse"] = K.round16(splits * cfg.num_attention_heads * 4)
     mem.where.update({"attn_part_o": "attn_part_o", "attn_part_lse": "attn_part_lse"})
     # decode's chained norms (chain_norms): the next norm's x * weight, and per-workgroup sums of squares
-    mem.buffers["norm_x"] = _round16(cfg.hidden_size * profile.act_bytes)
-    mem.buffers["norm_ssq"] = _round16(4 * cfg.hidden_size)
+    mem.buffers["norm_x"] = K.round16(cfg.hidden_size * profile.act_bytes)
+    mem.buffers["norm_ssq"] = K.round16(4 * cfg.hidden_size)
     mem.where.update({"norm_x": "norm_x", "norm_ssq": "norm_ssq"})
     kernels: dict[str, K.Kernel] = {}
     # (binding types, buffers) -> (index in the plan's bind_groups, the kernel whose layout it names). Kernels
@@ -538,8 +538,8 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     score_variants = {name: phase(chunk, score_ops, tile=tile, staging=staging, half=h)
                       for name, tile, staging, h in names if name in prefill_variants} if scoring else None
     if q8_k:  # int8 blocks of the largest input of a chunk: a byte an input, (d, d sum q) a block
-        mem.buffers["prefill_q8x"] = _round16(chunk * max(q8_k))
-        mem.buffers["prefill_q8d"] = _round16(chunk * max(q8_k) // 32 * 8)
+        mem.buffers["prefill_q8x"] = K.round16(chunk * max(q8_k))
+        mem.buffers["prefill_q8d"] = K.round16(chunk * max(q8_k) // 32 * 8)
     variant_features, variant_limits = {}, {}
     for name, dl in [*prefill_variants.items(), *decode_variants.items(), *(score_variants or {}).items()]:
         feats = sorted({f for d in dl for f in kernels[d["kernel"]].features})
@@ -558,7 +558,7 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     storage = ["STORAGE", "COPY_SRC", "COPY_DST"]
     buffers = [{"name": "uniform", "size": uniform["size"], "usage": ["UNIFORM", "COPY_DST"]}]
     for b, size in K.sample_plan_buffers(cfg.vocab_size).items():
-        mem.buffers[b] = _round16(size)
+        mem.buffers[b] = K.round16(size)
     for b, size in sorted(mem.buffers.items()):
         entry = {"name": b, "size": max(16, size), "usage": storage}
         if b in per_context:
@@ -583,7 +583,3 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
     plan["decode_splits"] = {"default": split_default, "choices": split_choices}
     plan["_sources"] = {name: k.source for name, k in kernels.items()}
     return plan
-
-
-def _round16(n: int) -> int:
-    return (n + 15) // 16 * 16

@@ -336,7 +336,8 @@ def gemv_threads(k: int, n_rows: int, lanes: int, *, pair: bool, int8_x: bool, x
     return r, min(el, threads // (rw // r))
 
 
-def _round16(n: int) -> int:
+def round16(n: int) -> int:
+    """n rounded up to a multiple of 16 (buffer sizes; workgroup variables as WebGPU counts them)."""
     return -(-n // 16) * 16
 
 
@@ -438,7 +439,7 @@ def gemv(profile: Profile, w: PackedWeight, *, n_rows: int, row0: int, x_type: s
     t = rw // r * el
     # workgroup memory (gemv.wgsl's var<workgroup>s; each rounded up to 16 bytes as WebGPU counts them):
     # red_s, red_q, red_a, red_b, xw, x8w, d8w, q8v
-    shared = sum(_round16(n) for n in (4 * t, 4 * rw, 16 * t, 16 * ((t - 1) * pair + 1),
+    shared = sum(round16(n) for n in (4 * t, 4 * rw, 16 * t, 16 * ((t - 1) * pair + 1),
                                        params["XW_LEN"] * (8 if x_type == "f16" else 16), 16 * params["X8W_LEN"],
                                        8 * params["D8W_LEN"], 4 * rw if q8_out else 4))
     limits = ((("maxComputeInvocationsPerWorkgroup", t), ("maxComputeWorkgroupSizeX", t)) if t > 256 else ()) + (
