@@ -142,7 +142,10 @@ def test_wide_decode_variants_match_transformers(zoo):
     limit: variant_limits says so (and how much workgroup memory the o matmul's staged combine then
     takes), each matches transformers, and a device with the default limit skips them and never builds
     their kernels. Here only the int8 variants get them: with float x a row set holds 4 rows, and 2 row
-    sets of 128 threads fit in 256 (a wide twin identical to its 256-thread one is left out)."""
+    sets of 128 threads fit in 256 (a wide twin identical to its 256-thread one is left out). Its
+    8,448 gate_up outputs take 32 rows a workgroup there (lower.pair_lanes: 264 workgroups of 512
+    threads, where the 256-thread variants run 1,056 of 8 rows), and down, whose int8 x is then 8,448
+    inputs, 4 rows a thread (kernels.gemv_threads)."""
     package = zoo.package(WIDE_DECODE, MODE, context_window=64, prefill_chunk=32)
     for profile, tol in PROFILES:
         if profile == "f16" and "shader-f16" not in zoo.device.features:
@@ -155,6 +158,8 @@ def test_wide_decode_variants_match_transformers(zoo):
             limits = plan["variant_limits"][name]
             assert limits["maxComputeInvocationsPerWorkgroup"] == limits["maxComputeWorkgroupSizeX"] == 512
             assert 16384 < limits["maxComputeWorkgroupStorageSize"] <= 32768
+        grids = {v: [d["workgroups"][0] for d in plan["decode_variants"][v]] for v in ("q8gemv32sgw", "q8gemv32sg")}
+        assert 264 in grids["q8gemv32sgw"] and 1056 in grids["q8gemv32sg"] and 1056 not in grids["q8gemv32sgw"]
         rt = Model.load(package, profile=profile, progress=False, adapter=zoo.adapter, device=zoo.device,
                         prefill_variant="rule", decode_variant="q8gemv32sgw")
         expected = rt.decode_variants
@@ -171,15 +176,19 @@ def test_wide_decode_variants_match_transformers(zoo):
         Model.load(package, profile="f32", progress=False, adapter=zoo.adapter, device=device, decode_variant="q8gemv32w")
 
 
-def test_wide_variants_give_the_residual_matmuls_of_large_models_16_rows():
+def test_wide_variants_give_the_large_matmuls_more_rows_a_workgroup():
     """lower.residual_lanes: with 512-thread workgroups, a matmul adding into the residual stream takes
     16 rows a workgroup where that still makes 256 of them (Llama-3.1-8B's 4,096 rows; not the 1B's
-    2,048), never more lanes than the variant's, and 256-thread variants keep theirs."""
-    from webllm.compiler.lower import residual_lanes
+    2,048); lower.pair_lanes: the SwiGLU pair 32 rows (the 8B's 14,336 and the 1B's 8,192 outputs; not
+    SmolLM2-135M's 1,536). Never more lanes than the variant's; 256-thread variants keep theirs."""
+    from webllm.compiler.lower import pair_lanes, residual_lanes
 
     assert residual_lanes(4096, 32, 512) == 16 and residual_lanes(4081, 32, 512) == 16
     assert residual_lanes(2048, 32, 512) == residual_lanes(4096, 32, 256) == 32
     assert residual_lanes(4096, 4, 512) == 4
+    assert pair_lanes(14336, 32, 512) == pair_lanes(8192, 32, 512) == pair_lanes(8161, 32, 512) == 8
+    assert pair_lanes(8160, 32, 512) == pair_lanes(1536, 32, 512) == pair_lanes(14336, 32, 256) == 32
+    assert pair_lanes(14336, 4, 512) == 4
 
 
 def test_only_the_variants_in_use_are_built(package, zoo):

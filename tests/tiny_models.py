@@ -53,10 +53,11 @@ class Spec:
         return self.num_attention_heads // self.num_key_value_heads
 
 
-# o (4,096 inputs: 32 heads of 128) and down (4,096 inputs) over 128 rows: with int8 x, 2 rows a row
-# set, whose 4,096 / 32 groups want 128 threads each, 512 a workgroup of 8 rows in the "w" decode
-# variants (webllm.kernels.gemv_threads); the smallest shapes that get them
-WIDE_DECODE = Spec("wide_decode", hidden_size=128, intermediate_size=4096, num_hidden_layers=1, num_attention_heads=32,
+# o (4,096 inputs: 32 heads of 128) over 128 rows: with int8 x, 2 rows a row set, whose 4,096 / 32
+# groups want 128 threads each, 512 a workgroup of 8 rows in the "w" decode variants
+# (webllm.kernels.gemv_threads); gate_up's 8,448 outputs in 264 workgroups of 32 rows there
+# (lower.pair_lanes), and down's 8,448 int8 inputs 4 rows a row set: the smallest shapes that get them
+WIDE_DECODE = Spec("wide_decode", hidden_size=128, intermediate_size=8448, num_hidden_layers=1, num_attention_heads=32,
                    num_key_value_heads=4, head_dim=128, seed=11)
 
 

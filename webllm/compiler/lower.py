@@ -87,8 +87,26 @@ def residual_lanes(rows: int, lanes: int, threads: int) -> int:
     then runs in one wave of 256 where its 8-row workgroups took two of 512: decode tok/s at context
     1 / 4,096, f16 437.4 / 373.7 and 437.7 / 373.7 against 434.1 / 371.3 and 433.6 / 370.1, f32 435.9 /
     369.1 against 434.8 / 366.5 (docs/PERFORMANCE.md)."""
-    if threads > 256 and -(-rows // 16) >= 256:
-        return min(lanes, 16)
+    return wide_lanes(rows, lanes, threads, 16)
+
+
+def pair_lanes(rows: int, lanes: int, threads: int) -> int:
+    """Threads per row of the SwiGLU pair's one-token matmul (gate_up; `rows` the outputs, gate rows)
+    on int8 x in workgroups of up to `threads`: with 512, 32 rows a workgroup (64 rows of weights: a
+    workgroup reads x once for all of them) where that still makes 256 workgroups. Llama-3.1-8B's
+    gate_up (14,336 outputs) then runs 448 workgroups of 512 threads instead of 1,792 of 128. H100,
+    decode tok/s at context 1 / 4,096, `q8gemv32sgw` (docs/PERFORMANCE.md): 8 rows 437.3 / 374.0 and
+    436.9 / 373.5, 16 rows 440.6 / 376.9 and 441.0 / 377.8, 32 rows 443.2 / 380.2, 441.8 / 380.5 and
+    443.0 / 379.1 (f16); f32 436.0 / 369.3 against 441.6 / 375.9. 64 rows (224 workgroups) 444.0 at
+    context 1, but the split count timed at load then went wrong at 4,096."""
+    return wide_lanes(rows, lanes, threads, 32)
+
+
+def wide_lanes(rows: int, lanes: int, threads: int, want: int) -> int:
+    """Threads per row for `want` rows a workgroup (256 // want lanes) where workgroups of more than
+    256 threads are allowed and that still makes 256 workgroups; never more lanes than `lanes`."""
+    if threads > 256 and -(-rows // want) >= 256:
+        return min(lanes, 256 // want)
     return lanes
 
 
@@ -367,12 +385,16 @@ def lower(model, matrices: dict[str, MatrixInfo], profile: K.Profile, chunk: int
         o_lanes = combine_lanes(cfg, profile, lanes)
         # with wider workgroups, also those adding into the residual stream (residual_lanes)
         adding = {op.weights[0] for op in ops if op.kind == "matmul" and op.attrs.get("add")}
+        # and the SwiGLU pair on int8 x (pair_lanes; float x was not measured so)
+        pairs = {op.weights[0] for op in ops if op.kind == "matmul" and op.attrs.get("pair") and op.attrs.get("q8_in")}
 
         def lanes_of(name: str) -> int:
             if name in combine_mats:
                 return o_lanes
             if name in adding:
                 return residual_lanes(sum(p.rows for p in matrices[name].parts), lanes, threads)
+            if name in pairs:
+                return pair_lanes(sum(p.rows for p in matrices[name].parts), lanes, threads)
             return lanes
 
         for op in ops:

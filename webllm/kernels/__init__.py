@@ -314,20 +314,24 @@ def gemv_threads(k: int, n_rows: int, lanes: int, *, pair: bool, int8_x: bool, x
     cost more (H100, decode tok/s with 2 against 4: 8B shape f16 (8 KiB of x) 337 / 328, f32 (16 KiB)
     285 / 292; 1B f16 1,226 / 1,197, f32 (8 KiB) 1,110 / 1,091). With int8 x (`int8_x`: few registers
     for x) 4 with `pair`, else 2 (H100, one matmul in a chain: 8B down 15.0 us with 4 rows, 14.2 with
-    2; qkv 8.3 / 7.9).
+    2; qkv 8.3 / 7.9), and 4 again in workgroups of 512 threads where x exceeds 16 KiB (more than 8,192
+    inputs: the 8B's down, 16 rows a workgroup there, lower.residual_lanes), which then reads x half as
+    often (H100, decode tok/s at context 1 / 4,096, `q8gemv32sgw`: f16 447.1 / 382.5 and 446.8 / 382.8
+    against 441.7 and 442.2 at context 1, f32 446.0 / 379.6 against 442.1 / 376.0).
     L: a power of two in 32..128, capped by the groups of 32 along K and by `threads` a workgroup: enough
     for 512 x `threads` threads on the whole matrix (a large GPU's worth of memory requests in flight),
     so few-row matrices (an 8B's down and o: 4,096 rows) spread K over more threads while many-row ones
     (gate_up, the output head) keep one warp per row set and reduce less. `threads` 512 (the "w" decode
-    variants, beyond WebGPU's default limit of 256) doubles both: on an H100 the 8B's qkv and gate_up
-    then run 256 and 128 threads a workgroup (within the default), o and down 512. Llama-3.1-8B Q4_0
+    variants, beyond WebGPU's default limit of 256) doubles both: on an H100 the 8B's qkv then runs 256
+    threads a workgroup (within the default), o and down 512 (and gate_up, with 32 rows a workgroup:
+    lower.pair_lanes). Llama-3.1-8B Q4_0
     there, decode tok/s at context 1 / 4,096 (docs/PERFORMANCE.md): f16 434 / 371 against 427 / 361,
     f32 434 / 367 against 424 / 348; 1,024 threads (and 2x again) lost (414 / 356)."""
     if threads not in GEMV_THREADS:
         raise ValueError(f"gemv: threads must be one of {GEMV_THREADS}, not {threads}")
     rw = 256 // lanes
     if int8_x:
-        r = 4 if pair else 2
+        r = 4 if pair or (threads > 256 and k > 8192) else 2
     else:
         r = 2 if pair and k * x_bytes <= 8192 else 4
     r = min(r, rw)
