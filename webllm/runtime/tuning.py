@@ -133,9 +133,15 @@ def settle(step) -> None:
 
 
 def time_kv_splits(model, choices: list[int], past: int) -> dict[int, float]:
-    """Seconds per decode step at KV length `past` with each split count, best of rounds taken in turn
-    (as time_decode_variants). A first step over SLOW_STEP_S (a software adapter) ends the timing with that one
-    choice. Leaves the model reset, on the split count it had."""
+    """Seconds per decode step at KV length `past` with each split count: steps of the first repeated
+    until they stop getting faster (`settle`), then rounds of 4, 16 and 16 steps taken in turn, best of
+    the rounds (as time_decode_variants). Without the settling, the rounds ran while the GPU was still
+    raising its clocks (after idling while the decode pipelines were built, where no variant timing had
+    just kept it busy: a forced or cached decode variant), which favours the choices timed last: on an
+    H100, Llama-3.1-8B with the decode variant forced, 4 of 11 packages picked 16 or 32 splits, which
+    then decoded 3-5% slower at 4,096 positions than 8 (docs/PERFORMANCE.md). A first step over
+    SLOW_STEP_S (a software adapter) ends the timing with that one choice. Leaves the model reset, on
+    the split count it had."""
     keep = model.kv_splits
 
     def run(n: int, steps: int) -> float:
@@ -146,8 +152,9 @@ def time_kv_splits(model, choices: list[int], past: int) -> dict[int, float]:
     if first > SLOW_STEP_S:
         best = {choices[0]: first}
     else:
+        settle(lambda: run(choices[0], 4))
         best = dict.fromkeys(choices, float("inf"))
-        for n in (4, 8, 8):
+        for n in (4, 16, 16):
             for c in choices:
                 best[c] = min(best[c], run(c, n))
     model.reset()

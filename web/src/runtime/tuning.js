@@ -138,9 +138,12 @@ async function decodeSeconds(model, steps, past = 0) {
 }
 
 /**
- * Seconds per decode step at KV length `past` with each split count, best of rounds taken in turn (as
- * timeDecodeVariants). A first step over SLOW_STEP_S (a software adapter) ends the timing with that one choice.
- * Leaves the model reset, on the split count it had.
+ * Seconds per decode step at KV length `past` with each split count: steps of the first repeated until
+ * they stop getting faster (settle), then rounds of 4, 16 and 16 steps taken in turn, best of the rounds
+ * (as timeDecodeVariants). Without the settling, the rounds ran while the GPU was still raising its clocks
+ * after idling while the decode pipelines were built, which favours the choices timed last
+ * (webllm/runtime/tuning.py has the figures). A first step over SLOW_STEP_S (a software adapter) ends the
+ * timing with that one choice. Leaves the model reset, on the split count it had.
  * @param {import('./model.js').Model} model @param {number[]} choices @param {number} past
  * @returns {Promise<Record<number, number>>}
  */
@@ -157,8 +160,9 @@ export async function timeKvSplits(model, choices, past) {
   if (first > SLOW_STEP_S) {
     best = { [choices[0]]: first };
   } else {
+    await settle(() => run(choices[0], 4));
     best = Object.fromEntries(choices.map((c) => [c, Infinity]));
-    for (const steps of [4, 8, 8]) {
+    for (const steps of [4, 16, 16]) {
       for (const c of choices) best[c] = Math.min(best[c], await run(c, steps));
     }
   }
