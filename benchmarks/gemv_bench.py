@@ -20,7 +20,9 @@ Earlier versions timed one dispatch per pass with little warm-up and were 3-5x o
 `--clock wall` times passes of n and 2n dispatches by the wall clock instead, and takes the difference
 over n: a dispatch's steady cost in the chain, without what a pass costs besides its dispatches (on an
 H100 the timestamps around a pass of 64 trivial dispatches gave 4.6 us a dispatch, the difference 2.2).
-A variant `LxR` is the one-token matmul with L = `lanes` (256 / L rows per workgroup) and R rows
+x is f16, f32 (the float decode variants) or int8 (`--profiles int8`: blocks of 8 with their scales,
+2 bytes an input, as the `q8...` decode variants, the ones a GPU picks, pass it between matmuls;
+kernels.q8_x_blocks). A variant `LxR` is the one-token matmul with L = `lanes` (256 / L rows per workgroup) and R rows
 per thread (wgsl/gemv.wgsl); a `w` after the lanes (`32w`, `16wx2`) lets its workgroups take up to 512
 threads, as the decode variants `...w` do (kernels.gemv_threads).
 """
@@ -62,12 +64,13 @@ def random_q4s(rng, n: int, k: int) -> PackedWeight:
     return PackedWeight("q4s", (n, k), {"qweight": q, "scales": _pack_vals(scales, "f16")}, "f16")
 
 
-def variant_source(prof, w, n, pair, lanes, rows_per_thread=None, set_threads=None, subgroups=False, threads=256):
+def variant_source(prof, w, n, pair, lanes, rows_per_thread=None, set_threads=None, subgroups=False, threads=256,
+                   q8_in=False):
     """The one-token matmul for 256 / lanes rows per workgroup in at most `threads` threads; R (rows per
     thread) and L (threads per row set) as kernels.gemv_threads chooses them unless given (edits the
-    kernel's constants)."""
+    kernel's constants). `q8_in`: x as int8 blocks (gemv_q8_in.wgsl), as the `q8...` decode variants read it."""
     kern = K.gemv(prof, w, n_rows=n, row0=0, x_type=prof.act, y_type="f32", lanes=lanes, pair=pair,
-                  subgroups=subgroups, threads=threads)
+                  subgroups=subgroups, threads=threads, q8_in=q8_in)
     src = kern.source
     for name, value in (("R", rows_per_thread), ("L", set_threads)):
         if value is not None:
@@ -180,7 +183,8 @@ def main() -> None:
     ap.add_argument("--variants", default="32,32w,32x4x128,32x2,16,16w,8,64,4",
                     help="comma-separated LANES[w][xR[xL]]: 256/LANES rows per workgroup (w: in up to 512 threads), R "
                          "rows per thread, L threads per row set (default: kernels.gemv_threads' choice)")
-    ap.add_argument("--profiles", default="f16,f32", help="activation types to test x with")
+    ap.add_argument("--profiles", default="f16,f32,int8",
+                    help="x as f16, f32, or int8 blocks of 8 (what the `q8...` decode variants pass between matmuls)")
     ap.add_argument("--shapes", default="", help="comma-separated label prefixes (default: all)")
     ap.add_argument("--custom", default="", help="comma-separated extra shapes KxN or KxNxpair, measured instead")
     ap.add_argument("--upload", choices=["mapped", "write"], default="write",
@@ -273,12 +277,16 @@ def main() -> None:
         for pname in args.profiles.split(","):
             if pname == "f16" and "shader-f16" not in dev.features:
                 continue
-            prof = K.Profile(pname)
-            xq = xv.astype(np.float16 if pname == "f16" else np.float32)
-            ref = reference(xq.astype(np.float32))
-            xb = upload(xq.tobytes())
+            int8 = pname == "int8"
+            prof = K.Profile(("f16" if "shader-f16" in dev.features else "f32") if int8 else pname)
+            if int8:  # the blocks and the x they stand for
+                words, xd = K.q8_x_blocks(xv)
+                ref, xb = reference(xd.astype(np.float32)), upload(words.tobytes())
+            else:
+                xq = xv.astype(np.float16 if pname == "f16" else np.float32)
+                ref, xb = reference(xq.astype(np.float32)), upload(xq.tobytes())
             for vname, (lanes, r, lt), threads in variants:
-                src, bindings = variant_source(prof, w, n, pair, lanes, r, lt, subgroups=sg, threads=threads)
+                src, bindings = variant_source(prof, w, n, pair, lanes, r, lt, subgroups=sg, threads=threads, q8_in=int8)
                 if src is None:
                     continue
                 bgl = dev.create_bind_group_layout(entries=[

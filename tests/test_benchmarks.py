@@ -26,9 +26,10 @@ def test_gemv_bench_runs_chains_and_checks_results(tmp_path, pool):
     d = json.loads(out.read_text())
     rows = d["results"]
     # three shapes (one with the SwiGLU pair; one whose 16w workgroups take 512 threads), three variants,
-    # every profile the adapter has
-    assert {(x["shape"], x["variant"]) for x in rows} >= {
-        (s, v) for s in ("small 256x1024", "small pair 512x2x256", "small long 4096x64") for v in ("32", "16", "16w")}
+    # every profile the adapter has, and x as int8 blocks (the q8 decode variants' x)
+    assert {(x["shape"], x["variant"], x["profile"]) for x in rows} >= {
+        (s, v, p) for s in ("small 256x1024", "small pair 512x2x256", "small long 4096x64") for v in ("32", "16", "16w")
+        for p in ("f32", "int8")}
     for x in rows:
         assert x["err"] < 1e-5, x
         assert x["us"] > 0 and x["stream_us"] > 0 and x["gb_s"] > 0

@@ -243,17 +243,6 @@ def test_q8_chain_matches_numpy(gpu, producer, lanes, threads, subgroups, reader
     assert np.abs(got - ref2).max() <= 1e-5 * np.abs(ref2).max()
 
 
-def q8_encode(x: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """gemv's int8 blocks (gemv_q8_in.wgsl) of inputs x [k] (ints in -127..127) with block scales d [k / 8]:
-    the inverse of q8_decode, with c = 8 d sum(block) beside each d."""
-    k = len(x)
-    g = x.astype(np.int8).reshape(k // 32, 4, 8)
-    q = np.empty((k // 32, 2, 4, 4), np.int8)
-    q[:, 0], q[:, 1] = g[:, :, 0::2], g[:, :, 1::2]
-    c = 8 * d * x.reshape(-1, 8).sum(1)
-    dc = np.stack([d, c], 1).astype(np.float32)
-    return np.concatenate([q.reshape(-1).view(np.uint32), dc.reshape(-1).view(np.uint32)])
-
 
 @pytest.mark.parametrize("reader", ["q4s", "q4a"])
 @pytest.mark.parametrize("subgroups", [False, True], ids=["tree", "subgroups"])
@@ -268,17 +257,19 @@ def test_q8_in_long_rows_in_wide_workgroups(gpu, subgroups, reader):
     k, n = 8448, 200
     assert K.gemv_threads(k, n, 16, pair=False, int8_x=True, x_bytes=2, threads=512) == (4, 128)
     assert K.gemv_threads(k, n, 16, pair=False, int8_x=True, x_bytes=2, threads=256) == (2, 32)
-    xq = rng.integers(-127, 128, k)
-    d = rng.uniform(0.001, 0.01, k // 8)
+    words, xd = K.q8_x_blocks(rng.standard_normal(k))
+    q, d, c = q8_decode(words, k)  # the encoder against the decoder the chain test checks the GPU's blocks with
+    assert np.abs(q).max() == 127 and np.allclose(q * np.repeat(d, 8), xd, rtol=1e-6)
+    assert np.allclose(c, 8 * d * q.reshape(-1, 8).sum(1), rtol=1e-6)
     if reader == "q4s":
         w = quantize_q4s(rng.standard_normal((n, k), dtype=np.float32) * 0.1, "f16")
     else:
         w = pack_q4a(rng.integers(0, 16, (n, k)), rng.uniform(0.001, 0.02, (n, k // 32)), rng.uniform(-0.1, 0.0, (n, k // 32)))
-    ref = dequantize(w).astype(np.float64) @ (xq * np.repeat(d, 8))
+    ref = dequantize(w).astype(np.float64) @ xd
     kern = K.gemv(K.Profile("f32"), w, n_rows=n, row0=0, x_type="f32", y_type="f32", lanes=16, subgroups=subgroups,
                   q8_in=True, threads=512)
     assert "const R: u32 = 4u;" in kern.source and dict(kern.limits)["maxComputeInvocationsPerWorkgroup"] == 512
     arrays = [w.arrays[a] for a in K.WEIGHT_ARRAYS[w.format]]
-    ybuf = run_kernel(gpu, kern, [q8_encode(xq, d), np.zeros(n, np.float32)] + arrays, 1, (-(-n // 16), 1, 1), 2)
+    ybuf = run_kernel(gpu, kern, [words, np.zeros(n, np.float32)] + arrays, 1, (-(-n // 16), 1, 1), 2)
     got = np.frombuffer(dev.queue.read_buffer(ybuf), np.float32)[:n]
     assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()

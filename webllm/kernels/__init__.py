@@ -296,6 +296,25 @@ def combine_staged(k: int, act_bytes: int) -> int:
 Q8_FORMATS = ("q4s", "q4a")
 
 
+def q8_x_blocks(x) -> tuple:
+    """x [k] (float) as gemv's int8 x (gemv_q8_in.wgsl, what a Q8_OUT matmul writes): blocks of 8 inputs,
+    d = the block's largest |x| / 127, q = round(x / d). Returns (words: u32 [k / 2], the dequantized
+    x = d q [k]): the layout's reference encoder, for tests and benchmarks (the runtime writes it on
+    the GPU). k a multiple of 32."""
+    import numpy as np
+
+    x = np.asarray(x, np.float64)
+    k = x.size
+    d = np.abs(x.reshape(-1, 8)).max(1) / 127
+    q = np.rint(x.reshape(-1, 8) / np.where(d > 0, d, 1)[:, None]).astype(np.int8)
+    g = q.reshape(k // 32, 4, 8)
+    b = np.empty((k // 32, 2, 4, 4), np.int8)  # group, even / odd inputs, word, byte
+    b[:, 0], b[:, 1] = g[:, :, 0::2], g[:, :, 1::2]
+    dc = np.stack([d, 8 * d * q.sum(1, dtype=np.int64)], 1).astype(np.float32)
+    words = np.concatenate([b.reshape(-1).view(np.uint32), dc.reshape(-1).view(np.uint32)])
+    return words, (q.astype(np.float64) * d[:, None]).reshape(k)
+
+
 def q8_staging_fits(k: int, head_dim: int) -> bool:
     """Whether the o matmul (K inputs, heads of head_dim) can stage its combined x as int8 blocks
     (gemv `q8_staged`): blocks of 8 within a head, and ranges of COMBINE_STAGE_BYTES at 2 bytes an input."""
