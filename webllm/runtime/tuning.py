@@ -19,6 +19,7 @@ from webllm.runtime.device import adapter_name
 
 SLOW_STEP_S = 0.1  # a warm-up step slower than this decides alone (software adapters; see the timers)
 TUNE_CONTEXT = 4096  # KV length at which decode attention's split counts are timed
+SPLIT_ROUNDS = (4, 16, 16)  # decode steps a split count runs in each round of that timing (time_kv_splits)
 CLOSE = 0.15  # variants whose warm-up steps are this close get more rounds, however slow the steps
 SETTLE_S = (0.5, 2.0)  # how long the timing runs steps before it compares variants: at least, at most (settle)
 SMALL_TILE = 2  # a slow software adapter probes the prefill variants whose token tile is at most this times the first's
@@ -61,7 +62,7 @@ def choose_kv_splits(model) -> int:
     if not choices:
         return 0
     default = model.plan["decode_splits"]["default"]
-    past = min(TUNE_CONTEXT, model.capacity - 8)
+    past = min(TUNE_CONTEXT, model.capacity - max(SPLIT_ROUNDS))  # room for a round's steps
     if len(choices) == 1 or past < 64 * max(choices):  # below that, the largest count isn't all used
         return default
     names = [str(c) for c in choices]
@@ -154,7 +155,7 @@ def time_kv_splits(model, choices: list[int], past: int) -> dict[int, float]:
     else:
         settle(lambda: run(choices[0], 4))
         best = dict.fromkeys(choices, float("inf"))
-        for n in (4, 16, 16):
+        for n in SPLIT_ROUNDS:
             for c in choices:
                 best[c] = min(best[c], run(c, n))
     model.reset()

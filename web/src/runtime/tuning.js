@@ -19,6 +19,8 @@ const STORAGE_KEY = 'webllm-tuning';
 export const SLOW_STEP_S = 0.1;
 /** KV length at which decode attention's split counts are timed. */
 export const TUNE_CONTEXT = 4096;
+/** Decode steps a split count runs in each round of that timing (timeKvSplits). */
+export const SPLIT_ROUNDS = [4, 16, 16];
 /** How long the timing runs steps before it compares variants, at least and at most (settle). */
 export const SETTLE_S = [0.5, 2.0];
 /** On a slow software adapter, prefill variants whose token tile is at most this times the first's are probed. */
@@ -108,7 +110,7 @@ export async function chooseKvSplits(model, store, report) {
   const choices = model.kvSplitsChoices;
   if (!choices.length) return 0;
   const fallback = model.plan.decode_splits.default;
-  const past = Math.min(TUNE_CONTEXT, model.capacity - 8);
+  const past = Math.min(TUNE_CONTEXT, model.capacity - Math.max(...SPLIT_ROUNDS)); // room for a round's steps
   if (choices.length === 1 || past < 64 * Math.max(...choices)) return fallback;
   const names = choices.map(String);
   const key = cacheKey(model, `splits.${model.decodeVariant}`, names);
@@ -162,7 +164,7 @@ export async function timeKvSplits(model, choices, past) {
   } else {
     await settle(() => run(choices[0], 4));
     best = Object.fromEntries(choices.map((c) => [c, Infinity]));
-    for (const steps of [4, 16, 16]) {
+    for (const steps of SPLIT_ROUNDS) {
       for (const c of choices) best[c] = Math.min(best[c], await run(c, steps));
     }
   }
