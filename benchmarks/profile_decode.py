@@ -27,6 +27,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from webllm.evaluation.speed import stream_read_bandwidth
 from webllm.runtime import Model
 from webllm.runtime.device import adapter_name, request_device
 from webllm.runtime.model import workgroups
@@ -38,6 +39,17 @@ def label(d: dict, plan: dict) -> str:
     mats = sorted({re.sub(r"^layers\.\d+\.", "", b).rsplit(".", 1)[0] for b in names
                    if b.endswith((".qweight", ".weight")) and not b.endswith("norm")})
     return kind + (f" {','.join(mats)}" if mats else "")
+
+
+def weight_bytes(d: dict, model) -> int:
+    """Bytes of the package's tensors a matmul dispatch binds (its weights, scales, bias and norm weights,
+    as speed.decode_bytes counts them: not the rope table, of which qkv reads one row); 0 for other
+    kernels (the embedding reads one row of its table)."""
+    if not d["kernel"].startswith(("gemv", "matmul")):
+        return 0
+    names = d["bindings"] if "bindings" in d else model.plan["bind_groups"][d["bind_group"]]["buffers"]
+    tensors = model.manifest["tensors"]
+    return sum(int(tensors[n]["nbytes"]) for n in names if n in tensors and not n.startswith("rope_table"))
 
 
 def main() -> None:
@@ -52,6 +64,8 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--decode-variant", default=None, help="profile this decode variant (default: the tuned one)")
     ap.add_argument("--prefill-variant", default=None, help="profile this prefill variant (default: the tuned one)")
+    ap.add_argument("--stream-read-mib", type=int, default=None,
+                    help="buffer of the streaming-read bandwidth the GB/s are set against (default: 1 GiB)")
     ap.add_argument("--kv-splits", type=int, default=None,
                     help="decode attention's split count, one of the plan's choices (default: the tuned one)")
     a = ap.parse_args()
@@ -122,25 +136,32 @@ def main() -> None:
     model.next_token()
     wall = (time.perf_counter() - t) / a.steps
     per = timed(True)
-    by = defaultdict(lambda: [0, 0.0])
+    by = defaultdict(lambda: [0, 0.0, 0])  # kind -> dispatches, seconds alone, weight bytes
     where = defaultdict(list)  # kind -> indices of its dispatches
     for i, (d, s) in enumerate(zip(plan_list, per, strict=True)):
         by[label(d, model.plan)][0] += 1
         by[label(d, model.plan)][1] += float(s)
+        by[label(d, model.plan)][2] += weight_bytes(d, model)
         where[label(d, model.plan)].append(i)
     one_pass = float(timed(False)[0])  # the step's pass, next to the passes without each kind
     chain = {k: one_pass - float(timed(False, skip=frozenset(idx))[0]) for k, idx in where.items()}
+    bw = stream_read_bandwidth(device, a.stream_read_mib << 20 if a.stream_read_mib else None)["bytes_per_s"]
     res = {"adapter": adapter_name(adapter), "profile": model.profile, "context": ctx, "phase": phase, "tokens": n_tok,
-           "dispatches": len(dispatches),
+           "dispatches": len(dispatches), "stream_read_gb_s": bw / 1e9,
            "wall_ms": wall * 1e3, "pass_ms": one_pass * 1e3, "kernels_ms": float(per.sum()) * 1e3,
-           "by_kind": {k: {"count": c, "ms": s * 1e3, "in_chain_ms": chain[k] * 1e3}
-                       for k, (c, s) in sorted(by.items(), key=lambda kv: -kv[1][1])}}
+           "by_kind": {k: {"count": c, "ms": s * 1e3, "in_chain_ms": chain[k] * 1e3, "weight_bytes": nb}
+                       for k, (c, s, nb) in sorted(by.items(), key=lambda kv: -kv[1][1])}}
     print(f"{res['adapter']} {res['profile']} {phase} of {n_tok} after {ctx}: {len(dispatches)} dispatches; "
           f"wall {res['wall_ms']:.2f} ms/step, "
           f"one pass (GPU) {res['pass_ms']:.2f} ms, sum of kernels {res['kernels_ms']:.2f} ms")
+    print(f"  streaming read {bw / 1e9:,.1f} GB/s; a matmul's GB/s are its weights' bytes over its time in the chain")
     for k, v in res["by_kind"].items():
+        rate = ""
+        if v["weight_bytes"] and v["in_chain_ms"] > 0:
+            gbs = v["weight_bytes"] / (v["in_chain_ms"] * 1e-3) / 1e9
+            rate = f"; {v['weight_bytes'] / v['count'] / 1e6:.2f} MB each, {gbs:,.1f} GB/s = {gbs * 1e9 / bw:.0%}"
         print(f"  {k:40s} x{v['count']:4d}  {v['ms']:7.3f} ms  ({v['ms'] / v['count'] * 1e3:6.1f} us each; "
-              f"in the chain {v['in_chain_ms'] / v['count'] * 1e3:6.1f})")
+              f"in the chain {v['in_chain_ms'] / v['count'] * 1e3:6.1f}{rate})")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)

@@ -59,11 +59,17 @@ def test_profile_decode_times_every_kind_alone_and_in_the_chain(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     pkg = ROOT / "tests" / "conformance" / "package"
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "profile_decode.py"), str(pkg), "--profile", "f32",
-                        "--steps", "2", "--json", str(out)], capture_output=True, text=True, env=env, timeout=300)
+                        "--steps", "2", "--stream-read-mib", "8", "--json", str(out)],
+                       capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     d = json.loads(out.read_text())
     assert sum(v["count"] for v in d["by_kind"].values()) == d["dispatches"] > 0
-    assert all({"ms", "in_chain_ms"} <= set(v) for v in d["by_kind"].values())
+    assert all({"ms", "in_chain_ms", "weight_bytes"} <= set(v) for v in d["by_kind"].values())
+    # every matmul's weights counted once a step: the package's tensors but the embedding table and rope's
+    manifest = json.loads((pkg / "manifest.json").read_text())
+    tensors = {n: int(t["nbytes"]) for n, t in manifest["tensors"].items() if not n.startswith(("embed", "rope"))}
+    assert sum(v["weight_bytes"] for v in d["by_kind"].values()) == sum(tensors.values())
+    assert d["stream_read_gb_s"] > 0
     assert "in the chain" in r.stdout
 
 
