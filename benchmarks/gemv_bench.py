@@ -22,7 +22,10 @@ over n: a dispatch's steady cost in the chain, without what a pass costs besides
 H100 the timestamps around a pass of 64 trivial dispatches gave 4.6 us a dispatch, the difference 2.2).
 x is f16, f32 (the float decode variants) or int8 (`--profiles int8`: blocks of 8 with their scales,
 2 bytes an input, as the `q8...` decode variants, the ones a GPU picks, pass it between matmuls;
-kernels.q8_x_blocks). A variant `LxR` is the one-token matmul with L = `lanes` (256 / L rows per workgroup) and R rows
+kernels.q8_x_blocks). `--epilogues q8,addnorm` also times the
+kernel with what the model's matmuls do after their sums: the pair's product as int8 blocks (gate_up's),
+or (other shapes) added into the residual stream with the next norm's x * weight as int8 blocks and the workgroup's sum of
+squares (down's and o's). A variant `LxR` is the one-token matmul with L = `lanes` (256 / L rows per workgroup) and R rows
 per thread (wgsl/gemv.wgsl); a `w` after the lanes (`32w`, `16wx2`) lets its workgroups take up to 512
 threads, as the decode variants `...w` do (kernels.gemv_threads).
 """
@@ -64,13 +67,20 @@ def random_q4s(rng, n: int, k: int) -> PackedWeight:
     return PackedWeight("q4s", (n, k), {"qweight": q, "scales": _pack_vals(scales, "f16")}, "f16")
 
 
+EPILOGUES = ("plain", "q8", "addnorm")
+
+
 def variant_source(prof, w, n, pair, lanes, rows_per_thread=None, set_threads=None, subgroups=False, threads=256,
-                   q8_in=False):
+                   q8_in=False, epilogue="plain"):
     """The one-token matmul for 256 / lanes rows per workgroup in at most `threads` threads; R (rows per
     thread) and L (threads per row set) as kernels.gemv_threads chooses them unless given (edits the
-    kernel's constants). `q8_in`: x as int8 blocks (gemv_q8_in.wgsl), as the `q8...` decode variants read it."""
+    kernel's constants). `q8_in`: x as int8 blocks (gemv_q8_in.wgsl), as the `q8...` decode variants read it.
+    `epilogue`: "plain" stores y; "q8" writes the pair's product as int8 blocks for the next matmul
+    (gate_up's in the int8 decode variants); "addnorm" (no pair) adds it into y (the residual stream) and writes the next norm's
+    x * weight as int8 blocks and the workgroup's sum of squares (down's and o's)."""
+    kw = {"q8": dict(q8_out=n), "addnorm": dict(add=True, norm_out_offset=0, q8_out=n)}.get(epilogue, {})
     kern = K.gemv(prof, w, n_rows=n, row0=0, x_type=prof.act, y_type="f32", lanes=lanes, pair=pair,
-                  subgroups=subgroups, threads=threads, q8_in=q8_in)
+                  subgroups=subgroups, threads=threads, q8_in=q8_in, **kw)
     src = kern.source
     for name, value in (("R", rows_per_thread), ("L", set_threads)):
         if value is not None:
@@ -185,6 +195,10 @@ def main() -> None:
                          "rows per thread, L threads per row set (default: kernels.gemv_threads' choice)")
     ap.add_argument("--profiles", default="f16,f32,int8",
                     help="x as f16, f32, or int8 blocks of 8 (what the `q8...` decode variants pass between matmuls)")
+    ap.add_argument("--epilogues", default="plain",
+                    help="comma-separated: plain (store y), q8 (the pair's product as int8 blocks: gate_up's), addnorm "
+                         "(add into y, the next norm's x * weight as int8 blocks and the sums of squares: down's; "
+                         "shapes without the pair)")
     ap.add_argument("--shapes", default="", help="comma-separated label prefixes (default: all)")
     ap.add_argument("--custom", default="", help="comma-separated extra shapes KxN or KxNxpair, measured instead")
     ap.add_argument("--upload", choices=["mapped", "write"], default="write",
@@ -203,6 +217,9 @@ def main() -> None:
                          "clock, differentially: passes of n and 2n dispatches, the difference over n")
     ap.add_argument("--json", default=None, help="write the results to this file")
     args = ap.parse_args()
+    epilogues = args.epilogues.split(",")
+    if set(epilogues) - set(EPILOGUES):
+        ap.error(f"--epilogues: {', '.join(sorted(set(epilogues) - set(EPILOGUES)))} (choose from {', '.join(EPILOGUES)})")
     adapter, dev = request_device(want_features=["timestamp-query"])
     chain = Chain(dev, args.chain, args.seconds, args.clock)
     sg = {"on": True, "off": False}.get(args.subgroups, "subgroups" in device_features(dev))
@@ -272,7 +289,7 @@ def main() -> None:
                 wbufs.append(ranges)
         else:
             wbufs = [[(buf, 0, buf.size) for buf in (upload(b) for b in blobs)] for _ in range(copies)]
-        y = dev.create_buffer(size=n * 4, usage=BU.STORAGE | BU.COPY_SRC)  # one output: a dependent chain
+        nw = (rng.random(n, dtype=np.float32) + 0.5).astype(np.float32)  # addnorm: the next norm's weight
         stream_s = chain.stream(nbytes, args.cold_mib << 20)
         for pname in args.profiles.split(","):
             if pname == "f16" and "shader-f16" not in dev.features:
@@ -285,10 +302,20 @@ def main() -> None:
             else:
                 xq = xv.astype(np.float16 if pname == "f16" else np.float32)
                 ref, xb = reference(xq.astype(np.float32)), upload(xq.tobytes())
-            for vname, (lanes, r, lt), threads in variants:
-                src, bindings = variant_source(prof, w, n, pair, lanes, r, lt, subgroups=sg, threads=threads, q8_in=int8)
+            for (vname, (lanes, r, lt), threads), epi in ((v, e) for v in variants for e in epilogues):
+                if (epi == "addnorm" and pair) or (epi == "q8" and not pair):  # the model's pairings
+                    continue
+                src, bindings = variant_source(prof, w, n, pair, lanes, r, lt, subgroups=sg, threads=threads, q8_in=int8,
+                                               epilogue=epi)
                 if src is None:
                     continue
+                gx = -(-n // (256 // lanes))
+                # one output for the whole chain (so a dependent one), zeros (the residual's h0 with addnorm)
+                y = dev.create_buffer(size=4 * n, usage=BU.STORAGE | BU.COPY_SRC)
+                extra = []  # addnorm: the next norm's weight, its int8 x * weight, the sums of squares
+                if epi == "addnorm":
+                    extra = [upload(nw.tobytes()), dev.create_buffer(size=4 * n, usage=BU.STORAGE | BU.COPY_SRC),
+                             dev.create_buffer(size=4 * gx, usage=BU.STORAGE)]
                 bgl = dev.create_bind_group_layout(entries=[
                     {"binding": i, "visibility": wgpu.ShaderStage.COMPUTE, "buffer": {"type": t}}
                     for i, t in enumerate(bindings)])
@@ -297,25 +324,33 @@ def main() -> None:
                                                             "entry_point": "main"})
                 bgs = [dev.create_bind_group(layout=bgl, entries=[
                     {"binding": i, "resource": {"buffer": b, "offset": off, "size": nb}}
-                    for i, (b, off, nb) in enumerate([(uni, 0, uni.size), (xb, 0, xb.size), (y, 0, y.size)] + wbufs[c])])
+                    for i, (b, off, nb) in enumerate([(uni, 0, uni.size), (xb, 0, xb.size), (y, 0, y.size)] + wbufs[c]
+                                                     + [(e, 0, e.size) for e in extra])])
                        for c in range(copies)]
-                gx = -(-n // (256 // lanes))
 
                 dev.queue.submit([_encode(dev, pipe, bgs[:1], gx).finish()])
-                got = np.frombuffer(dev.queue.read_buffer(y), np.float32)[check]
-                err = float(np.abs(got - ref).max() / np.abs(ref).max())
+                if epi == "plain":
+                    got, want = np.frombuffer(dev.queue.read_buffer(y), np.float32)[check], ref
+                else:  # the int8 blocks (of y, or of the next norm's x * weight) against what they stand for
+                    words = np.frombuffer(dev.queue.read_buffer(extra[1] if extra else y), np.uint32)
+                    q, d, _ = K.q8_x_values(words, n)
+                    got, want = (q * np.repeat(d, 8))[check], ref * (nw[check] if extra else 1)
+                err = float(np.abs(got - want).max() / np.abs(want).max())
                 t = chain.per_dispatch(pipe, bgs, gx)
-                row = {"shape": label, "profile": pname, "variant": vname, "weight_bytes": nbytes, "copies": copies,
+                for b in [y] + extra:
+                    b.destroy()
+                row = {"shape": label, "profile": pname, "variant": vname, "epilogue": epi,
+                       "weight_bytes": nbytes, "copies": copies,
                        "us": t * 1e6, "gb_s": nbytes / t / 1e9, "stream_us": stream_s * 1e6,
                        "of_stream": stream_s / t, "of_bandwidth": nbytes / t / bw, "err": err,
                        "bandwidth_gb_s": bw / 1e9}
                 results.append(row)
-                print(f"{label:20s} {pname} {vname:9s}  {row['us']:7.1f} us {row['gb_s']:6.0f} GB/s  "
+                vlabel = vname + ("" if epi == "plain" else "+" + epi)
+                print(f"{label:20s} {pname} {vlabel:13s}  {row['us']:7.1f} us {row['gb_s']:6.0f} GB/s  "
                       f"{row['of_stream']:4.0%} of the stream chain ({row['stream_us']:.1f} us), "
                       f"{row['of_bandwidth']:4.0%} of the bandwidth  err {err:.1e}", flush=True)
         for b in {r[0] for c in wbufs for r in c}:
             b.destroy()
-        y.destroy()
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"adapter": adapter_name(adapter), "driver": adapter.info.get("description", ""), "clock": args.clock,

@@ -173,12 +173,7 @@ def test_norm_in_matches_numpy(gpu, kdim, lanes, nssq):
 
 def q8_decode(words: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """gemv's int8 blocks of `k` inputs (gemv_q8_in.wgsl) -> (q [k] int, d [k / 8], c [k / 8])."""
-    q = words[: k // 4].reshape(k // 32, 2, 4).view(np.int8).reshape(k // 32, 2, 4, 4)  # group, even/odd, word, byte
-    x = np.empty((k // 32, 4, 8), np.int32)
-    x[:, :, 0::2] = q[:, 0]
-    x[:, :, 1::2] = q[:, 1]
-    dc = words[k // 4: k // 2].view(np.float32).reshape(k // 8, 2)
-    return x.reshape(k), dc[:, 0], dc[:, 1]
+    return K.q8_x_values(words, k)
 
 
 @pytest.mark.parametrize("reader", ["q4s", "q4a"])

@@ -315,6 +315,18 @@ def q8_x_blocks(x) -> tuple:
     return words, (q.astype(np.float64) * d[:, None]).reshape(k)
 
 
+def q8_x_values(words, k: int) -> tuple:
+    """The inverse of q8_x_blocks: gemv's int8 x of `k` inputs -> (q [k] int, d [k / 8], c [k / 8])."""
+    import numpy as np
+
+    words = np.asarray(words, np.uint32)
+    b = words[: k // 4].view(np.int8).reshape(k // 32, 2, 4, 4)  # group, even / odd inputs, word, byte
+    x = np.empty((k // 32, 4, 8), np.int32)
+    x[:, :, 0::2], x[:, :, 1::2] = b[:, 0], b[:, 1]
+    dc = words[k // 4: k // 2].view(np.float32).reshape(k // 8, 2)
+    return x.reshape(k), dc[:, 0].copy(), dc[:, 1].copy()
+
+
 def q8_staging_fits(k: int, head_dim: int) -> bool:
     """Whether the o matmul (K inputs, heads of head_dim) can stage its combined x as int8 blocks
     (gemv `q8_staged`): blocks of 8 within a head, and ranges of COMBINE_STAGE_BYTES at 2 bytes an input."""
