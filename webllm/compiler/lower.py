@@ -97,7 +97,7 @@ def pair_lanes(rows: int, lanes: int, threads: int) -> int:
     gate_up (14,336 outputs) then runs 448 workgroups of 512 threads instead of 1,792 of 128. H100,
     decode tok/s at context 1 / 4,096, `q8gemv32sgw` (docs/PERFORMANCE.md): 8 rows 437.3 / 374.0 and
     436.9 / 373.5, 16 rows 440.6 / 376.9 and 441.0 / 377.8, 32 rows 443.2 / 380.2, 441.8 / 380.5 and
-    443.0 / 379.1 (f16); f32 436.0 / 369.3 against 441.6 / 375.9. 64 rows (224 workgroups) 444.0 at
+    443.0 / 379.1 (f16); f32: 8 rows 436.0 / 369.3, 32 rows 441.6 / 375.9. 64 rows (224 workgroups) 444.0 at
     context 1, but the split count timed at load then went wrong at 4,096."""
     return wide_lanes(rows, lanes, threads, 32)
 
