@@ -22,11 +22,11 @@ over n: a dispatch's steady cost in the chain, without what a pass costs besides
 H100 the timestamps around a pass of 64 trivial dispatches gave 4.6 us a dispatch, the difference 2.2).
 x is f16, f32 (the float decode variants) or int8 (`--profiles int8`: blocks of 8 with their scales,
 2 bytes an input, as the `q8...` decode variants, the ones a GPU picks, pass it between matmuls;
-kernels.q8_x_blocks). `--epilogues q8,addnorm` also times the
-kernel with what the model's matmuls do after their sums: the pair's product as int8 blocks (gate_up's),
-or (other shapes) added into the residual stream with the next norm's x * weight as int8 blocks and the workgroup's sum of
-squares (down's and o's). A variant `LxR` is the one-token matmul with L = `lanes` (256 / L rows per workgroup) and R rows
-per thread (wgsl/gemv.wgsl); a `w` after the lanes (`32w`, `16wx2`) lets its workgroups take up to 512
+kernels.q8_x_blocks). `--epilogues q8,addnorm` also times the kernel with what the model's matmuls
+do after their sums: the pair's product as int8 blocks (gate_up's), or (other shapes) added into the
+residual stream with the next norm's x * weight as int8 blocks and the workgroup's sum of squares
+(down's and o's). A variant `LxR` is the one-token matmul with L = `lanes` (256 / L rows per
+workgroup) and R rows per thread (wgsl/gemv.wgsl); a `w` after the lanes (`32w`, `16wx2`) lets its workgroups take up to 512
 threads, as the decode variants `...w` do (kernels.gemv_threads).
 """
 
@@ -76,8 +76,8 @@ def variant_source(prof, w, n, pair, lanes, rows_per_thread=None, set_threads=No
     thread) and L (threads per row set) as kernels.gemv_threads chooses them unless given (edits the
     kernel's constants). `q8_in`: x as int8 blocks (gemv_q8_in.wgsl), as the `q8...` decode variants read it.
     `epilogue`: "plain" stores y; "q8" writes the pair's product as int8 blocks for the next matmul
-    (gate_up's in the int8 decode variants); "addnorm" (no pair) adds it into y (the residual stream) and writes the next norm's
-    x * weight as int8 blocks and the workgroup's sum of squares (down's and o's)."""
+    (gate_up's in the int8 decode variants); "addnorm" (no pair) adds it into y (the residual stream)
+    and writes the next norm's x * weight as int8 blocks and the workgroup's sum of squares (down's, o's)."""
     kw = {"q8": dict(q8_out=n), "addnorm": dict(add=True, norm_out_offset=0, q8_out=n)}.get(epilogue, {})
     kern = K.gemv(prof, w, n_rows=n, row0=0, x_type=prof.act, y_type="f32", lanes=lanes, pair=pair,
                   subgroups=subgroups, threads=threads, q8_in=q8_in, **kw)

@@ -171,11 +171,6 @@ def test_norm_in_matches_numpy(gpu, kdim, lanes, nssq):
     assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
 
 
-def q8_decode(words: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """gemv's int8 blocks of `k` inputs (gemv_q8_in.wgsl) -> (q [k] int, d [k / 8], c [k / 8])."""
-    return K.q8_x_values(words, k)
-
-
 @pytest.mark.parametrize("reader", ["q4s", "q4a"])
 @pytest.mark.parametrize("subgroups", [False, True], ids=["tree", "subgroups"])
 @pytest.mark.parametrize("lanes,threads", [(4, 256), (16, 256), (32, 256), (16, 512)])
@@ -215,7 +210,7 @@ def test_q8_chain_matches_numpy(gpu, producer, lanes, threads, subgroups, reader
     assert "dot4I8Packed" not in kern1.source and "pack4xI8" in kern1.source
     assert dict(kern1.limits).get("maxComputeInvocationsPerWorkgroup", 256) == threads
     words = np.frombuffer(dev.queue.read_buffer(out), np.uint32)
-    q, d, c = q8_decode(words, n1)
+    q, d, c = K.q8_x_values(words, n1)
     blocks = np.abs(v.reshape(-1, 8)).max(1)
     assert np.allclose(d, blocks / 127, rtol=1e-4) and np.abs(q).max() <= 127
     deq = q * np.repeat(d, 8)
@@ -253,7 +248,7 @@ def test_q8_in_long_rows_in_wide_workgroups(gpu, subgroups, reader):
     assert K.gemv_threads(k, n, 16, pair=False, int8_x=True, x_bytes=2, threads=512) == (4, 128)
     assert K.gemv_threads(k, n, 16, pair=False, int8_x=True, x_bytes=2, threads=256) == (2, 32)
     words, xd = K.q8_x_blocks(rng.standard_normal(k))
-    q, d, c = q8_decode(words, k)  # the encoder against the decoder the chain test checks the GPU's blocks with
+    q, d, c = K.q8_x_values(words, k)  # the encoder against the decoder the chain test checks the GPU's blocks with
     assert np.abs(q).max() == 127 and np.allclose(q * np.repeat(d, 8), xd, rtol=1e-6)
     assert np.allclose(c, 8 * d * q.reshape(-1, 8).sum(1), rtol=1e-6)
     if reader == "q4s":

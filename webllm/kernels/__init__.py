@@ -355,9 +355,9 @@ def gemv_threads(k: int, n_rows: int, lanes: int, *, pair: bool, int8_x: bool, x
     (gate_up, the output head) keep one warp per row set and reduce less. `threads` 512 (the "w" decode
     variants, beyond WebGPU's default limit of 256) doubles both: on an H100 the 8B's qkv then runs 256
     threads a workgroup (within the default), o and down 512 (and gate_up, with 32 rows a workgroup:
-    lower.pair_lanes). Llama-3.1-8B Q4_0
-    there, decode tok/s at context 1 / 4,096 (docs/PERFORMANCE.md): f16 434 / 371 against 427 / 361,
-    f32 434 / 367 against 424 / 348; 1,024 threads (and 2x again) lost (414 / 356)."""
+    lower.pair_lanes). Llama-3.1-8B Q4_0 there, decode tok/s at context 1 / 4,096 (docs/PERFORMANCE.md):
+    f16 434 / 371 against 427 / 361, f32 434 / 367 against 424 / 348; 1,024 threads (and 2x again)
+    lost (414 / 356)."""
     if threads not in GEMV_THREADS:
         raise ValueError(f"gemv: threads must be one of {GEMV_THREADS}, not {threads}")
     rw = 256 // lanes
