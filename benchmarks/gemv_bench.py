@@ -67,7 +67,8 @@ def random_q4s(rng, n: int, k: int) -> PackedWeight:
     return PackedWeight("q4s", (n, k), {"qweight": q, "scales": _pack_vals(scales, "f16")}, "f16")
 
 
-EPILOGUES = ("plain", "q8", "addnorm")
+EPILOGUES = ("plain", "q8", "addnorm", "normin")
+NORM_PARTIALS = 256  # "normin": the sums of squares' partials a reader adds (an 8B's o or down leaves 256)
 
 
 def variant_source(prof, w, n, pair, lanes, rows_per_thread=None, set_threads=None, subgroups=False, threads=256,
@@ -77,8 +78,11 @@ def variant_source(prof, w, n, pair, lanes, rows_per_thread=None, set_threads=No
     kernel's constants). `q8_in`: x as int8 blocks (gemv_q8_in.wgsl), as the `q8...` decode variants read it.
     `epilogue`: "plain" stores y; "q8" writes the pair's product as int8 blocks for the next matmul
     (gate_up's in the int8 decode variants); "addnorm" (no pair) adds it into y (the residual stream)
-    and writes the next norm's x * weight as int8 blocks and the workgroup's sum of squares (down's, o's)."""
-    kw = {"q8": dict(q8_out=n), "addnorm": dict(add=True, norm_out_offset=0, q8_out=n)}.get(epilogue, {})
+    and writes the next norm's x * weight as int8 blocks and the workgroup's sum of squares (down's, o's);
+    "normin" divides by the RMS that NORM_PARTIALS partial sums of squares give (qkv's, the head's; with
+    the pair, gate_up's, whose product is then written as int8 blocks)."""
+    kw = {"q8": dict(q8_out=n), "addnorm": dict(add=True, norm_out_offset=0, q8_out=n),
+          "normin": dict(norm_in=NORM_PARTIALS, eps=1e-5, q8_out=n if pair else 0)}.get(epilogue, {})
     kern = K.gemv(prof, w, n_rows=n, row0=0, x_type=prof.act, y_type="f32", lanes=lanes, pair=pair,
                   subgroups=subgroups, threads=threads, q8_in=q8_in, **kw)
     src = kern.source
@@ -198,7 +202,8 @@ def main() -> None:
     ap.add_argument("--epilogues", default="plain",
                     help="comma-separated: plain (store y), q8 (the pair's product as int8 blocks: gate_up's), addnorm "
                          "(add into y, the next norm's x * weight as int8 blocks and the sums of squares: down's; "
-                         "shapes without the pair)")
+                         f"shapes without the pair), normin (x's RMS from {NORM_PARTIALS} partial sums of squares: "
+                         "qkv's, the head's, gate_up's)")
     ap.add_argument("--shapes", default="", help="comma-separated label prefixes (default: all)")
     ap.add_argument("--custom", default="", help="comma-separated extra shapes KxN or KxNxpair, measured instead")
     ap.add_argument("--upload", choices=["mapped", "write"], default="write",
@@ -316,6 +321,8 @@ def main() -> None:
                 if epi == "addnorm":
                     extra = [upload(nw.tobytes()), dev.create_buffer(size=4 * n, usage=BU.STORAGE | BU.COPY_SRC),
                              dev.create_buffer(size=4 * gx, usage=BU.STORAGE)]
+                elif epi == "normin":  # partials of a sum of squares of k: x's RMS 1
+                    extra = [upload(np.full(NORM_PARTIALS, k / NORM_PARTIALS, np.float32).tobytes())]
                 bgl = dev.create_bind_group_layout(entries=[
                     {"binding": i, "visibility": wgpu.ShaderStage.COMPUTE, "buffer": {"type": t}}
                     for i, t in enumerate(bindings)])
@@ -329,12 +336,13 @@ def main() -> None:
                        for c in range(copies)]
 
                 dev.queue.submit([_encode(dev, pipe, bgs[:1], gx).finish()])
-                if epi == "plain":
-                    got, want = np.frombuffer(dev.queue.read_buffer(y), np.float32)[check], ref
+                rms = 1 / np.sqrt(1 + 1e-5) if epi == "normin" else 1
+                if epi == "plain" or epi == "normin" and not pair:
+                    got, want = np.frombuffer(dev.queue.read_buffer(y), np.float32)[check], ref * rms
                 else:  # the int8 blocks (of y, or of the next norm's x * weight) against what they stand for
-                    words = np.frombuffer(dev.queue.read_buffer(extra[1] if extra else y), np.uint32)
+                    words = np.frombuffer(dev.queue.read_buffer(extra[1] if epi == "addnorm" else y), np.uint32)
                     q, d, _ = K.q8_x_values(words, n)
-                    got, want = (q * np.repeat(d, 8))[check], ref * (nw[check] if extra else 1)
+                    got, want = (q * np.repeat(d, 8))[check], ref * (nw[check] if epi == "addnorm" else rms)
                 err = float(np.abs(got - want).max() / np.abs(want).max())
                 t = chain.per_dispatch(pipe, bgs, gx)
                 for b in [y] + extra:
