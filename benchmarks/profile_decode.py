@@ -14,7 +14,10 @@ Three figures per step:
 Per-dispatch times are summed by what the dispatch does (kernel kind + the matrix it multiplies), and
 for each such kind also `in chain`: the step's pass time less the pass time with that kind's
 dispatches left out (their results are then stale, which changes no kernel's work), i.e. what those
-dispatches cost where the step runs them.
+dispatches cost where the step runs them; and `alone`: the pass time of that kind's dispatches with
+every other left out, a chain of the model's own kernels (the 8B's 32 gate_up, say) back to back.
+`alone` against `in chain` tells what a kind's neighbours in the step cost it; `alone` against
+benchmarks/gemv_bench.py's kernel (the same shape without the model's epilogues) what its epilogues do.
 """
 
 from __future__ import annotations
@@ -145,11 +148,14 @@ def main() -> None:
         where[label(d, model.plan)].append(i)
     one_pass = float(timed(False)[0])  # the step's pass, next to the passes without each kind
     chain = {k: one_pass - float(timed(False, skip=frozenset(idx))[0]) for k, idx in where.items()}
+    everything = frozenset(range(len(dispatches)))
+    alone = {k: float(timed(False, skip=everything - frozenset(idx))[0]) for k, idx in where.items()}
     bw = stream_read_bandwidth(device, a.stream_read_mib << 20 if a.stream_read_mib else None)["bytes_per_s"]
     res = {"adapter": adapter_name(adapter), "profile": model.profile, "context": ctx, "phase": phase, "tokens": n_tok,
            "dispatches": len(dispatches), "stream_read_gb_s": bw / 1e9,
            "wall_ms": wall * 1e3, "pass_ms": one_pass * 1e3, "kernels_ms": float(per.sum()) * 1e3,
-           "by_kind": {k: {"count": c, "ms": s * 1e3, "in_chain_ms": chain[k] * 1e3, "weight_bytes": nb}
+           "by_kind": {k: {"count": c, "ms": s * 1e3, "in_chain_ms": chain[k] * 1e3, "alone_chain_ms": alone[k] * 1e3,
+                           "weight_bytes": nb}
                        for k, (c, s, nb) in sorted(by.items(), key=lambda kv: -kv[1][1])}}
     print(f"{res['adapter']} {res['profile']} {phase} of {n_tok} after {ctx}: {len(dispatches)} dispatches; "
           f"wall {res['wall_ms']:.2f} ms/step, "
@@ -161,7 +167,8 @@ def main() -> None:
             gbs = v["weight_bytes"] / (v["in_chain_ms"] * 1e-3) / 1e9
             rate = f"; {v['weight_bytes'] / v['count'] / 1e6:.2f} MB each, {gbs:,.1f} GB/s = {gbs * 1e9 / bw:.0%}"
         print(f"  {k:40s} x{v['count']:4d}  {v['ms']:7.3f} ms  ({v['ms'] / v['count'] * 1e3:6.1f} us each; "
-              f"in the chain {v['in_chain_ms'] / v['count'] * 1e3:6.1f}{rate})")
+              f"in the chain {v['in_chain_ms'] / v['count'] * 1e3:6.1f}, alone {v['alone_chain_ms'] / v['count'] * 1e3:6.1f}"
+              f"{rate})")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(res, f, indent=1)
