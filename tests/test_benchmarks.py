@@ -19,7 +19,7 @@ def test_gemv_bench_runs_chains_and_checks_results(tmp_path, pool):
     out = tmp_path / "gemv.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gemv_bench.py"), "--quick", "--variants", "32,16,16w",
-                        "--epilogues", "plain,q8,addnorm",
+                        "--epilogues", "plain,q8,addnorm,normin",
                         "--seconds", "0", "--chain", "2", "--cold-mib", "1", "--clock", "wall", "--json", str(out),
                         *pool],
                        capture_output=True, text=True, env=env, timeout=300)
@@ -32,10 +32,11 @@ def test_gemv_bench_runs_chains_and_checks_results(tmp_path, pool):
         (s, v, p) for s in ("small 256x1024", "small pair 512x2x256", "small long 4096x64") for v in ("32", "16", "16w")
         for p in ("f32", "int8")}
     # and the model's epilogues: the pair's product as int8 blocks, the others' residual add with the next
-    # norm's int8 x * weight
+    # norm's int8 x * weight, and every shape's norm from partial sums of squares
     assert {(x["shape"], x["epilogue"]) for x in rows if x["variant"] == "16w" and x["profile"] == "int8"} == {
         ("small 256x1024", "plain"), ("small 256x1024", "addnorm"), ("small pair 512x2x256", "plain"),
-        ("small pair 512x2x256", "q8"), ("small long 4096x64", "plain"), ("small long 4096x64", "addnorm")}
+        ("small pair 512x2x256", "q8"), ("small long 4096x64", "plain"), ("small long 4096x64", "addnorm"),
+        ("small 256x1024", "normin"), ("small pair 512x2x256", "normin"), ("small long 4096x64", "normin")}
     for x in rows:  # int8 blocks: within half a step (1/254 of a block's largest) of their values
         assert x["err"] < (1e-5 if x["epilogue"] == "plain" else 1 / 250), x
         assert x["us"] > 0 and x["stream_us"] > 0 and x["gb_s"] > 0
@@ -70,7 +71,8 @@ def test_profile_decode_times_every_kind_alone_and_in_the_chain(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     d = json.loads(out.read_text())
     assert sum(v["count"] for v in d["by_kind"].values()) == d["dispatches"] > 0
-    assert all({"ms", "in_chain_ms", "weight_bytes"} <= set(v) for v in d["by_kind"].values())
+    assert all({"ms", "in_chain_ms", "alone_chain_ms", "weight_bytes"} <= set(v) for v in d["by_kind"].values())
+    assert all(v["alone_chain_ms"] > 0 for v in d["by_kind"].values())
     # every matmul's weights counted once a step: the package's tensors but the embedding table and rope's
     manifest = json.loads((pkg / "manifest.json").read_text())
     tensors = {n: int(t["nbytes"]) for n, t in manifest["tensors"].items() if not n.startswith(("embed", "rope"))}
