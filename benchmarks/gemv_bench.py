@@ -69,6 +69,7 @@ def random_q4s(rng, n: int, k: int) -> PackedWeight:
 
 EPILOGUES = ("plain", "q8", "addnorm", "normin")
 NORM_PARTIALS = 256  # "normin": the sums of squares' partials a reader adds (an 8B's o or down leaves 256)
+NORM_EPS = 1e-5
 
 
 def variant_source(prof, w, n, pair, lanes, rows_per_thread=None, set_threads=None, subgroups=False, threads=256,
@@ -82,7 +83,7 @@ def variant_source(prof, w, n, pair, lanes, rows_per_thread=None, set_threads=No
     "normin" divides by the RMS that NORM_PARTIALS partial sums of squares give (qkv's, the head's; with
     the pair, gate_up's, whose product is then written as int8 blocks)."""
     kw = {"q8": dict(q8_out=n), "addnorm": dict(add=True, norm_out_offset=0, q8_out=n),
-          "normin": dict(norm_in=NORM_PARTIALS, eps=1e-5, q8_out=n if pair else 0)}.get(epilogue, {})
+          "normin": dict(norm_in=NORM_PARTIALS, eps=NORM_EPS, q8_out=n if pair else 0)}.get(epilogue, {})
     kern = K.gemv(prof, w, n_rows=n, row0=0, x_type=prof.act, y_type="f32", lanes=lanes, pair=pair,
                   subgroups=subgroups, threads=threads, q8_in=q8_in, **kw)
     src = kern.source
@@ -336,7 +337,7 @@ def main() -> None:
                        for c in range(copies)]
 
                 dev.queue.submit([_encode(dev, pipe, bgs[:1], gx).finish()])
-                rms = 1 / np.sqrt(1 + 1e-5) if epi == "normin" else 1
+                rms = 1 / np.sqrt(1 + NORM_EPS) if epi == "normin" else 1
                 if epi == "plain" or epi == "normin" and not pair:
                     got, want = np.frombuffer(dev.queue.read_buffer(y), np.float32)[check], ref * rms
                 else:  # the int8 blocks (of y, or of the next norm's x * weight) against what they stand for

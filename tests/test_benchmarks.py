@@ -37,8 +37,9 @@ def test_gemv_bench_runs_chains_and_checks_results(tmp_path, pool):
         ("small 256x1024", "plain"), ("small 256x1024", "addnorm"), ("small pair 512x2x256", "plain"),
         ("small pair 512x2x256", "q8"), ("small long 4096x64", "plain"), ("small long 4096x64", "addnorm"),
         ("small 256x1024", "normin"), ("small pair 512x2x256", "normin"), ("small long 4096x64", "normin")}
-    for x in rows:  # int8 blocks: within half a step (1/254 of a block's largest) of their values
-        assert x["err"] < (1e-5 if x["epilogue"] == "plain" else 1 / 250), x
+    for x in rows:  # int8 blocks (q8, addnorm, the pair's normin): within half a step (1/254 of a block's largest)
+        floats = x["epilogue"] == "plain" or x["epilogue"] == "normin" and "pair" not in x["shape"]
+        assert x["err"] < (1e-5 if floats else 1 / 250), x
         assert x["us"] > 0 and x["stream_us"] > 0 and x["gb_s"] > 0
 
 
