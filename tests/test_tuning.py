@@ -368,6 +368,34 @@ def test_decode_timing_lets_the_gpu_settle_first(package, zoo, monkeypatch):
     assert min(times, key=times.get) == names[0] and times[names[0]] == pytest.approx(0.0035)
 
 
+def test_decode_rounds_last_longer_where_steps_are_short(package, zoo, monkeypatch):
+    """After the settling, each round but the first runs at least ROUND_S: 16 steps where a step takes
+    3.5 ms, 100 where it takes 0.5 ms (a round carries the read of its last token and the host's
+    hiccups, which 16 short steps did not outweigh on an H100), never more than MAX_ROUND_STEPS."""
+    rt = load(package, zoo, "f32")
+    names = rt.decode_variants
+    for step_s, want in ((0.0035, 16), (0.0005, 100), (0.00001, tuning.MAX_ROUND_STEPS)):
+        gpu = SimulatedGPU(rt, dict.fromkeys(names, step_s), slow_s=0.0)
+        rounds = []
+
+        def timed(model, steps, past=0, gpu=gpu, rounds=rounds):
+            rounds.append(steps)
+            return gpu.decode_seconds(model, steps, past)
+
+        monkeypatch.setattr(tuning, "time", gpu)
+        monkeypatch.setattr(tuning, "_decode_seconds", timed)
+        tuning.time_decode_variants(rt, names)
+        assert rounds[-3 * len(names):] == [min(want, rt.capacity)] * (3 * len(names))
+        assert rounds[-4 * len(names):-3 * len(names)] == [4] * len(names)  # the first round: 4 steps
+
+
+def test_round_steps():
+    assert tuning.round_steps(0.0035, 16) == 16
+    assert tuning.round_steps(0.0005, 16) == 100
+    assert tuning.round_steps(0.0005, 16, room=40) == 40  # within the cache's free positions
+    assert tuning.round_steps(0.2, 16) == 16 and tuning.round_steps(0.0, 16) == tuning.MAX_ROUND_STEPS
+
+
 def test_settle_runs_at_least_its_minimum_and_until_steps_stop_getting_faster(monkeypatch):
     clock = [0.0]
     monkeypatch.setattr(tuning, "time", type("Clock", (), {"perf_counter": staticmethod(lambda: clock[0])}))
@@ -383,7 +411,7 @@ def test_settle_runs_at_least_its_minimum_and_until_steps_stop_getting_faster(mo
     # flat and slow for 0.4 s, then faster: settle waits out its minimum, then for the steps to level off
     clock[0] = 0.0
     settle_times = [0.016] * 4 + [0.009, 0.0046, 0.0045, 0.0045] + [0.0045] * 30
-    tuning.settle(steps(settle_times))
+    assert tuning.settle(steps(settle_times)) == pytest.approx(0.0045)  # the fastest repetition
     assert clock[0] == pytest.approx(0.7)  # stopped at the first repetition no faster than 0.95 of the best
     clock[0] = 0.0
     tuning.settle(steps([0.01 * 0.9 ** i for i in range(100)]))  # always getting faster: its maximum

@@ -4,7 +4,9 @@
 
 import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SETTLE_S, settle, timeDecodeVariants, timePrefillVariants, tokenTile } from '../src/runtime/tuning.js';
+import {
+  MAX_ROUND_STEPS, SETTLE_S, roundSteps, settle, timeDecodeVariants, timePrefillVariants, tokenTile,
+} from '../src/runtime/tuning.js';
 import { softwareAdapter } from '../src/runtime/device.js';
 
 const realPerformance = globalThis.performance;
@@ -16,8 +18,9 @@ process.on('exit', () => Object.defineProperty(globalThis, 'performance', { valu
 test('settle runs its minimum, then until steps stop getting faster, at most its maximum', async () => {
   /** @param {number[]} times */
   const steps = (times) => { let i = 0; return async () => { clock += 100; return times[i++]; }; };
-  await settle(steps([0.016, 0.016, 0.016, 0.016, 0.009, 0.0046, 0.0045, ...Array(30).fill(0.0045)]));
+  const fastest = await settle(steps([0.016, 0.016, 0.016, 0.016, 0.009, 0.0046, 0.0045, ...Array(30).fill(0.0045)]));
   assert.equal(clock, 700);
+  assert.equal(fastest, 0.0045);
   clock = 0;
   await settle(steps(Array.from({ length: 100 }, (_, i) => 0.01 * 0.9 ** i)));
   assert.ok(Math.abs(clock - SETTLE_S[1] * 1000) <= 110, String(clock));
@@ -34,7 +37,8 @@ test('decode variants are compared after the slow spell that follows pipeline bu
   /** @param {string} n */
   const build = (n) => { if (!built.has(n)) { built.add(n); clock += 500; slowUntil = clock + 300; } };
   const model = {
-    decodeVariant: '', past: 0, plan: { variant_features: { gemv32sg: ['subgroups'], gemv4sg: ['subgroups'] } },
+    decodeVariant: '', past: 0, capacity: 4416,
+    plan: { variant_features: { gemv32sg: ['subgroups'], gemv4sg: ['subgroups'] } },
     /** @param {string} n */
     async useDecodeVariant(n) { build(n); this.decodeVariant = n; },
     /** @param {string} _kind @param {string[]} list */
@@ -47,6 +51,29 @@ test('decode variants are compared after the slow spell that follows pipeline bu
   const best = Object.entries(times).sort((a, b) => a[1] - b[1])[0];
   assert.equal(best[0], 'gemv32sg');
   assert.ok(Math.abs(best[1] - 0.0035) < 1e-9, String(best[1]));
+});
+
+test('decode rounds after the first last at least ROUND_S where steps are short', async () => {
+  // a round carries the read of its last token and the host's hiccups, which 16 short steps did not
+  // outweigh on an H100 through Dawn (tests/test_tuning.py has the Python twin)
+  for (const [stepS, want] of [[0.0035, 16], [0.0005, 100], [0.00001, MAX_ROUND_STEPS]]) {
+    /** @type {number[]} */
+    const rounds = [];
+    let steps = 0;
+    const model = {
+      decodeVariant: '', past: 0, capacity: 4416, plan: { variant_features: {} },
+      /** @param {string} n */
+      async useDecodeVariant(n) { this.decodeVariant = n; },
+      async prepareVariants() {},
+      reset() { this.past = 0; },
+      async nextToken() { if (steps) rounds.push(steps); steps = 0; return 0; },
+      decode() { clock += stepS * 1000; steps++; },
+    };
+    await timeDecodeVariants(/** @type {any} */ (model), ['a', 'b']);
+    assert.deepEqual(rounds.slice(-8), [4, 4, want, want, want, want, want, want]);
+  }
+  assert.equal(roundSteps(0.0005, 16, 40), 40); // within the cache's free positions
+  assert.equal(roundSteps(0.2, 16), 16);
 });
 
 test('a software adapter is known by its info, not by a slow step', () => {

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 
 from webllm.runtime.device import adapter_name
 
 SLOW_STEP_S = 0.1  # a warm-up step slower than this decides alone (software adapters; see the timers)
 TUNE_CONTEXT = 4096  # KV length at which decode attention's split counts are timed
-SPLIT_ROUNDS = (4, 16, 16)  # decode steps a split count runs in each round of that timing (time_kv_splits)
+SPLIT_ROUNDS = (4, 16, 16)  # decode steps a split count runs in each round of that timing, at least (time_kv_splits)
+DECODE_ROUNDS = (4, 16, 16, 16)  # decode steps a variant runs in each round of its timing, at least
+ROUND_S = 0.05  # a round after the first runs at least this long: more steps where steps are short (round_steps)
+MAX_ROUND_STEPS = 256
 CLOSE = 0.15  # variants whose warm-up steps are this close get more rounds, however slow the steps
 SETTLE_S = (0.5, 2.0)  # how long the timing runs steps before it compares variants: at least, at most (settle)
 SMALL_TILE = 2  # a slow software adapter probes the prefill variants whose token tile is at most this times the first's
@@ -116,33 +120,45 @@ def _decode_seconds(model, steps: int, past: int = 0) -> float:
     return (time.perf_counter() - t) / steps
 
 
-def settle(step) -> None:
-    """Repeat `step` (it returns seconds per step) for at least SETTLE_S[0] and until a repetition is
-    no faster than 0.95 of the one before, at most SETTLE_S[1]: the GPU busy again before variants are
-    compared. On an H100 the decode steps of a Llama-3.1-8B shape (f32 profile) ran at 5.2 ms, then,
-    after the GPU had idled ~1.5 s while the other variants' pipelines were built, at 15-17 ms for
-    ~0.3 s (every variant of the first round: over 10 ms a step, the bar past which that round
-    decides alone, meant for large models), then 9.1, 4.6 and 4.5 ms; settled, gemv32sg ran at 3.5 ms
-    and gemv4 at 5.9, and one first load had kept gemv4."""
+def round_steps(step_s: float, least: int, room: int = MAX_ROUND_STEPS) -> int:
+    """Steps in a timing round after the first: at least `least`, and enough for ROUND_S at `step_s`
+    seconds a step, at most MAX_ROUND_STEPS and `room` (the cache's free positions). A round is timed
+    from an idle GPU to the read of its last token, so it carries that read's latency and the host's
+    hiccups, which rounds of 16 short steps do not outweigh: on an H100 through Dawn, a Llama-3.2-1B
+    (~0.65 ms a step) read 1,357-1,491 tok/s in rounds of 16 steps and 1,524-1,580 in rounds of 64 and
+    256; first loads there kept q8gemv32sg through Dawn (f32) and q8gemv32w natively (f16), both a few
+    percent behind q8gemv32sgw (docs/PERFORMANCE.md, 2026-11-28 02:37-03:12)."""
+    return max(1, min(room, max(least, min(MAX_ROUND_STEPS, math.ceil(ROUND_S / max(step_s, 1e-6))))))
+
+
+def settle(step) -> float:
+    """Repeat `step` (it returns seconds per step) for at least SETTLE_S[0] and until a repetition is no
+    faster than 0.95 of the one before, at most SETTLE_S[1]: the GPU busy again before variants are
+    compared; returns the fastest repetition's seconds a step. On an H100 the decode steps of a
+    Llama-3.1-8B shape (f32 profile) ran at 5.2 ms, then, after the GPU had idled ~1.5 s while the other
+    variants' pipelines were built, at 15-17 ms for ~0.3 s (every variant of the first round: over 10 ms
+    a step, the bar past which that round decides alone, meant for large models), then 9.1, 4.6 and 4.5
+    ms; settled, gemv32sg ran at 3.5 ms and gemv4 at 5.9, and one first load had kept gemv4."""
     start = time.perf_counter()
     last = step()
     while time.perf_counter() - start < SETTLE_S[1]:
         now = step()
         if now > 0.95 * last and time.perf_counter() - start >= SETTLE_S[0]:
-            return
+            return min(last, now)
         last = min(last, now)
+    return last
 
 
 def time_kv_splits(model, choices: list[int], past: int) -> dict[int, float]:
-    """Seconds per decode step at KV length `past` with each split count: steps of the first repeated
-    until they stop getting faster (`settle`), then rounds of 4, 16 and 16 steps taken in turn, best of
-    the rounds (as time_decode_variants). Without the settling, the rounds ran while the GPU was still
-    raising its clocks (after idling while the decode pipelines were built, where no variant timing had
-    just kept it busy: a forced or cached decode variant), which favours the choices timed last: on an
-    H100, Llama-3.1-8B with the decode variant forced, 4 of 11 packages picked 16 or 32 splits, which
-    then decoded 3-5% slower at 4,096 positions than 8 (docs/PERFORMANCE.md). A first step over
-    SLOW_STEP_S (a software adapter) ends the timing with that one choice. Leaves the model reset, on
-    the split count it had."""
+    """Seconds per decode step at KV length `past` with each split count: steps of the first repeated until
+    they stop getting faster (`settle`), then rounds of 4, 16 and 16 steps taken in turn (the last two
+    longer where steps are short: round_steps), best of the rounds (as time_decode_variants). Without
+    the settling, the rounds ran while the GPU was still raising its clocks (after idling while the
+    decode pipelines were built, where no variant timing had just kept it busy: a forced or cached
+    decode variant), which favours the choices timed last: on an H100, Llama-3.1-8B with the decode
+    variant forced, 4 of 11 packages picked 16 or 32 splits, which then decoded 3-5% slower at 4,096
+    positions than 8 (docs/PERFORMANCE.md). A first step over SLOW_STEP_S (a software adapter) ends the
+    timing with that one choice. Leaves the model reset, on the split count it had."""
     keep = model.kv_splits
 
     def run(n: int, steps: int) -> float:
@@ -153,9 +169,10 @@ def time_kv_splits(model, choices: list[int], past: int) -> dict[int, float]:
     if first > SLOW_STEP_S:
         best = {choices[0]: first}
     else:
-        settle(lambda: run(choices[0], 4))
+        step_s = settle(lambda: run(choices[0], 4))
         best = dict.fromkeys(choices, float("inf"))
-        for n in SPLIT_ROUNDS:
+        for i, n in enumerate(SPLIT_ROUNDS):
+            n = n if i == 0 else round_steps(step_s, n, model.capacity - past)
             for c in choices:
                 best[c] = min(best[c], run(c, n))
     model.reset()
@@ -165,19 +182,19 @@ def time_kv_splits(model, choices: list[int], past: int) -> dict[int, float]:
 
 
 def time_decode_variants(model, names: list[str]) -> dict[str, float]:
-    """Seconds per decode step of each variant. First one step of the first variant that needs no
-    feature. When that step takes over SLOW_STEP_S (a software adapter, where a step costs seconds and
-    the gaps are wide), one step each of the variants that need no feature decides: each variant timed
-    there costs its compile and a step of seconds at first load (the default model in Chromium on
-    SwiftShader: 60 s to a first load with all four decode variants, 36 s with the two), and a software
-    adapter emulates subgroups over its SIMD lanes, where they gain little and not reliably (lavapipe,
+    """Seconds per decode step of each variant. First one step of the first variant that needs no feature.
+    When that step takes over SLOW_STEP_S (a software adapter, where a step costs seconds and the gaps
+    are wide), one step each of the variants that need no feature decides: each variant timed there
+    costs its compile and a step of seconds at first load (the default model in Chromium on SwiftShader:
+    60 s to a first load with all four decode variants, 36 s with the two), and a software adapter
+    emulates subgroups over its SIMD lanes, where they gain little and not reliably (lavapipe,
     SmolLM2-135M f32: gemv32sg 73 ms a step against 85 for gemv32 on a quiet machine, slower under
     load). Otherwise every variant's pipelines are built, steps of the first are repeated until they
     stop getting faster (`settle`), and each variant is timed in rounds of 4, 16, 16 and 16 steps taken
-    in turn, best of the rounds, so that a GPU still raising its clocks favours none of them (the first
-    round decides alone where a step takes over 10 ms: a large model). Steps start from an empty cache
-    (no prefill: one costs seconds on a software adapter). Leaves the model reset, on the variant it
-    had."""
+    in turn (the last three longer where steps are short: round_steps), best of the rounds, so that a
+    GPU still raising its clocks favours none of them (the first round decides alone where a step takes
+    over 10 ms: a large model). Steps start from an empty cache (no prefill: one costs seconds on a
+    software adapter). Leaves the model reset, on the variant it had."""
     keep = model.decode_variant
     needs = model.plan.get("variant_features", {})
     plain = [n for n in names if not needs.get(n)] or names[:1]
@@ -196,9 +213,10 @@ def time_decode_variants(model, names: list[str]) -> dict[str, float]:
     else:
         for name in names:  # every pipeline built first: the GPU idles meanwhile (see settle)
             model.use_decode_variant(name)
-        settle(lambda: run(plain[0], 4))
+        step_s = settle(lambda: run(plain[0], 4))
         best = dict.fromkeys(names, float("inf"))
-        for rnd, n in enumerate((4, 16, 16, 16)):
+        for rnd, n in enumerate(DECODE_ROUNDS):
+            n = n if rnd == 0 else round_steps(step_s, n, model.capacity)
             for name in names:
                 best[name] = min(best[name], run(name, n))
             if rnd == 0 and min(best.values()) > 0.01:

@@ -19,28 +19,48 @@ const STORAGE_KEY = 'webllm-tuning';
 export const SLOW_STEP_S = 0.1;
 /** KV length at which decode attention's split counts are timed. */
 export const TUNE_CONTEXT = 4096;
-/** Decode steps a split count runs in each round of that timing (timeKvSplits). */
+/** Decode steps a split count runs in each round of that timing, at least (timeKvSplits). */
 export const SPLIT_ROUNDS = [4, 16, 16];
+/** Decode steps a variant runs in each round of its timing, at least (timeDecodeVariants). */
+export const DECODE_ROUNDS = [4, 16, 16, 16];
+/** A round after the first runs at least this long: more steps where steps are short (roundSteps). */
+export const ROUND_S = 0.05;
+export const MAX_ROUND_STEPS = 256;
 /** How long the timing runs steps before it compares variants, at least and at most (settle). */
 export const SETTLE_S = [0.5, 2.0];
 /** On a slow software adapter, prefill variants whose token tile is at most this times the first's are probed. */
 export const SMALL_TILE = 2;
 
 /**
+ * Steps in a timing round after the first: at least `least`, and enough for ROUND_S at `stepS` seconds
+ * a step, at most MAX_ROUND_STEPS and `room` (the cache's free positions). A round is timed from an idle
+ * GPU to the read of its last token, so it carries that read's latency and the host's hiccups, which 16
+ * short steps do not outweigh (on an H100 through Dawn, a Llama-3.2-1B read 1,357-1,491 tok/s in rounds
+ * of 16 steps, 1,524-1,580 in rounds of 64 and 256; webllm/runtime/tuning.py has the figures).
+ * @param {number} stepS @param {number} least @param {number} [room]
+ */
+export function roundSteps(stepS, least, room = MAX_ROUND_STEPS) {
+  const want = Math.min(MAX_ROUND_STEPS, Math.ceil(ROUND_S / Math.max(stepS, 1e-6)));
+  return Math.max(1, Math.min(room, Math.max(least, want)));
+}
+
+/**
  * Repeat `step` (it resolves to seconds per step) for at least SETTLE_S[0] and until a repetition is
  * no faster than 0.95 of the best before, at most SETTLE_S[1]: the GPU busy again before variants are
  * compared, after idling while their pipelines were built (its clocks drop meanwhile: on an H100 the
  * steps after such a pause ran 3-4x slower for ~0.3 s; webllm/runtime/tuning.py has the figures).
- * @param {() => Promise<number>} step
+ * Resolves to the fastest repetition's seconds a step.
+ * @param {() => Promise<number>} step @returns {Promise<number>}
  */
 export async function settle(step) {
   const start = performance.now();
   let last = await step();
   while ((performance.now() - start) / 1000 < SETTLE_S[1]) {
     const now = await step();
-    if (now > 0.95 * last && (performance.now() - start) / 1000 >= SETTLE_S[0]) return;
+    if (now > 0.95 * last && (performance.now() - start) / 1000 >= SETTLE_S[0]) return Math.min(last, now);
     last = Math.min(last, now);
   }
+  return last;
 }
 
 /** A store in the browser's localStorage, or null where there is none. @returns {TuningStore | null} */
@@ -141,9 +161,10 @@ async function decodeSeconds(model, steps, past = 0) {
 
 /**
  * Seconds per decode step at KV length `past` with each split count: steps of the first repeated until
- * they stop getting faster (settle), then rounds of 4, 16 and 16 steps taken in turn, best of the rounds
- * (as timeDecodeVariants). Without the settling, the rounds ran while the GPU was still raising its clocks
- * after idling while the decode pipelines were built, which favours the choices timed last
+ * they stop getting faster (settle), then rounds of 4, 16 and 16 steps taken in turn (the last two
+ * longer where steps are short: roundSteps), best of the rounds (as timeDecodeVariants). Without the
+ * settling, the rounds ran while the GPU was still raising its clocks after idling while the decode
+ * pipelines were built, which favours the choices timed last
  * (webllm/runtime/tuning.py has the figures). A first step over SLOW_STEP_S (a software adapter) ends the
  * timing with that one choice. Leaves the model reset, on the split count it had.
  * @param {import('./model.js').Model} model @param {number[]} choices @param {number} past
@@ -162,9 +183,10 @@ export async function timeKvSplits(model, choices, past) {
   if (first > SLOW_STEP_S) {
     best = { [choices[0]]: first };
   } else {
-    await settle(() => run(choices[0], 4));
+    const stepS = await settle(() => run(choices[0], 4));
     best = Object.fromEntries(choices.map((c) => [c, Infinity]));
-    for (const steps of SPLIT_ROUNDS) {
+    for (let rnd = 0; rnd < SPLIT_ROUNDS.length; rnd++) {
+      const steps = rnd === 0 ? SPLIT_ROUNDS[0] : roundSteps(stepS, SPLIT_ROUNDS[rnd], model.capacity - past);
       for (const c of choices) best[c] = Math.min(best[c], await run(c, steps));
     }
   }
@@ -180,9 +202,10 @@ export async function timeKvSplits(model, choices, past) {
  * compile and a step of seconds at first load, and emulated subgroups gain little there and not reliably
  * (webllm/runtime/tuning.py has the figures). Otherwise every variant's pipelines are built, steps of
  * the first are repeated until they stop getting faster (settle), and each variant is timed in rounds of
- * 4, 16, 16 and 16 steps taken in turn, best of the rounds (the first round decides alone where a step
- * takes over 10 ms: a large model). Steps start from an empty cache (no prefill: one costs seconds on a
- * software adapter). Leaves the model reset, on the variant it had.
+ * 4, 16, 16 and 16 steps taken in turn (the last three longer where steps are short: roundSteps), best
+ * of the rounds (the first round decides alone where a step takes over 10 ms: a large model). Steps
+ * start from an empty cache (no prefill: one costs seconds on a software adapter). Leaves the model
+ * reset, on the variant it had.
  * @param {import('./model.js').Model} model @param {string[]} names
  * @returns {Promise<Record<string, number>>}
  */
@@ -204,11 +227,11 @@ export async function timeDecodeVariants(model, names) {
   if (slow) {
     for (const name of plain) if (!(name in warm)) warm[name] = await run(name, 1);
   } else {
-    await settle(() => run(plain[0], 4));
+    const stepS = await settle(() => run(plain[0], 4));
     best = Object.fromEntries(names.map((n) => [n, Infinity]));
-    const rounds = [4, 16, 16, 16];
-    for (let rnd = 0; rnd < rounds.length; rnd++) {
-      for (const name of names) best[name] = Math.min(best[name], await run(name, rounds[rnd]));
+    for (let rnd = 0; rnd < DECODE_ROUNDS.length; rnd++) {
+      const steps = rnd === 0 ? DECODE_ROUNDS[0] : roundSteps(stepS, DECODE_ROUNDS[rnd], model.capacity);
+      for (const name of names) best[name] = Math.min(best[name], await run(name, steps));
       if (rnd === 0 && Math.min(...Object.values(best)) > 0.01) break;
     }
   }
