@@ -233,7 +233,6 @@ def test_q8_chain_matches_numpy(gpu, producer, lanes, threads, subgroups, reader
     assert np.abs(got - ref2).max() <= 1e-5 * np.abs(ref2).max()
 
 
-
 @pytest.mark.parametrize("reader", ["q4s", "q4a"])
 @pytest.mark.parametrize("subgroups", [False, True], ids=["tree", "subgroups"])
 def test_q8_in_long_rows_in_wide_workgroups(gpu, subgroups, reader):
